@@ -1,0 +1,19 @@
+"""The method registry. Entries are lazy so listing them imports nothing heavy."""
+
+from dparena.registry import Registry
+
+methods: Registry = Registry("method", "dparena.methods.base:Method")
+
+methods.register_lazy(
+    "independent-marginals", "dparena.methods.baselines.marginals:IndependentMarginals",
+    modality="tabular", extra="",
+    description="Gaussian-noised one-way histograms on public bins, columns sampled independently",
+)
+methods.register_lazy(
+    "real", "dparena.methods.baselines.references:RealData", modality="tabular", extra="",
+    description="Non-private upper anchor: the private rows themselves (ε = ∞)",
+)
+methods.register_lazy(
+    "uniform", "dparena.methods.baselines.references:UniformSchema", modality="tabular", extra="",
+    description="Public-only lower anchor: uniform draws from the public schema (ε = 0)",
+)

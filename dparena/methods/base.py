@@ -1,0 +1,61 @@
+"""The method interface: a generator that reads private data only through DP mechanisms."""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dparena.privacy import Ledger
+from dparena.types import Budget, Modality, Synthetic
+
+
+@dataclass
+class Task:
+    """Everything a method may see: private and public splits, the public schema and the budget.
+
+    The eval split is deliberately absent. ``rng`` is derived from the run's seed; methods must draw
+    every random number from it (or from generators seeded by it).
+    """
+
+    private: Any
+    schema: Any
+    budget: Budget
+    n_samples: int
+    seed: int
+    public: Any = None
+    private_labels: Any = None
+    workdir: Path | None = None
+    rng: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.seed)
+
+
+class Method(ABC):
+    """A registered synthetic-data method.
+
+    Class attributes describe it for ``dparena list``; constructor keyword arguments are its
+    parameters in a suite. ``private`` is False for non-private references (real data, public-only),
+    which are shown as anchors and never ranked against DP methods.
+    """
+
+    name: ClassVar[str] = ""
+    modality: ClassVar[Modality]
+    description: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    private: ClassVar[bool] = True
+
+    def params(self) -> dict[str, Any]:
+        """The constructor parameters (part of the run's identity)."""
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    @abstractmethod
+    def generate(self, task: Task, ledger: Ledger) -> Synthetic:
+        """Produce ``task.n_samples`` synthetic records, booking every private access in ``ledger``."""

@@ -1,0 +1,55 @@
+"""Non-private anchors: the real private rows (upper) and samples from the public schema (lower)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from dparena.datasets.schema import Categorical
+from dparena.methods.base import Method, Task
+from dparena.privacy import Ledger
+from dparena.types import Modality, Synthetic
+
+
+class RealData(Method):
+    """Returns private rows (a random subset of size n_samples, or all with replacement if more).
+
+    Not private (ε = ∞): it shows what a perfect generator would score.
+    """
+
+    modality = Modality.TABULAR
+    description = "Non-private upper anchor: the private rows themselves (ε = ∞)"
+    private = False
+
+    def generate(self, task: Task, ledger: Ledger) -> Synthetic:
+        ledger.non_private("copies the private rows")
+        n_priv = len(task.private)
+        replace = task.n_samples > n_priv
+        idx = task.rng.choice(n_priv, size=task.n_samples, replace=replace)
+        return Synthetic(task.private.iloc[np.sort(idx)].reset_index(drop=True))
+
+
+class UniformSchema(Method):
+    """Samples every column independently and uniformly from the public schema (ε = 0).
+
+    Numeric columns are uniform over [lower, upper] (integers uniform over the integer range);
+    categorical columns uniform over the public categories. Reads no private data.
+    """
+
+    modality = Modality.TABULAR
+    description = "Public-only lower anchor: uniform draws from the public schema (ε = 0)"
+    private = False
+
+    def generate(self, task: Task, ledger: Ledger) -> Synthetic:
+        rng, n = task.rng, task.n_samples
+        cols = {}
+        for col in task.schema.columns:
+            if isinstance(col, Categorical):
+                cols[col.name] = np.asarray(col.categories, dtype=object)[
+                    rng.integers(0, len(col.categories), n)
+                ]
+            elif col.integer:
+                cols[col.name] = rng.integers(int(col.lower), int(col.upper) + 1, n).astype(float)
+            else:
+                cols[col.name] = rng.uniform(col.lower, col.upper, n)
+        return Synthetic(pd.DataFrame(cols))

@@ -1,0 +1,58 @@
+"""The metric interface: a small configured object that scores synthetic data against real eval data."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from dparena.types import Direction, MetricValue, Modality, Synthetic
+
+
+@dataclass
+class EvalData:
+    """The real data a metric compares against (the eval split), with the public schema."""
+
+    data: Any
+    schema: Any
+    labels: Any = None
+
+
+@dataclass
+class MetricContext:
+    seed: int = 0
+    dataset: str = ""
+    dataset_version: str = ""
+    cache_dir: Path | None = None
+
+
+class Metric(ABC):
+    """A registered metric.
+
+    ``direction`` tells whether larger is better for every value it returns; ``headline`` names the
+    values shown on a leaderboard by default (others are stored and shown with ``--all-metrics``).
+    """
+
+    name: ClassVar[str] = ""
+    modality: ClassVar[Any]  # a Modality or a tuple of them
+    description: ClassVar[str] = ""
+    extra: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    direction: ClassVar[Direction] = Direction.MAXIMIZE
+    lower: ClassVar[float | None] = None
+    upper: ClassVar[float | None] = None
+
+    def headline(self) -> list[str]:
+        return [self.name]
+
+    def supports(self, modality: Modality) -> bool:
+        mods = self.modality if isinstance(self.modality, tuple) else (self.modality,)
+        return modality in mods
+
+    def value(self, name: str, value: float) -> MetricValue:
+        return MetricValue(name, float(value), self.direction, self.version)
+
+    @abstractmethod
+    def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
+        """Score ``synthetic`` against ``real``."""
