@@ -119,8 +119,13 @@ class Adult(TabularDataset):
     def schema(self) -> TableSchema:
         return SCHEMA
 
+    N_PRIVATE = 32_561  # rows of adult.data (UCI documentation)
+
     def assets(self) -> list[str]:
         return ["adult-data", "adult-test"]
+
+    def private_size(self, store: AssetStore) -> int:
+        return min(self.n_private or self.N_PRIVATE, self.N_PRIVATE)
 
     def load(self, store: AssetStore) -> DatasetBundle:
         private = read_adult_file(store.path("adult-data"))

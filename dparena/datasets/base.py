@@ -49,6 +49,10 @@ class Dataset(ABC):
     def load(self, store: AssetStore) -> DatasetBundle:
         """Read the splits (fetching assets through ``store`` as needed)."""
 
+    def private_size(self, store: AssetStore) -> int:
+        """Number of private records (public knowledge; used by delta rules such as 1/(n ln n))."""
+        return len(self.load(store).private)
+
     def assets(self) -> list[str]:
         """Names of the assets ``load`` needs (for ``dparena fetch``)."""
         return []

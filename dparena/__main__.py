@@ -1,0 +1,3 @@
+from dparena.cli import main
+
+main()

@@ -1,0 +1,375 @@
+"""The `dparena` command line: small subcommands, heavy imports inside each command body."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from dparena.errors import ConfigError, DparenaError
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Benchmark differentially private synthetic data at matched privacy budgets.",
+)
+accountant_app = typer.Typer(no_args_is_help=True, help="Privacy accountant calculators.")
+app.add_typer(accountant_app, name="accountant")
+
+KINDS = ("datasets", "methods", "metrics")
+
+
+def _registry(kind: str):
+    if kind == "datasets":
+        from dparena.datasets import datasets as reg
+    elif kind == "methods":
+        from dparena.methods import methods as reg
+    elif kind == "metrics":
+        from dparena.metrics import metrics as reg
+    else:
+        raise ConfigError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
+    return reg
+
+
+@app.command("list")
+def list_cmd(
+    kind: str = typer.Argument(..., help="datasets, methods or metrics"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
+    """List registered datasets, methods or metrics.
+
+    Example: dparena list methods --json
+    """
+    reg = _registry(kind)
+    fields = ("modality", "description", "extra")
+    rows = [{"name": n, **reg.info(n, fields)} for n in reg.names()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=kind)
+    for col in ("name", "modality", "description", "extra"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["modality"], r["description"],
+                      f"dparena[{r['extra']}]" if r["extra"] else "")
+    Console().print(table)
+
+
+@app.command()
+def fetch(
+    names: list[str] = typer.Argument(None, help="Asset or dataset names (default: every asset)."),
+):
+    """Download and verify assets into $DPARENA_HOME (default ~/.cache/dparena).
+
+    Example: dparena fetch adult
+    """
+    from rich.progress import Progress
+
+    from dparena.assets import ASSETS, AssetStore
+    from dparena.datasets import datasets
+
+    store = AssetStore()
+    wanted: list[str] = []
+    for name in names or list(ASSETS):
+        if name in ASSETS:
+            wanted.append(name)
+        elif name in datasets:
+            wanted.extend(datasets.create(name).assets())
+        else:
+            store.asset(name)  # raises with suggestions
+    with Progress(transient=False) as progress:
+        task = progress.add_task("fetching", total=len(wanted))
+        for name in wanted:
+            progress.update(task, description=name)
+            path = store.path(name, progress=lambda msg: progress.update(task, description=msg))
+            progress.advance(task)
+            progress.console.print(f"{name}: {path}")
+
+
+@app.command()
+def run(
+    suite: Path = typer.Argument(..., help="Suite TOML file, e.g. benchmarks/suites/quick.toml."),
+    db: Path = typer.Option(None, help="Result database (default results/<suite>/runs.sqlite)."),
+    jobs: int = typer.Option(1, help="Runs in parallel (each in its own process)."),
+    only: list[str] = typer.Option(None, help="Keep runs matching KEY=VALUE (dataset, method, "
+                                               "label, section, eps, seed); repeatable."),
+    retry_failed: bool = typer.Option(False, help="Re-run runs recorded as failed."),
+    timeout: float = typer.Option(None, help="Per-run time limit in seconds."),
+    strict: bool = typer.Option(False, help="Exit 1 if any run failed or was INVALID."),
+    quiet: bool = typer.Option(False, help="Do not print the leaderboard at the end."),
+):
+    """Run a suite, skipping runs already in the database; write the leaderboard next to it.
+
+    Example: dparena run benchmarks/suites/quick.toml --only method=independent-marginals
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dparena.harness.runner import Runner
+    from dparena.harness.store import Store
+    from dparena.harness.suite import load_suite
+
+    if jobs < 1:
+        raise ConfigError("--jobs must be >= 1")
+    spec = load_suite(suite)
+    specs = spec.filter(only) if only else spec.specs
+    if not specs:
+        raise ConfigError("no run matches the --only filters")
+    db = db or Path("results") / spec.name / "runs.sqlite"
+    store = Store(db)
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as progress:
+        runner = Runner(store, jobs=jobs, timeout=timeout)
+        todo = runner.pending(specs, retry_failed)
+        bar = progress.add_task(f"{spec.name}: {len(specs) - len(todo)} done before", total=len(todo))
+
+        def started(s):
+            progress.update(bar, description=s.name[:70])
+
+        def done(rec):
+            progress.advance(bar)
+            if rec.status != "ok":
+                console.print(f"[{'red' if rec.status == 'failed' else 'yellow'}]{rec.status}"
+                              f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
+
+        runner.on_start, runner.on_done = started, done
+        summary = runner.run(specs, retry_failed)
+    console.print(f"{summary.total} runs: {summary.ok} ok, {summary.invalid} invalid, "
+                  f"{len(summary.failed)} failed, {summary.skipped} already done ({db})")
+    _write_leaderboards(store, db.parent, quiet)
+    if strict and (summary.failed or summary.invalid):
+        raise typer.Exit(1)
+
+
+def _tables(db: Path, all_metrics: bool = False):
+    from dparena.harness.store import Store
+    from dparena.leaderboard.aggregate import build_tables
+
+    if not db.exists():
+        raise ConfigError(f"no result database at {db}; run a suite first (dparena run SUITE)")
+    return build_tables(Store(db).runs(), all_metrics=all_metrics)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
+    from dparena.leaderboard.aggregate import build_tables
+    from dparena.leaderboard.render import to_html, to_markdown
+
+    tables = build_tables(store.runs())
+    _write_atomic(folder / "leaderboard.md", to_markdown(tables))
+    _write_atomic(folder / "leaderboard.html", to_html(tables))
+    if not quiet:
+        _print_tables(tables)
+    typer.echo(f"wrote {folder / 'leaderboard.md'} and {folder / 'leaderboard.html'}", err=True)
+
+
+def _print_tables(tables) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from dparena.leaderboard.render import LEGEND, cell_text, header
+
+    console = Console(width=max(160, Console().width))
+    for t in tables:
+        rt = RichTable(title=t.title, title_justify="left")
+        rt.add_column("method")
+        for c in t.columns:
+            rt.add_column(header(c), justify="right")
+        for row in t.rows:
+            style = "italic dim" if row.kind == "reference" else (
+                "red" if row.status != "ok" else None)
+            rt.add_row(row.display_label, *[cell_text(row.cells.get(c.name)) for c in t.columns],
+                       style=style)
+        console.print(rt)
+    console.print(LEGEND, style="dim")
+
+
+@app.command()
+def leaderboard(
+    db: Path = typer.Option(Path("results/quick/runs.sqlite"), help="Result database."),
+    fmt: str = typer.Option("md", "--format", help="md, html, latex, csv or json."),
+    out: Path = typer.Option(None, help="Write to this file instead of standard output."),
+    all_metrics: bool = typer.Option(False, help="Show every metric value, not just headlines."),
+):
+    """Aggregate a result database over seeds and render the leaderboard.
+
+    Example: dparena leaderboard --db results/quick/runs.sqlite --format json --out baseline.json
+    """
+    from dparena.leaderboard.render import FORMATS, render
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
+    text = render(_tables(db, all_metrics), fmt)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_atomic(out, text)
+        typer.echo(f"wrote {out}", err=True)
+
+
+@app.command()
+def check(
+    db: Path = typer.Option(..., help="Result database to check."),
+    baseline: Path = typer.Option(..., help="Baseline from `dparena leaderboard --format json`."),
+    tolerance: float = typer.Option(0.05, help="Allowed relative drop of a mean (0.05 = 5%)."),
+):
+    """Exit 1 if any metric regressed against the baseline; print what changed.
+
+    Example: dparena check --db results/quick/runs.sqlite --baseline results/baseline.json
+    """
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from dparena.leaderboard.aggregate import baseline_entries
+    from dparena.leaderboard.gate import compare, load_baseline
+    from dparena.leaderboard.render import fmt_value
+
+    base = load_baseline(baseline)
+    comps = compare(baseline_entries(_tables(db, all_metrics=True)), base, tolerance)
+    console = Console()
+    bad = [c for c in comps if c.status == "regressed"]
+    shown = [c for c in comps if c.status in ("regressed", "missing", "skipped")]
+    if shown:
+        table = RichTable(title="changes against the baseline", title_justify="left")
+        for col in ("status", "dataset", "method", "ε", "metric", "baseline", "current", "reason"):
+            table.add_column(col)
+        for c in shown:
+            table.add_row(c.status, c.dataset, c.label, "ref" if c.epsilon is None else f"{c.epsilon:g}",
+                          c.metric, fmt_value(c.baseline),
+                          "—" if c.current is None else fmt_value(c.current), c.reason,
+                          style="red" if c.status == "regressed" else "yellow")
+        console.print(table)
+    counts = {s: sum(c.status == s for c in comps) for s in ("ok", "improved", "regressed",
+                                                               "missing", "skipped")}
+    console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command()
+def score(
+    dataset: str = typer.Option(..., help="Registered dataset whose eval split is the reference."),
+    synthetic: Path = typer.Option(..., help="Synthetic table (.csv or .parquet)."),
+    metric: list[str] = typer.Option(None, help="Metric name (repeatable; default: all that apply)."),
+    dataset_param: list[str] = typer.Option(None, help="Dataset parameter KEY=VALUE (repeatable)."),
+    seed: int = typer.Option(0, help="Seed for metrics that train models."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+):
+    """Score an existing synthetic table against a dataset's eval split (no generator needed).
+
+    Example: dparena score --dataset adult --synthetic my_synth.csv --metric ml-efficacy
+    """
+    import pandas as pd
+
+    from dparena.assets import AssetStore
+    from dparena.datasets import datasets
+    from dparena.metrics import metrics as registry
+    from dparena.metrics.base import EvalData, MetricContext
+    from dparena.types import Synthetic
+
+    params = {}
+    for item in dataset_param or []:
+        if "=" not in item:
+            raise ConfigError(f"--dataset-param takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        params[k] = int(v) if v.lstrip("-").isdigit() else v
+    ds = datasets.create(dataset, **params)
+    names = metric or [n for n in registry.names() if registry.create(n).supports(ds.modality)]
+    chosen = [registry.create(n) for n in names]
+    for m in chosen:
+        if not m.supports(ds.modality):
+            raise ConfigError(f"metric {m.name!r} does not apply to {ds.modality.value} data")
+    if not synthetic.exists():
+        raise ConfigError(f"synthetic file {synthetic} does not exist")
+    try:
+        if synthetic.suffix == ".parquet":
+            frame = pd.read_parquet(synthetic)
+        elif synthetic.suffix in (".csv", ".txt"):
+            frame = pd.read_csv(synthetic, dtype=str, keep_default_na=False, na_values=[""])
+        else:
+            raise ConfigError(f"{synthetic}: use a .csv or .parquet file")
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{synthetic}: could not read it ({str(exc).splitlines()[0]})") from None
+    if len(frame) == 0:
+        raise ConfigError(f"{synthetic}: the table has no rows")
+    bundle = ds.load(AssetStore())
+    table = bundle.schema.conform(frame, what=str(synthetic))
+    real = EvalData(bundle.eval, bundle.schema, bundle.eval_labels)
+    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=type(ds).version)
+    values = []
+    for m in chosen:
+        values += m.compute(Synthetic(table), real, ctx)
+    if as_json:
+        typer.echo(json.dumps([v.to_dict() for v in values], indent=1))
+        return
+    width = max(len(v.name) for v in values)
+    for v in values:
+        arrow = "↑" if v.direction.value == "maximize" else "↓"
+        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+
+
+@accountant_app.command("pe")
+def accountant_pe(
+    steps: int = typer.Option(..., help="Number of PE iterations T."),
+    delta: float = typer.Option(..., help="Target δ."),
+    sigma: float = typer.Option(None, help="Histogram noise σ (prints ε)."),
+    epsilon: float = typer.Option(None, help="Target ε (prints σ)."),
+):
+    """Private Evolution's accountant: T Gaussian histograms of sensitivity 1 (μ = √T/σ GDP).
+
+    Example: dparena accountant pe --sigma 2.828 --steps 5 --delta 1e-5
+    """
+    from dparena.privacy import pe_epsilon, pe_sigma
+
+    if (sigma is None) == (epsilon is None):
+        raise ConfigError("give exactly one of --sigma or --epsilon")
+    if steps < 1 or not 0 < delta < 1:
+        raise ConfigError("--steps must be >= 1 and --delta in (0, 1)")
+    if sigma is not None:
+        if sigma <= 0:
+            raise ConfigError("--sigma must be > 0")
+        typer.echo(f"epsilon = {pe_epsilon(sigma, steps, delta):.6f}")
+    else:
+        if epsilon <= 0:
+            raise ConfigError("--epsilon must be > 0")
+        typer.echo(f"sigma = {pe_sigma(epsilon, steps, delta):.6f}")
+
+
+def main() -> None:
+    """Entry point: user mistakes print one line and exit 2."""
+    try:
+        rc = app(standalone_mode=False)
+    except DparenaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Suites, the resumable runner and the SQLite result store."""

@@ -1,0 +1,263 @@
+"""The runner: named stages per run (load → generate → check ledger → write artifact → score →
+record), each run in its own forked worker process, skipping runs already in the store.
+
+A worker that raises, crashes or times out is recorded as ``failed`` and the suite goes on; the
+driver process alone writes the store, one transaction per run, so killing the driver at any point
+loses at most the runs in flight, which the next invocation re-does.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import dparena
+from dparena.assets import AssetStore
+from dparena.datasets.base import DatasetBundle
+from dparena.harness.store import RunRecord, Store, write_synthetic
+from dparena.harness.suite import RunSpec
+from dparena.metrics.base import EvalData, MetricContext
+from dparena.privacy import Ledger
+
+EPS_TOLERANCE = 1e-9
+
+
+@dataclass
+class Summary:
+    total: int = 0
+    skipped: int = 0
+    ok: int = 0
+    invalid: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run name, first error line)
+
+
+def load_bundle(spec: RunSpec, assets: AssetStore) -> DatasetBundle:
+    from dparena.datasets import datasets
+
+    return datasets.create(spec.dataset, **spec.dataset_params).load(assets)
+
+
+def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path) -> RunRecord:
+    """Run one spec in this process and return its record (never raises)."""
+    from dparena.methods import methods
+    from dparena.methods.base import Task
+    from dparena.metrics import metrics as metric_registry
+
+    timings: dict[str, float] = {}
+    rec = RunRecord(spec=spec, status="failed", versions=provenance(),
+                    created_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+    try:
+        method = methods.create(spec.method, **spec.method_params)
+        ledger = Ledger()
+        task = Task(
+            private=bundle.private, schema=bundle.schema, budget=spec.budget,
+            n_samples=spec.n_samples, seed=spec.seed, public=bundle.public,
+            private_labels=bundle.private_labels, workdir=artifact_dir / "work",
+        )
+        t0 = time.perf_counter()
+        synthetic = method.generate(task, ledger)
+        timings["generate_s"] = time.perf_counter() - t0
+
+        spent_eps, spent_delta = ledger.spent(spec.delta)
+        rec.spent_epsilon, rec.spent_delta, rec.ledger = spent_eps, spent_delta, ledger.to_list()
+        if spec.private:
+            within = (spent_eps <= spec.epsilon + EPS_TOLERANCE
+                      and spent_delta <= spec.delta * (1 + 1e-9))
+            if not len(ledger):
+                rec.status, rec.error = "invalid", "the method booked no privacy spending"
+            elif not within:
+                rec.status = "invalid"
+                rec.error = (f"spent (ε={spent_eps:.6g}, δ={spent_delta:.3g}) exceeds the budget "
+                             f"(ε={spec.epsilon:g}, δ={spec.delta:.3g})")
+            else:
+                rec.status = "ok"
+        else:
+            rec.status = "ok"
+
+        t0 = time.perf_counter()
+        path = write_synthetic(synthetic.data, synthetic.labels, artifact_dir)
+        rec.artifact = str(path)
+        timings["write_s"] = time.perf_counter() - t0
+
+        real = EvalData(data=bundle.eval, schema=bundle.schema, labels=bundle.eval_labels)
+        ctx = MetricContext(seed=spec.seed, dataset=spec.dataset,
+                            dataset_version=spec.dataset_version, cache_dir=cache_dir)
+        for name in spec.metrics:
+            t0 = time.perf_counter()
+            try:
+                metric = metric_registry.create(name, **spec.metric_params.get(name, {}))
+                headline = set(metric.headline())
+                for v in metric.compute(synthetic, real, ctx):
+                    rec.metrics.append({**v.to_dict(), "metric": name,
+                                        "headline": v.name in headline})
+            except Exception as exc:  # noqa: BLE001 - one failing metric must not lose the run
+                rec.metric_errors[name] = _one_line(exc)
+            timings[f"metric:{name}_s"] = time.perf_counter() - t0
+    except Exception as exc:  # noqa: BLE001 - recorded as a failed run
+        rec.status = "failed"
+        rec.error = f"{_one_line(exc)}\n{traceback.format_exc()}"
+    rec.timings = timings
+    return rec
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def _worker(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
+            threads: int, conn: Connection) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    try:
+        import torch  # noqa: F401 - only configure it when the method already needs it
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+    rec = execute(spec, bundle, artifact_dir, cache_dir)
+    rec.peak_rss_mb = _peak_rss_mb()
+    conn.send(rec)
+    conn.close()
+
+
+class Runner:
+    """Runs specs in forked worker processes (``jobs`` at a time) and records each outcome."""
+
+    def __init__(self, store: Store, assets: AssetStore | None = None, jobs: int = 1,
+                 timeout: float | None = None,
+                 on_start: Callable[[RunSpec], None] | None = None,
+                 on_done: Callable[[RunRecord], None] | None = None):
+        self.store = store
+        self.assets = assets or AssetStore()
+        self.jobs = max(1, int(jobs))
+        self.timeout = timeout
+        self.on_start = on_start
+        self.on_done = on_done
+
+    def pending(self, specs: list[RunSpec], retry_failed: bool = False) -> list[RunSpec]:
+        statuses = ("ok", "invalid") if retry_failed else ("ok", "invalid", "failed")
+        done = self.store.finished_keys(statuses)
+        return [s for s in specs if s.key not in done]
+
+    def run(self, specs: list[RunSpec], retry_failed: bool = False) -> Summary:
+        summary = Summary(total=len(specs))
+        todo = self.pending(specs, retry_failed)
+        summary.skipped = len(specs) - len(todo)
+        bundles: dict[str, DatasetBundle] = {}
+        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        ctx = mp.get_context("fork")
+        cache_dir = self.store.path.parent / "cache"
+        running: dict[Connection, tuple[RunSpec, Any, float]] = {}
+        queue = list(todo)
+        while queue or running:
+            while queue and len(running) < self.jobs:
+                spec = queue.pop(0)
+                bkey = f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
+                if bkey not in bundles:
+                    try:
+                        bundles[bkey] = load_bundle(spec, self.assets)
+                    except Exception as exc:  # noqa: BLE001
+                        self._finish(summary, RunRecord(spec, "failed", error=_one_line(exc),
+                                                        created_at=_now()))
+                        continue
+                if self.on_start:
+                    self.on_start(spec)
+                recv, send = ctx.Pipe(duplex=False)
+                proc = ctx.Process(
+                    target=_worker,
+                    args=(spec, bundles[bkey], self.store.artifact_dir(spec), cache_dir, threads, send),
+                    daemon=True,
+                )
+                proc.start()
+                send.close()
+                running[recv] = (spec, proc, time.monotonic())
+            if not running:
+                continue
+            ready = wait(list(running), timeout=1.0)
+            for conn in ready:
+                spec, proc, _ = running.pop(conn)
+                try:
+                    rec = conn.recv()
+                except (EOFError, OSError):
+                    proc.join()
+                    rec = RunRecord(spec, "failed", created_at=_now(),
+                                    error=f"worker died (exit code {proc.exitcode})")
+                proc.join()
+                conn.close()
+                self._finish(summary, rec)
+            if self.timeout is not None:
+                for conn, (spec, proc, started) in list(running.items()):
+                    if time.monotonic() - started > self.timeout:
+                        proc.kill()
+                        proc.join()
+                        running.pop(conn)
+                        conn.close()
+                        self._finish(summary, RunRecord(
+                            spec, "failed", created_at=_now(),
+                            error=f"timed out after {self.timeout:g} s"))
+        return summary
+
+    def _finish(self, summary: Summary, rec: RunRecord) -> None:
+        self.store.record(rec)
+        if rec.status == "ok":
+            summary.ok += 1
+        elif rec.status == "invalid":
+            summary.invalid += 1
+        else:
+            summary.failed.append((rec.spec.name, rec.error.splitlines()[0] if rec.error else ""))
+        if self.on_done:
+            self.on_done(rec)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def provenance() -> dict[str, str]:
+    """Package and library versions, git commit and hardware of this process."""
+    return dict(_provenance())
+
+
+@functools.cache
+def _provenance() -> dict[str, str]:
+    from importlib import metadata
+
+    info = {"dparena": dparena.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
+            "cpus": str(os.cpu_count())}
+    for pkg in ("numpy", "pandas", "scikit-learn", "xgboost-cpu", "xgboost", "torch", "opacus"):
+        try:
+            info[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        root = Path(dparena.__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=5)
+        if out.returncode == 0:
+            info["git"] = out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info

@@ -1,0 +1,175 @@
+"""The SQLite result store: one row per run, its metric values, written in one transaction.
+
+Artifacts (the synthetic data) are written to ``artifacts/<key>/`` next to the database *before*
+the row is committed, through a temporary name and an atomic rename, so a row never points at a
+half-written file and a killed run leaves at most an orphan that the next attempt overwrites.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dparena.harness.suite import RunSpec
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    suite TEXT, section TEXT,
+    dataset TEXT NOT NULL, dataset_version TEXT, dataset_params TEXT,
+    method TEXT NOT NULL, method_version TEXT, method_params TEXT, label TEXT NOT NULL,
+    private INTEGER NOT NULL,
+    epsilon REAL, delta REAL, seed INTEGER, n_samples INTEGER,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed', 'invalid')),
+    spent_epsilon REAL, spent_delta REAL,
+    ledger TEXT, timings TEXT, peak_rss_mb REAL, versions TEXT,
+    error TEXT NOT NULL DEFAULT '', metric_errors TEXT NOT NULL DEFAULT '{}',
+    artifact TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metric_values (
+    key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
+    metric TEXT NOT NULL, name TEXT NOT NULL, value REAL, direction TEXT NOT NULL,
+    version TEXT NOT NULL, headline INTEGER NOT NULL,
+    PRIMARY KEY (key, name)
+);
+"""
+
+
+@dataclass
+class RunRecord:
+    """The outcome of one run, as stored."""
+
+    spec: RunSpec
+    status: str
+    spent_epsilon: float | None = None
+    spent_delta: float | None = None
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # MetricValue dicts + metric, headline
+    metric_errors: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    artifact: str | None = None
+    created_at: str = ""
+
+
+class Store:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.artifacts = self.path.parent / "artifacts"
+        with self._connect() as con:
+            con.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=60)
+        con.execute("PRAGMA foreign_keys = ON")
+        return con
+
+    def finished_keys(self, statuses: Iterable[str] = ("ok", "invalid", "failed")) -> set[str]:
+        marks = ",".join("?" * len(tuple(statuses)))
+        with self._connect() as con:
+            rows = con.execute(f"SELECT key FROM runs WHERE status IN ({marks})", tuple(statuses))
+            return {r[0] for r in rows}
+
+    def record(self, rec: RunRecord) -> None:
+        """Insert or replace the run and its metric values in one transaction."""
+        s = rec.spec
+        row = (
+            s.key, s.name, s.suite, s.section, s.dataset, s.dataset_version,
+            json.dumps(s.dataset_params, sort_keys=True), s.method, s.method_version,
+            json.dumps(s.method_params, sort_keys=True), s.label, int(s.private), s.epsilon,
+            s.delta, s.seed, s.n_samples, rec.status, rec.spent_epsilon, rec.spent_delta,
+            json.dumps(rec.ledger, default=_default), json.dumps(rec.timings),
+            rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
+            json.dumps(rec.metric_errors), rec.artifact, s.to_json(), rec.created_at,
+        )
+        con = self._connect()
+        try:
+            with con:
+                con.execute("DELETE FROM metric_values WHERE key = ?", (s.key,))
+                con.execute(f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(row))})", row)
+                con.executemany(
+                    "INSERT INTO metric_values VALUES (?,?,?,?,?,?,?)",
+                    [(s.key, m["metric"], m["name"], _finite_or_none(m["value"]), m["direction"],
+                      m["version"], int(m["headline"])) for m in rec.metrics],
+                )
+        finally:
+            con.close()
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run row with its metric values under ``"metrics"`` ({name: row})."""
+        con = self._connect()
+        con.row_factory = sqlite3.Row
+        try:
+            runs = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY name")]
+            values: dict[str, dict[str, dict[str, Any]]] = {}
+            for r in con.execute("SELECT * FROM metric_values"):
+                values.setdefault(r["key"], {})[r["name"]] = dict(r)
+        finally:
+            con.close()
+        for run in runs:
+            run["metrics"] = values.get(run["key"], {})
+            for col in ("ledger", "timings", "versions", "metric_errors", "method_params",
+                        "dataset_params"):
+                run[col] = json.loads(run[col]) if run[col] else {}
+        return runs
+
+    def artifact_dir(self, spec: RunSpec) -> Path:
+        return self.artifacts / spec.key
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return str(obj)
+
+
+def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
+    """Write synthetic data atomically: tables to Parquet, arrays to .npz, texts to JSON lines."""
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(synthetic_data, pd.DataFrame):
+        final = folder / "synthetic.parquet"
+        writer = lambda p: synthetic_data.to_parquet(p, index=False)  # noqa: E731
+    elif isinstance(synthetic_data, np.ndarray):
+        final = folder / "synthetic.npz"
+
+        def writer(p):
+            with open(p, "wb") as fh:
+                np.savez_compressed(fh, data=synthetic_data,
+                                    **({"labels": np.asarray(labels)} if labels is not None else {}))
+    else:
+        final = folder / "synthetic.jsonl"
+        items = list(synthetic_data)
+        lab = list(labels) if labels is not None else [None] * len(items)
+
+        def writer(p):
+            with open(p, "w") as fh:
+                for text, label in zip(items, lab, strict=True):
+                    fh.write(json.dumps({"text": text, "label": label}, default=_default) + "\n")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=final.suffix)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, final)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return final

@@ -1,0 +1,1 @@
+"""Aggregation over seeds, tables, renderers and the regression gate."""

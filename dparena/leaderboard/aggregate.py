@@ -1,0 +1,241 @@
+"""Aggregate stored runs into tables: mean, std, n and a 95% bootstrap CI per cell, ranks per metric.
+
+Tables are data before they are text: one :class:`Table` per (dataset, ε) holds the DP methods run
+at that ε plus every non-private reference (shown as labelled anchors, never ranked). A row whose
+runs overspent their budget is INVALID: shown, never ranked. An empty cell says why it is empty.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dparena.types import Direction
+
+BOOTSTRAP_RESAMPLES = 2000
+CI_LEVEL = 0.95
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float
+    n: int
+    ci_low: float | None
+    ci_high: float | None
+
+    @classmethod
+    def of(cls, values: list[float], seed: int = 0) -> Stat:
+        x = np.asarray(values, dtype=float)
+        n = len(x)
+        mean = float(x.mean())
+        std = float(x.std(ddof=1)) if n > 1 else 0.0
+        if n < 2:
+            return cls(mean, std, n, None, None)
+        rng = np.random.default_rng(seed)
+        means = x[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1)
+        alpha = (1 - CI_LEVEL) / 2
+        lo, hi = np.quantile(means, [alpha, 1 - alpha])
+        return cls(mean, std, n, float(lo), float(hi))
+
+
+@dataclass
+class Cell:
+    """One table cell: a statistic, or ``None`` with ``empty`` saying why ("no run", "failed", "n/a")."""
+
+    stat: Stat | None
+    empty: str = ""
+    rank: int | None = None
+    run_keys: tuple[str, ...] = ()
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    metric: str
+    direction: Direction
+    version: str
+
+
+@dataclass
+class Row:
+    label: str
+    method: str
+    kind: str  # "dp" or "reference"
+    status: str  # "ok", "invalid", "failed"
+    spent_epsilon: float | None
+    n_runs: int
+    cells: dict[str, Cell] = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def display_label(self) -> str:
+        if self.kind == "reference":
+            eps = self.spent_epsilon
+            tag = "ε=∞" if eps is None or math.isinf(eps) else f"ε={eps:g}"
+            return f"{self.label} (non-private reference, {tag})"
+        if self.status == "invalid":
+            return f"{self.label} [INVALID]"
+        if self.status == "failed":
+            return f"{self.label} [failed]"
+        return self.label
+
+
+@dataclass
+class Table:
+    dataset: str
+    dataset_version: str
+    epsilon: float
+    delta: float | None
+    columns: list[ColumnSpec]
+    rows: list[Row]
+
+    @property
+    def title(self) -> str:
+        delta = f", δ={self.delta:.3g}" if self.delta is not None else ""
+        return f"{self.dataset} — ε={self.epsilon:g}{delta}"
+
+
+def dataset_key(run: dict[str, Any]) -> str:
+    params = run["dataset_params"] or {}
+    extra = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    return f"{run['dataset']}({extra})" if extra else run["dataset"]
+
+
+def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[Table]:
+    """Group runs by dataset and ε into tables (references repeated in every ε of their dataset)."""
+    by_dataset: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        by_dataset[dataset_key(run)].append(run)
+    tables = []
+    for ds, ds_runs in sorted(by_dataset.items()):
+        columns = _columns(ds_runs, all_metrics)
+        refs = [r for r in ds_runs if r["epsilon"] is None]
+        epsilons = sorted({r["epsilon"] for r in ds_runs if r["epsilon"] is not None})
+        if not epsilons:
+            epsilons = [math.inf]
+        for eps in epsilons:
+            at_eps = [r for r in ds_runs if r["epsilon"] is not None and r["epsilon"] == eps]
+            rows = _rows(at_eps, columns, "dp") + _rows(refs, columns, "reference")
+            _rank(rows, columns)
+            rows.sort(key=lambda r: (r.kind != "dp", r.status != "ok", _sort_key(r, columns)))
+            deltas = {r["delta"] for r in at_eps}
+            tables.append(Table(
+                dataset=ds, dataset_version=ds_runs[0]["dataset_version"], epsilon=eps,
+                delta=deltas.pop() if len(deltas) == 1 else None, columns=columns, rows=rows,
+            ))
+    return tables
+
+
+def _columns(runs: list[dict[str, Any]], all_metrics: bool) -> list[ColumnSpec]:
+    order: dict[str, ColumnSpec] = {}
+    metric_order: list[str] = []
+    for run in runs:
+        for m in json.loads(run["spec"])["metrics"]:
+            if m not in metric_order:
+                metric_order.append(m)
+    for run in runs:
+        for name, v in run["metrics"].items():
+            if (v["headline"] or all_metrics) and name not in order:
+                order[name] = ColumnSpec(name, v["metric"], Direction(v["direction"]), v["version"])
+    # metrics requested but never produced by any run still get a column (cells say why)
+    for m in metric_order:
+        if not any(c.metric == m for c in order.values()):
+            order[m] = ColumnSpec(m, m, Direction.MAXIMIZE, "")
+
+    def position(c: ColumnSpec) -> tuple[int, str]:
+        idx = metric_order.index(c.metric) if c.metric in metric_order else len(metric_order)
+        return idx, c.name
+
+    return sorted(order.values(), key=position)
+
+
+def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str) -> list[Row]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[run["label"]].append(run)
+    rows = []
+    for label, group in sorted(groups.items()):
+        statuses = {r["status"] for r in group}
+        status = "invalid" if "invalid" in statuses else ("ok" if "ok" in statuses else "failed")
+        scored = [r for r in group if r["status"] == status] if status != "failed" else []
+        spent = [r["spent_epsilon"] for r in group if r["spent_epsilon"] is not None]
+        row = Row(label=label, method=group[0]["method"], kind=kind, status=status,
+                  spent_epsilon=max(spent) if spent else None, n_runs=len(group))
+        n_failed = sum(r["status"] == "failed" for r in group)
+        if n_failed:
+            first = next(r["error"] for r in group if r["status"] == "failed")
+            row.note = f"{n_failed}/{len(group)} runs failed: {first.splitlines()[0] if first else ''}"
+        if status == "invalid":
+            row.note = next(r["error"] for r in group if r["status"] == "invalid")
+        for col in columns:
+            values = [r["metrics"][col.name]["value"] for r in scored
+                      if col.name in r["metrics"] and r["metrics"][col.name]["value"] is not None]
+            keys = tuple(r["key"] for r in scored if col.name in r["metrics"])
+            if values:
+                row.cells[col.name] = Cell(Stat.of(values), run_keys=keys)
+            elif status == "failed":
+                row.cells[col.name] = Cell(None, "failed")
+            elif any(col.metric in r["metric_errors"] for r in scored):
+                err = next(r["metric_errors"][col.metric] for r in scored
+                           if col.metric in r["metric_errors"])
+                row.cells[col.name] = Cell(None, "failed", note=err)
+            elif any(col.metric in json.loads(r["spec"])["metrics"] for r in scored):
+                row.cells[col.name] = Cell(None, "n/a")
+            else:
+                row.cells[col.name] = Cell(None, "no run")
+        rows.append(row)
+    return rows
+
+
+def _rank(rows: list[Row], columns: list[ColumnSpec]) -> None:
+    """Competition ranking (1, 2, 2, 4) among valid DP rows, per column."""
+    for col in columns:
+        ranked = [(r.cells[col.name].stat.mean, r) for r in rows
+                  if r.kind == "dp" and r.status == "ok" and r.cells[col.name].stat is not None]
+        sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0
+        ranked.sort(key=lambda t: sign * t[0])
+        for value, row in ranked:
+            row.cells[col.name].rank = 1 + sum(1 for v, _ in ranked if sign * v < sign * value)
+
+
+def _sort_key(row: Row, columns: list[ColumnSpec]) -> tuple:
+    for col in columns:
+        cell = row.cells.get(col.name)
+        if cell and cell.stat is not None:
+            sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0
+            return (0, sign * cell.stat.mean, row.label)
+    return (1, 0.0, row.label)
+
+
+def baseline_entries(tables: list[Table]) -> list[dict[str, Any]]:
+    """Flat records (one per dataset, row, ε, metric value) used by the JSON format and the gate."""
+    out = []
+    seen = set()
+    for table in tables:
+        for row in table.rows:
+            eps = None if row.kind == "reference" else table.epsilon
+            for col in table.columns:
+                cell = row.cells.get(col.name)
+                if cell is None or cell.stat is None:
+                    continue
+                key = (table.dataset, row.label, eps, col.name)
+                if key in seen:  # references repeat in every ε table
+                    continue
+                seen.add(key)
+                s = cell.stat
+                out.append({
+                    "dataset": table.dataset, "dataset_version": table.dataset_version,
+                    "label": row.label, "method": row.method, "kind": row.kind,
+                    "status": row.status, "epsilon": eps, "metric": col.name,
+                    "metric_version": col.version, "direction": col.direction.value,
+                    "mean": s.mean, "std": s.std, "n": s.n, "ci_low": s.ci_low,
+                    "ci_high": s.ci_high,
+                })
+    return out
