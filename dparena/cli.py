@@ -240,7 +240,7 @@ def check(
 
     base = load_baseline(baseline)
     comps = compare(baseline_entries(_tables(db, all_metrics=True)), base, tolerance)
-    console = Console()
+    console = Console(width=max(140, Console().width))
     bad = [c for c in comps if c.status == "regressed"]
     shown = [c for c in comps if c.status in ("regressed", "missing", "skipped")]
     if shown:
@@ -351,7 +351,10 @@ def accountant_pe(
 
 def main() -> None:
     """Entry point: user mistakes print one line and exit 2."""
+    from dparena.plugins import load_plugins
+
     try:
+        load_plugins()
         rc = app(standalone_mode=False)
     except DparenaError as exc:
         typer.echo(f"error: {exc}", err=True)

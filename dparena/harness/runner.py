@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import platform
 import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -130,12 +131,8 @@ def _peak_rss_mb() -> float | None:
 def _worker(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
             threads: int, conn: Connection) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    try:
-        import torch  # noqa: F401 - only configure it when the method already needs it
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
+    if "torch" in sys.modules:  # configure torch only where it is already loaded
+        sys.modules["torch"].set_num_threads(threads)
     rec = execute(spec, bundle, artifact_dir, cache_dir)
     rec.peak_rss_mb = _peak_rss_mb()
     conn.send(rec)
@@ -165,6 +162,7 @@ class Runner:
         summary = Summary(total=len(specs))
         todo = self.pending(specs, retry_failed)
         summary.skipped = len(specs) - len(todo)
+        _import_classes(todo)  # once here, so forked workers do not each import them again
         bundles: dict[str, DatasetBundle] = {}
         threads = max(1, (os.cpu_count() or 1) // self.jobs)
         ctx = mp.get_context("fork")
@@ -229,6 +227,16 @@ class Runner:
             summary.failed.append((rec.spec.name, rec.error.splitlines()[0] if rec.error else ""))
         if self.on_done:
             self.on_done(rec)
+
+
+def _import_classes(specs: list[RunSpec]) -> None:
+    from dparena.methods import methods
+    from dparena.metrics import metrics
+
+    for name in {s.method for s in specs}:
+        methods.get(name)
+    for name in {m for s in specs for m in s.metrics}:
+        metrics.get(name)
 
 
 def _now() -> str:

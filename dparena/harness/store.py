@@ -145,6 +145,8 @@ def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(".tmp-*"):  # left by a worker killed mid-write
+        stale.unlink(missing_ok=True)
     if isinstance(synthetic_data, pd.DataFrame):
         final = folder / "synthetic.parquet"
         writer = lambda p: synthetic_data.to_parquet(p, index=False)  # noqa: E731

@@ -1,7 +1,7 @@
 """Discretisation of tables on public bins, shared by tabular methods.
 
-Numeric columns are cut into equal-width bins over the public bounds (integer columns over
-[lower, upper + 1) so each integer falls in exactly one bin); categorical columns use the public
+Numeric columns are cut into equal-width bins over the public bounds (integer columns into
+integer-aligned bins over [lower, upper + 1) so each integer falls in exactly one bin); categorical columns use the public
 categories. Decoding draws a value uniformly inside its bin (not the midpoint).
 """
 
@@ -23,11 +23,10 @@ class Domain:
     bins: int = 32
 
     def _edges(self, col: Numeric) -> np.ndarray:
-        hi = col.upper + 1 if col.integer else col.upper
-        n = self.bins
-        if col.integer:
-            n = int(min(n, col.upper - col.lower + 1))
-        return np.linspace(col.lower, hi, n + 1)
+        if col.integer:  # integer edges, so every bin holds whole integers [edge_k, edge_k+1)
+            n = int(min(self.bins, col.upper - col.lower + 1))
+            return np.unique(np.floor(np.linspace(col.lower, col.upper + 1, n + 1)))
+        return np.linspace(col.lower, col.upper, self.bins + 1)
 
     def size(self, name: str) -> int:
         col = self.schema.column(name)
@@ -60,10 +59,9 @@ class Domain:
             return np.asarray(col.categories, dtype=object)[codes]
         edges = self._edges(col)
         lo, hi = edges[codes], edges[codes + 1]
-        values = lo + (hi - lo) * rng.random(len(codes))
         if col.integer:
-            values = np.clip(np.floor(values), col.lower, col.upper)
-        return values
+            return lo + np.floor((hi - lo) * rng.random(len(codes)))
+        return lo + (hi - lo) * rng.random(len(codes))
 
     def decode(self, codes: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
         return pd.DataFrame(

@@ -12,9 +12,12 @@ scores of that constant predictor (AUC 0.5), not an error.
 from __future__ import annotations
 
 import numpy as np
+import xgboost
+from sklearn import linear_model
+from sklearn import metrics as skm
 
 from dparena.datasets.schema import Categorical, TableSchema
-from dparena.errors import ConfigError, DparenaError, require
+from dparena.errors import ConfigError, DparenaError
 from dparena.metrics.base import EvalData, Metric, MetricContext
 from dparena.types import MetricValue, Modality, Synthetic
 
@@ -58,7 +61,6 @@ class MLEfficacy(Metric):
         return [f"{self.name}/f1", f"{self.name}/auc", f"{self.name}/accuracy"]
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
-        metrics = require("sklearn.metrics", "tabular")
         schema: TableSchema = real.schema
         if schema.target is None:
             raise ConfigError(f"ml-efficacy needs a target column; dataset {ctx.dataset} has none")
@@ -83,18 +85,18 @@ class MLEfficacy(Metric):
         for model in self.models:
             proba = self._fit_predict(model, x_syn, y_syn, x_eval, k, ctx.seed)
             pred = proba.argmax(axis=1)
-            scores = {"accuracy": metrics.accuracy_score(y_eval, pred)}
+            scores = {"accuracy": skm.accuracy_score(y_eval, pred)}
             if k == 2:
-                scores["f1"] = metrics.f1_score(y_eval == positive, pred == positive, zero_division=0)
+                scores["f1"] = skm.f1_score(y_eval == positive, pred == positive, zero_division=0)
                 score = proba[:, positive]
-                scores["auc"] = (metrics.roc_auc_score(y_eval == positive, score)
+                scores["auc"] = (skm.roc_auc_score(y_eval == positive, score)
                                  if len(np.unique(y_eval)) == 2 else float("nan"))
             else:
-                scores["f1"] = metrics.f1_score(y_eval, pred, average="macro", zero_division=0)
+                scores["f1"] = skm.f1_score(y_eval, pred, average="macro", zero_division=0)
                 present = np.unique(y_eval)
                 p = proba[:, present]
                 p = p / np.clip(p.sum(axis=1, keepdims=True), 1e-12, None)
-                scores["auc"] = metrics.roc_auc_score(y_eval, p, multi_class="ovr", labels=present)
+                scores["auc"] = skm.roc_auc_score(y_eval, p, multi_class="ovr", labels=present)
             per_model[model] = scores
 
         out = []
@@ -114,14 +116,12 @@ class MLEfficacy(Metric):
             return proba
         remap = np.searchsorted(classes, y)
         if model == "xgboost":
-            xgb = require("xgboost", "tabular")
-            clf = xgb.XGBClassifier(
+            clf = xgboost.XGBClassifier(
                 n_estimators=self.xgb_estimators, random_state=seed, n_jobs=self.threads,
                 tree_method="hist", verbosity=0,
             )
         else:
-            lm = require("sklearn.linear_model", "tabular")
-            clf = lm.LogisticRegression(max_iter=2000, random_state=seed)
+            clf = linear_model.LogisticRegression(max_iter=2000, random_state=seed)
         clf.fit(x, remap)
         proba[:, classes] = clf.predict_proba(x_test)
         return proba

@@ -1,0 +1,36 @@
+# The two commands a newcomer types: `make demo` and `make test`. Each creates .venv if missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.dparena-installed
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: demo test test-all bench lint install clean-results
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, in its own command, from the pinned local build (see constraints.txt)
+	$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e ".[all,dev]" -c constraints.txt
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dparena fetch adult
+	$(BIN)/dparena run benchmarks/suites/quick.toml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest benchmarks/perf --benchmark-only --benchmark-json=benchmarks/perf/last-run.json -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check dparena tests benchmarks
+
+clean-results:
+	rm -rf results/quick/runs.sqlite results/quick/artifacts

@@ -1,0 +1,71 @@
+"""Test-only methods, loaded through DPARENA_PLUGINS=tests.plugins (or imported by tests).
+
+They exist to exercise the harness's failure paths; they are never registered outside tests.
+"""
+
+import os
+import time
+
+from dparena.methods import methods
+from dparena.methods.base import Method
+from dparena.methods.baselines.marginals import IndependentMarginals
+from dparena.types import Modality, Synthetic
+
+
+def _register(name):
+    def deco(cls):
+        if name not in methods:
+            methods.register(name)(cls)
+        return cls
+
+    return deco
+
+
+@_register("test-overspend")
+class Overspend(IndependentMarginals):
+    """Marginals that calibrate noise for twice the budget's ε: must be marked INVALID."""
+
+    def generate(self, task, ledger):
+        from dataclasses import replace
+
+        task.budget = replace(task.budget, epsilon=task.budget.epsilon * 2)
+        return super().generate(task, ledger)
+
+
+@_register("test-raise")
+class Raises(Method):
+    modality = Modality.TABULAR
+    description = "always raises"
+
+    def generate(self, task, ledger):
+        raise RuntimeError("deliberate failure")
+
+
+@_register("test-crash")
+class Crashes(Method):
+    """Kills its own worker process, as a segfault or an OOM kill would."""
+
+    modality = Modality.TABULAR
+    description = "kills its worker"
+
+    def generate(self, task, ledger):
+        os._exit(137)
+
+
+@_register("test-sleep")
+class Sleeps(Method):
+    modality = Modality.TABULAR
+    description = "sleeps, then returns the uniform baseline's kind of output"
+
+    def __init__(self, seconds: float = 0.2):
+        self.seconds = seconds
+
+    def generate(self, task, ledger):
+        from dparena.methods.baselines.references import UniformSchema
+
+        time.sleep(self.seconds)
+        ledger.gaussian("pretend histogram", sigma=1e6, sensitivity=1.0)
+        out = UniformSchema().generate(task, ledger)
+        return Synthetic(out.data)
+
+

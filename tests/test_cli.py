@@ -1,0 +1,149 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SUITE = """
+name = "cli"
+seeds = [0, 1]
+epsilons = [2.0]
+delta = 1e-5
+
+[[section]]
+dataset = "adult"
+dataset_params = { n_private = 400, n_eval = 400 }
+n_samples = 300
+metrics = ["histogram-intersection"]
+methods = [{ name = "independent-marginals" }, { name = "uniform" }]
+"""
+
+
+def dparena(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_user_error(result, *fragments):
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished_db(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    suite = folder / "cli.toml"
+    suite.write_text(SUITE)
+    db = folder / "runs.sqlite"
+    result = dparena("run", suite, "--db", db)
+    assert result.returncode == 0, result.stderr
+    assert (folder / "leaderboard.md").exists() and (folder / "leaderboard.html").exists()
+    assert "independent-marginals" in result.stdout  # printed in the terminal
+    return db
+
+
+def test_list_json():
+    out = dparena("list", "methods", "--json")
+    assert out.returncode == 0
+    names = {row["name"] for row in json.loads(out.stdout)}
+    assert {"independent-marginals", "real", "uniform"} <= names
+    assert_user_error(dparena("list", "widgets"), "unknown kind 'widgets'")
+
+
+def test_malformed_toml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nseeds = [0,\nepsilons = 1\n')
+    assert_user_error(dparena("run", bad, "--db", tmp_path / "r.sqlite"), "invalid TOML", "line")
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+@pytest.mark.parametrize("edit,fragments", [
+    (("independent-marginals", "independent-marginal"), ("did you mean 'independent-marginals'",)),
+    (("epsilons = [2.0]", "epsilons = [0.0]"), ("epsilon must be > 0",)),
+    (("epsilons = [2.0]", "epsilons = [-1.0]"), ("epsilon must be > 0",)),
+    (('"histogram-intersection"', '"histogram-intersektion"'), ("unknown metric",)),
+    (("n_samples = 300", "n_samples = 0"), ("n_samples",)),
+    (("seeds = [0, 1]", "seeds = [0, 1]\nfoo = 3"), ("unknown keys ['foo']",)),
+])
+def test_bad_suites_are_rejected_before_anything_is_written(tmp_path, edit, fragments):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE.replace(*edit))
+    assert_user_error(dparena("run", suite, "--db", tmp_path / "r.sqlite"), *fragments)
+    assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_unknown_only_filter(tmp_path):
+    suite = tmp_path / "s.toml"
+    suite.write_text(SUITE)
+    assert_user_error(dparena("run", suite, "--only", "colour=red", "--db", tmp_path / "r.sqlite"),
+                      "--only key 'colour'")
+
+
+def test_rerun_skips_and_leaderboard_formats(finished_db, tmp_path):
+    suite = finished_db.parent / "cli.toml"
+    again = dparena("run", suite, "--db", finished_db, "--quiet")
+    assert again.returncode == 0 and "4 already done" in again.stderr
+    for fmt in ("md", "html", "latex", "csv", "json"):
+        out = dparena("leaderboard", "--db", finished_db, "--format", fmt)
+        assert out.returncode == 0 and out.stdout, fmt
+    assert_user_error(dparena("leaderboard", "--db", finished_db, "--format", "pdf"), "unknown format")
+    assert_user_error(dparena("leaderboard", "--db", tmp_path / "none.sqlite"), "no result database")
+
+
+def test_check_gate_passes_on_itself_and_fails_on_a_regression(finished_db, tmp_path):
+    baseline = tmp_path / "baseline.json"
+    assert dparena("leaderboard", "--db", finished_db, "--format", "json", "--out", baseline).returncode == 0
+    ok = dparena("check", "--db", finished_db, "--baseline", baseline)
+    assert ok.returncode == 0, ok.stdout
+    worse = tmp_path / "worse.sqlite"
+    worse.write_bytes(finished_db.read_bytes())
+    con = sqlite3.connect(worse)
+    with con:
+        con.execute("UPDATE metric_values SET value = value * 0.5 WHERE key IN "
+                    "(SELECT key FROM runs WHERE method = 'independent-marginals')")
+    bad = dparena("check", "--db", worse, "--baseline", baseline)
+    assert bad.returncode == 1
+    assert "regressed" in bad.stdout and "independent-marginals" in bad.stdout
+    assert_user_error(dparena("check", "--db", finished_db, "--baseline", tmp_path / "nope.json"),
+                      "baseline file")
+
+
+def test_score_bring_your_own_table(tmp_path, adult_small):
+    good = tmp_path / "syn.csv"
+    adult_small.private.head(300).to_csv(good, index=False)
+    out = dparena("score", "--dataset", "adult", "--synthetic", good,
+                  "--metric", "histogram-intersection", "--json")
+    assert out.returncode == 0, out.stderr
+    values = {v["name"]: v["value"] for v in json.loads(out.stdout)}
+    assert 0.8 < values["histogram-intersection"] <= 1.0
+
+    frame = adult_small.private.head(50)
+    frame.drop(columns=["age"]).to_csv(tmp_path / "missing.csv", index=False)
+    assert_user_error(dparena("score", "--dataset", "adult", "--synthetic", tmp_path / "missing.csv"),
+                      "missing columns ['age']")
+    frame.assign(extra=1).to_parquet(tmp_path / "extra.parquet")
+    assert_user_error(dparena("score", "--dataset", "adult", "--synthetic", tmp_path / "extra.parquet"),
+                      "unexpected columns ['extra']")
+    broken = frame.astype({"age": object})
+    broken.loc[3, "age"] = "forty"
+    broken.to_csv(tmp_path / "broken.csv", index=False)
+    assert_user_error(dparena("score", "--dataset", "adult", "--synthetic", tmp_path / "broken.csv"),
+                      "'age' row 3", "'forty'")
+    assert_user_error(dparena("score", "--dataset", "adlt", "--synthetic", good), "did you mean 'adult'")
+
+
+def test_accountant_pe():
+    out = dparena("accountant", "pe", "--sigma", "2.8284271", "--steps", "5", "--delta", "1e-5")
+    assert out.returncode == 0 and out.stdout.startswith("epsilon = 3.341")
+    out = dparena("accountant", "pe", "--epsilon", "3.3414", "--steps", "5", "--delta", "1e-5")
+    assert out.returncode == 0 and out.stdout.startswith("sigma = 2.828")
+    assert_user_error(dparena("accountant", "pe", "--steps", "5", "--delta", "1e-5"), "exactly one")

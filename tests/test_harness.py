@@ -1,0 +1,146 @@
+import json
+import math
+import sqlite3
+
+import pandas as pd
+import pytest
+
+import tests.plugins  # noqa: F401 - registers the test-only methods
+from dparena.harness.runner import Runner
+from dparena.harness.store import Store
+from dparena.harness.suite import load_suite, parse_suite
+from dparena.leaderboard.aggregate import build_tables
+
+SUITE = """
+name = "tiny"
+seeds = [0]
+epsilons = [1.0, 10.0]
+delta = "1/(n*ln(n))"
+
+[[section]]
+name = "adult"
+dataset = "adult"
+dataset_params = { n_private = 1500, n_eval = 1500 }
+n_samples = 1000
+metrics = ["histogram-intersection", "ml-efficacy"]
+metric_params = { "ml-efficacy" = { xgb_estimators = 20 } }
+methods = [
+  { name = "independent-marginals" },
+  { name = "real" },
+  { name = "uniform" },
+  { name = "test-overspend" },
+  { name = "test-raise" },
+  { name = "test-crash" },
+]
+"""
+
+
+@pytest.fixture
+def suite_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(SUITE)
+    return path
+
+
+def test_suite_expansion(suite_file):
+    suite = load_suite(suite_file)
+    dp = [s for s in suite.specs if s.private]
+    refs = [s for s in suite.specs if not s.private]
+    assert len(dp) == 4 * 2  # 4 DP methods x 2 eps x 1 seed
+    assert len(refs) == 2  # references once per seed, no ε
+    assert all(s.epsilon is None and math.isinf(s.budget.epsilon) for s in refs)
+    assert all(s.delta == pytest.approx(1 / (1500 * math.log(1500))) for s in suite.specs)
+    assert len({s.key for s in suite.specs}) == len(suite.specs)
+    first = next(s for s in dp if s.method == "independent-marginals")
+    assert first.name == ("adult,n_eval=1500,n_private=1500:method=independent-marginals,"
+                          "eps=1,seed=0")
+
+
+def test_key_changes_with_params_and_version(suite_file):
+    from dataclasses import replace
+
+    spec = load_suite(suite_file).specs[0]
+    assert replace(spec, seed=5).key != spec.key
+    assert replace(spec, method_params={"bins": 8}).key != spec.key
+    assert replace(spec, dataset_version="2").key != spec.key
+    assert replace(spec, package_version="9.9").key != spec.key
+    assert replace(spec, label="other").key == spec.key  # display only
+
+
+def test_end_to_end_tiny_suite_and_resume(suite_file, tmp_path):
+    suite = load_suite(suite_file)
+    store = Store(tmp_path / "runs.sqlite")
+    summary = Runner(store).run(suite.specs)
+    assert summary.total == 10 and summary.skipped == 0
+    runs = {(r["method"], r["epsilon"], r["seed"]): r for r in store.runs()}
+    assert len(runs) == 10
+
+    ok = runs[("independent-marginals", 1.0, 0)]
+    assert ok["status"] == "ok" and ok["spent_epsilon"] <= 1.0 + 1e-9
+    assert ok["ledger"][0]["mechanism"] == "gaussian"
+    assert pd.read_parquet(ok["artifact"]).shape == (1000, 15)
+    assert 0.5 < ok["metrics"]["histogram-intersection"]["value"] <= 1
+    assert ok["peak_rss_mb"] > 10 and ok["timings"]["generate_s"] > 0
+    assert ok["versions"]["dparena"]
+
+    over = runs[("test-overspend", 1.0, 0)]
+    assert over["status"] == "invalid" and "exceeds the budget" in over["error"]
+    assert over["spent_epsilon"] == pytest.approx(2.0, abs=1e-6)
+    assert runs[("test-raise", 1.0, 0)]["status"] == "failed"
+    assert "deliberate failure" in runs[("test-raise", 1.0, 0)]["error"]
+    assert "worker died" in runs[("test-crash", 10.0, 0)]["error"]
+    assert math.isinf(runs[("real", None, 0)]["spent_epsilon"])
+    assert runs[("uniform", None, 0)]["spent_epsilon"] == 0.0
+
+    # the leaderboard ranks only valid DP rows and shows the anchors
+    table = next(t for t in build_tables(store.runs()) if t.epsilon == 1.0)
+    rows = {r.label: r for r in table.rows}
+    col = "histogram-intersection"
+    assert rows["independent-marginals"].cells[col].rank == 1
+    assert rows["test-overspend"].status == "invalid" and rows["test-overspend"].cells[col].rank is None
+    assert rows["real"].kind == "reference" and rows["real"].cells[col].rank is None
+    assert rows["test-raise"].cells[col].empty == "failed"
+    real, marg, unif = (rows[k].cells[col].stat.mean for k in ("real", "independent-marginals", "uniform"))
+    assert unif < marg < real
+
+    # resume: nothing is re-run; --retry-failed re-runs only the failed ones
+    again = Runner(store).run(suite.specs)
+    assert again.skipped == 10 and again.ok == 0
+    retried = Runner(store).run(suite.specs, retry_failed=True)
+    assert retried.skipped == 6 and len(retried.failed) == 4
+    con = sqlite3.connect(store.path)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM runs").fetchone() == (10, 10)
+
+
+def test_timeout_is_recorded_as_failed(tmp_path):
+    raw = {
+        "name": "t", "seeds": [0], "epsilons": [1.0], "delta": 1e-5,
+        "section": [{"dataset": "adult", "dataset_params": {"n_private": 100, "n_eval": 100},
+                     "n_samples": 50, "metrics": ["histogram-intersection"],
+                     "methods": [{"name": "test-sleep", "params": {"seconds": 30}}]}],
+    }
+    store = Store(tmp_path / "runs.sqlite")
+    summary = Runner(store, timeout=1.0).run(parse_suite(raw).specs)
+    assert summary.failed and "timed out" in summary.failed[0][1]
+
+
+def test_parallel_jobs_give_the_same_records(suite_file, tmp_path):
+    specs = [s for s in load_suite(suite_file).specs
+             if s.method in ("independent-marginals", "uniform")][:3]
+    a, b = Store(tmp_path / "a.sqlite"), Store(tmp_path / "b.sqlite")
+    Runner(a, jobs=1).run(specs)
+    Runner(b, jobs=2).run(specs)
+
+    def values(store):
+        return {(r["key"], n): v["value"] for r in store.runs() for n, v in r["metrics"].items()}
+
+    assert values(a) == values(b)
+
+
+def test_ledger_json_has_no_private_values(suite_file, tmp_path):
+    specs = [s for s in load_suite(suite_file).specs if s.method == "independent-marginals"][:1]
+    store = Store(tmp_path / "r.sqlite")
+    Runner(store).run(specs)
+    ledger = store.runs()[0]["ledger"]
+    assert json.dumps(ledger)  # serialisable
+    assert set(ledger[0]["params"]) == {"sigma", "sensitivity", "histograms", "bins"}
