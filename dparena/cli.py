@@ -281,13 +281,7 @@ def score(
     from dparena.metrics.base import EvalData, MetricContext
     from dparena.types import Synthetic
 
-    params = {}
-    for item in dataset_param or []:
-        if "=" not in item:
-            raise ConfigError(f"--dataset-param takes KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        params[k] = int(v) if v.lstrip("-").isdigit() else v
-    ds = datasets.create(dataset, **params)
+    ds = datasets.create(dataset, **_key_values(dataset_param, "--dataset-param"))
     names = metric or [n for n in registry.names() if registry.create(n).supports(ds.modality)]
     chosen = [registry.create(n) for n in names]
     for m in chosen:
@@ -320,6 +314,66 @@ def score(
     for v in values:
         arrow = "↑" if v.direction.value == "maximize" else "↓"
         typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+
+
+@app.command()
+def audit(
+    method: str = typer.Option(..., help="Registered method to audit."),
+    dataset: str = typer.Option("adult", help="Registered dataset whose private split is used."),
+    epsilon: float = typer.Option(..., help="The ε the method claims (its budget)."),
+    delta: float = typer.Option(1e-5, help="The δ of the budget."),
+    canaries: int = typer.Option(None, help="Canaries in one run (default: every available one)."),
+    runs: int = typer.Option(1, help="1: one-run analysis; R > 1: R one-canary runs, "
+                                     "Clopper–Pearson bound."),
+    n_private: int = typer.Option(300, help="Rows of the private split to audit on."),
+    n_samples: int = typer.Option(1500, help="Synthetic rows per run."),
+    confidence: float = typer.Option(0.95, help="Confidence of the lower bound."),
+    param: list[str] = typer.Option(None, help="Method parameter KEY=VALUE (repeatable)."),
+    seed: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Empirical lower bound on a method's ε from canaries; exit 1 if it exceeds the claimed ε.
+
+    Example: dparena audit --method independent-marginals --epsilon 1 --canaries 30
+    """
+    from dparena.assets import AssetStore
+    from dparena.datasets import datasets
+    from dparena.methods import methods
+    from dparena.privacy.audit import audit_run
+    from dparena.types import Budget
+
+    budget = Budget(epsilon, delta)
+    if not 0 < confidence < 1 or runs < 1:
+        raise ConfigError("--confidence must be in (0, 1) and --runs >= 1")
+    m = methods.create(method, **_key_values(param, "--param"))
+    bundle = datasets.create(dataset).load(AssetStore())
+    result = audit_run(m, bundle.private, bundle.schema, budget, seed,
+                       {"canaries": canaries, "runs": runs, "confidence": confidence,
+                        "n_private": n_private, "n_samples": n_samples})
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=1))
+    else:
+        verdict = "AUDIT-FAILED" if result.failed else "consistent with the claim"
+        typer.echo(f"{method} on {dataset}: claimed ε = {epsilon:g} (δ = {delta:g}); audited lower "
+                   f"bound ε ≥ {result.lower_bound:.3f} at {confidence:.0%} confidence "
+                   f"({result.analysis}, {result.correct}/{result.guesses} correct guesses, "
+                   f"{result.canaries} canaries): {verdict}")
+        typer.echo(f"attack: {result.attack}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _key_values(items: list[str] | None, option: str) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"{option} takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
 
 
 @accountant_app.command("pe")

@@ -6,6 +6,8 @@ They exist to exercise the harness's failure paths; they are never registered ou
 import os
 import time
 
+import numpy as np
+
 from dparena.methods import methods
 from dparena.methods.base import Method
 from dparena.methods.baselines.marginals import IndependentMarginals
@@ -30,6 +32,14 @@ class Overspend(IndependentMarginals):
 
         task.budget = replace(task.budget, epsilon=task.budget.epsilon * 2)
         return super().generate(task, ledger)
+
+
+@_register("test-noiseless")
+class Noiseless(IndependentMarginals):
+    """Marginals with the DP noise switched off but the full claim booked: the audit must catch it."""
+
+    def _noise(self, rng, sigma, shape):
+        return np.zeros(shape)
 
 
 @_register("test-raise")

@@ -105,6 +105,20 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
             except Exception as exc:  # noqa: BLE001 - one failing metric must not lose the run
                 rec.metric_errors[name] = _one_line(exc)
             timings[f"metric:{name}_s"] = time.perf_counter() - t0
+        if spec.audit is not None and rec.status == "ok":
+            t0 = time.perf_counter()
+            try:
+                from dparena.privacy.audit import audit_run
+
+                result = audit_run(method, bundle.private, bundle.schema, spec.budget, spec.seed,
+                                   spec.audit)
+                rec.audit = result.to_dict()
+                rec.metrics.append({"name": "audit/eps-lower-bound", "metric": "audit",
+                                    "value": result.lower_bound, "direction": "minimize",
+                                    "version": "1", "headline": True})
+            except Exception as exc:  # noqa: BLE001
+                rec.metric_errors["audit"] = _one_line(exc)
+            timings["audit_s"] = time.perf_counter() - t0
     except Exception as exc:  # noqa: BLE001 - recorded as a failed run
         rec.status = "failed"
         rec.error = f"{_one_line(exc)}\n{traceback.format_exc()}"

@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS runs (
     spent_epsilon REAL, spent_delta REAL,
     ledger TEXT, timings TEXT, peak_rss_mb REAL, versions TEXT,
     error TEXT NOT NULL DEFAULT '', metric_errors TEXT NOT NULL DEFAULT '{}',
-    artifact TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL
+    artifact TEXT, audit TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS metric_values (
     key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
@@ -61,6 +61,7 @@ class RunRecord:
     versions: dict[str, str] = field(default_factory=dict)
     error: str = ""
     artifact: str | None = None
+    audit: dict[str, Any] | None = None
     created_at: str = ""
 
 
@@ -93,7 +94,8 @@ class Store:
             s.delta, s.seed, s.n_samples, rec.status, rec.spent_epsilon, rec.spent_delta,
             json.dumps(rec.ledger, default=_default), json.dumps(rec.timings),
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
-            json.dumps(rec.metric_errors), rec.artifact, s.to_json(), rec.created_at,
+            json.dumps(rec.metric_errors), rec.artifact,
+            json.dumps(rec.audit) if rec.audit is not None else None, s.to_json(), rec.created_at,
         )
         con = self._connect()
         try:
@@ -124,6 +126,7 @@ class Store:
             for col in ("ledger", "timings", "versions", "metric_errors", "method_params",
                         "dataset_params"):
                 run[col] = json.loads(run[col]) if run[col] else {}
+            run["audit"] = json.loads(run["audit"]) if run["audit"] else None
         return runs
 
     def artifact_dir(self, spec: RunSpec) -> Path:

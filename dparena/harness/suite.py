@@ -22,7 +22,8 @@ from dparena.types import Budget, resolve_delta
 
 _SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section"}
 _SECTION_KEYS = {"name", "dataset", "dataset_params", "n_samples", "metrics", "metric_params",
-                 "methods", "seeds", "epsilons", "delta"}
+                 "methods", "seeds", "epsilons", "delta", "audit"}
+_AUDIT_KEYS = {"canaries", "runs", "confidence", "n_private", "n_samples"}
 _METHOD_KEYS = {"name", "params", "label"}
 
 
@@ -46,6 +47,7 @@ class RunSpec:
     n_samples: int
     metrics: tuple[str, ...]
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audit: dict[str, Any] | None = None
     package_version: str = dparena.__version__
 
     @property
@@ -189,6 +191,7 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
         for m in metric_params:
             if m not in metric_names:
                 raise ConfigError(f"{swhere}: metric_params for {m!r}, which is not in metrics")
+        audit = _audit_options(sec.get("audit"), swhere)
         entries = sec.get("methods") or []
         if not entries:
             raise ConfigError(f"{swhere}: list at least one method")
@@ -224,11 +227,23 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
                         method_params=params, method_version=cls.version, label=label,
                         private=cls.private, epsilon=eps, delta=delta, seed=seed,
                         n_samples=n_samples, metrics=metric_names, metric_params=metric_params,
+                        audit=audit if cls.private else None,
                     ))
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{where}: the same run is listed twice (same dataset, method, params)")
     return Suite(name=name, path=path, specs=specs, description=raw.get("description", ""))
+
+
+def _audit_options(value: Any, where: str) -> dict[str, Any] | None:
+    """``audit = true`` or ``audit = { canaries, runs, confidence, n_private, n_samples }``."""
+    if value is None or value is False:
+        return None
+    options: dict[str, Any] = {} if value is True else dict(value)
+    _no_unknown(options, _AUDIT_KEYS, f"{where} audit")
+    defaults = {"canaries": None, "runs": 1, "confidence": 0.95, "n_private": 300,
+                "n_samples": 1500}
+    return {**defaults, **options}
 
 
 def _no_unknown(table: dict, allowed: set[str], where: str) -> None:

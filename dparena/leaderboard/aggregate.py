@@ -73,6 +73,11 @@ class Row:
     n_runs: int
     cells: dict[str, Cell] = field(default_factory=dict)
     note: str = ""
+    audit_failed: bool = False
+
+    @property
+    def rankable(self) -> bool:
+        return self.kind == "dp" and self.status == "ok" and not self.audit_failed
 
     @property
     def display_label(self) -> str:
@@ -84,6 +89,8 @@ class Row:
             return f"{self.label} [INVALID]"
         if self.status == "failed":
             return f"{self.label} [failed]"
+        if self.audit_failed:
+            return f"{self.label} [AUDIT-FAILED]"
         return self.label
 
 
@@ -124,7 +131,7 @@ def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[
             at_eps = [r for r in ds_runs if r["epsilon"] is not None and r["epsilon"] == eps]
             rows = _rows(at_eps, columns, "dp") + _rows(refs, columns, "reference")
             _rank(rows, columns)
-            rows.sort(key=lambda r: (r.kind != "dp", r.status != "ok", _sort_key(r, columns)))
+            rows.sort(key=lambda r: (r.kind != "dp", not r.rankable, _sort_key(r, columns)))
             deltas = {r["delta"] for r in at_eps}
             tables.append(Table(
                 dataset=ds, dataset_version=ds_runs[0]["dataset_version"], epsilon=eps,
@@ -174,6 +181,13 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str) -> l
             row.note = f"{n_failed}/{len(group)} runs failed: {first.splitlines()[0] if first else ''}"
         if status == "invalid":
             row.note = next(r["error"] for r in group if r["status"] == "invalid")
+        failed_audits = [r["audit"] for r in group if r.get("audit") and r["audit"]["failed"]]
+        if failed_audits:
+            a = max(failed_audits, key=lambda x: x["lower_bound"])
+            row.audit_failed = True
+            row.note = (f"privacy audit: lower bound ε ≥ {a['lower_bound']:.3g} "
+                        f"({a['confidence']:.0%} confidence, {a['analysis']}) exceeds the claimed "
+                        f"ε = {a['claimed_epsilon']:g}")
         for col in columns:
             values = [r["metrics"][col.name]["value"] for r in scored
                       if col.name in r["metrics"] and r["metrics"][col.name]["value"] is not None]
@@ -186,7 +200,8 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str) -> l
                 err = next(r["metric_errors"][col.metric] for r in scored
                            if col.metric in r["metric_errors"])
                 row.cells[col.name] = Cell(None, "failed", note=err)
-            elif any(col.metric in json.loads(r["spec"])["metrics"] for r in scored):
+            elif col.metric == "audit" or any(col.metric in json.loads(r["spec"])["metrics"]
+                                              for r in scored):
                 row.cells[col.name] = Cell(None, "n/a")
             else:
                 row.cells[col.name] = Cell(None, "no run")
@@ -198,7 +213,7 @@ def _rank(rows: list[Row], columns: list[ColumnSpec]) -> None:
     """Competition ranking (1, 2, 2, 4) among valid DP rows, per column."""
     for col in columns:
         ranked = [(r.cells[col.name].stat.mean, r) for r in rows
-                  if r.kind == "dp" and r.status == "ok" and r.cells[col.name].stat is not None]
+                  if r.rankable and r.cells[col.name].stat is not None]
         sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0
         ranked.sort(key=lambda t: sign * t[0])
         for value, row in ranked:
@@ -233,7 +248,7 @@ def baseline_entries(tables: list[Table]) -> list[dict[str, Any]]:
                 out.append({
                     "dataset": table.dataset, "dataset_version": table.dataset_version,
                     "label": row.label, "method": row.method, "kind": row.kind,
-                    "status": row.status, "epsilon": eps, "metric": col.name,
+                    "status": "audit-failed" if row.audit_failed else row.status, "epsilon": eps, "metric": col.name,
                     "metric_version": col.version, "direction": col.direction.value,
                     "mean": s.mean, "std": s.std, "n": s.n, "ci_low": s.ci_low,
                     "ci_high": s.ci_high,

@@ -79,8 +79,10 @@ def compare(current: list[dict[str, Any]], baseline: list[dict[str, Any]],
             comp.status, comp.reason = "skipped", "dataset or metric version changed"
             out.append(comp)
             continue
-        if cur.get("status") == "invalid":
-            comp.status, comp.reason = "regressed", "run is INVALID (overspent its budget)"
+        if cur.get("status") in ("invalid", "audit-failed"):
+            comp.status = "regressed"
+            comp.reason = ("run is INVALID (overspent its budget)" if cur["status"] == "invalid"
+                           else "the privacy audit caught the method exceeding its claimed ε")
             out.append(comp)
             continue
         sign = 1.0 if base["direction"] == "maximize" else -1.0

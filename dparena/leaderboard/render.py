@@ -18,7 +18,8 @@ FORMATS = ("md", "html", "latex", "csv", "json")
 LEGEND = (
     "Each cell: mean over seeds ± half-width of the 95% bootstrap CI (n = seeds), rank among the "
     "valid DP methods at that ε in parentheses. Non-private references are anchors, never ranked; "
-    "INVALID rows overspent their budget and are never ranked."
+    "INVALID rows overspent their budget and AUDIT-FAILED rows were caught leaking more than their "
+    "claimed ε by the canary audit (audit/eps-lower-bound column); neither is ranked."
 )
 
 
@@ -110,7 +111,8 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard") -> str:
         parts += [f"<th>{e(header(c))}</th>" for c in t.columns]
         parts.append("</tr></thead><tbody>")
         for row in t.rows:
-            cls = row.kind if row.kind == "reference" else row.status
+            cls = row.kind if row.kind == "reference" else (
+                "invalid" if row.audit_failed else row.status)
             note = f" title='{e(row.note, quote=True)}'" if row.note else ""
             parts.append(f"<tr class='{cls}'><td{note}>{e(row.display_label)}</td>")
             for c in t.columns:

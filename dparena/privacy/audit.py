@@ -1,0 +1,193 @@
+"""Empirical privacy auditing: canaries, membership guesses and lower bounds on ε.
+
+One-run auditing (Steinke, Nasr & Jagielski, "Privacy Auditing with One (1) Training Run",
+NeurIPS 2023): m canaries are each included in the private data independently with probability
+1/2; after one run of the mechanism an attacker guesses membership for r of them and gets v right.
+If the mechanism is (ε, δ)-DP, the number of correct guesses is, up to a δ-term, stochastically
+dominated by Binomial(r, e^ε / (1 + e^ε)) (their Theorem 5.2). The p-value of observing ≥ v
+correct guesses is therefore computable for any ε, and the largest ε that is rejected at the
+stated confidence is a lower bound on the mechanism's true ε.
+
+Multi-run auditing (the classic approach): R independent runs with one canary each, included with
+probability 1/2; Clopper–Pearson upper bounds on the false-positive and false-negative rates give
+ε ≥ log((1 − δ − FNR) / FPR) (and the symmetric term) at the stated confidence.
+
+Canaries for tables ("rare-value canaries"): each canary is a private-looking row (the other
+columns copied from a random private row) carrying one public category that no private row has,
+distinct per canary. The attack counts synthetic rows with that category: any trace of the canary
+in the output shows it was included. The auditor reads private data freely — an audit is a test of
+the mechanism, not a release.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+from dparena.datasets.schema import Categorical, TableSchema
+from dparena.errors import ConfigError
+
+
+def one_run_p_value(m: int, r: int, v: int, epsilon: float, delta: float) -> float:
+    """P-value of v correct guesses out of r (m canaries) under the null '(ε, δ)-DP'."""
+    if not 0 <= v <= r <= m:
+        raise ValueError("need 0 <= v <= r <= m")
+    q = 1.0 / (1.0 + math.exp(-epsilon))
+    tail = float(stats.binom.sf(v - 1, r, q))  # P[Binomial(r, q) >= v]
+    # the δ-term of Theorem 5.2: the worst average of P[v - i <= Binomial < v] / i over i
+    pmf = stats.binom.pmf(np.arange(v - 1, -1, -1), r, q)  # P[B = v-1], P[B = v-2], ...
+    alpha = float(np.max(np.cumsum(pmf) / np.arange(1, v + 1))) if v > 0 else 0.0
+    return min(1.0, tail + 2.0 * m * delta * alpha)
+
+
+def one_run_lower_bound(m: int, r: int, v: int, delta: float, confidence: float = 0.95) -> float:
+    """Largest ε rejected at ``confidence`` by one_run_p_value (0 when nothing can be rejected)."""
+    beta = 1.0 - confidence
+    if r == 0 or one_run_p_value(m, r, v, 0.0, delta) >= beta:
+        return 0.0
+    hi = 1.0
+    while one_run_p_value(m, r, v, hi, delta) < beta:
+        hi *= 2.0
+        if hi > 1e3:
+            return math.inf
+    return float(optimize.brentq(lambda e: one_run_p_value(m, r, v, e, delta) - beta, 0.0, hi,
+                                 xtol=1e-6))
+
+
+def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
+    """One-sided Clopper–Pearson upper bound of a binomial proportion."""
+    if n == 0 or k >= n:
+        return 1.0
+    return float(stats.beta.ppf(confidence, k + 1, n - k))
+
+
+def multi_run_lower_bound(fp: int, n_out: int, fn: int, n_in: int, delta: float,
+                          confidence: float = 0.95) -> float:
+    """ε lower bound from false positives / negatives over independent one-canary runs.
+
+    Both rates are bounded simultaneously (Bonferroni: each at (1 + confidence) / 2).
+    """
+    level = (1.0 + confidence) / 2.0
+    fpr = clopper_pearson_upper(fp, n_out, level)
+    fnr = clopper_pearson_upper(fn, n_in, level)
+    bounds = [0.0]
+    for a, b in ((fnr, fpr), (fpr, fnr)):
+        if b > 0 and 1.0 - delta - a > 0:
+            bounds.append(math.log((1.0 - delta - a) / b))
+        elif b == 0 and 1.0 - delta - a > 0:
+            bounds.append(math.inf)
+    return max(bounds)
+
+
+@dataclass(frozen=True)
+class Canary:
+    column: str
+    value: str
+
+
+def rare_value_canaries(schema: TableSchema, private: pd.DataFrame, k: int | None,
+                        rng: np.random.Generator) -> tuple[list[Canary], pd.DataFrame]:
+    """Up to ``k`` canaries, each a distinct public category absent from the private rows."""
+    pool = [Canary(c.name, v) for c in schema.columns
+            if isinstance(c, Categorical) and c.name != schema.target
+            for v in c.categories if not (private[c.name] == v).any()]
+    if not pool:
+        raise ConfigError("no public category is absent from the private data, so rare-value "
+                          "canaries cannot be built; audit a smaller n_private subsample")
+    order = rng.permutation(len(pool))
+    chosen = [pool[i] for i in order[: (k or len(pool))]]
+    base = private.iloc[rng.integers(0, len(private), len(chosen))].reset_index(drop=True).copy()
+    for i, can in enumerate(chosen):
+        base.loc[i, can.column] = can.value
+    return chosen, base
+
+
+def canary_scores(synthetic: pd.DataFrame, canaries: list[Canary]) -> np.ndarray:
+    """How many synthetic rows carry each canary's rare value."""
+    return np.array([int((synthetic[c.column] == c.value).sum()) for c in canaries])
+
+
+@dataclass
+class AuditResult:
+    claimed_epsilon: float
+    delta: float
+    lower_bound: float
+    confidence: float
+    analysis: str  # "one-run" or "multi-run"
+    attack: str
+    canaries: int
+    guesses: int
+    correct: int
+    runs: int
+
+    @property
+    def failed(self) -> bool:
+        return self.lower_bound > self.claimed_epsilon + 1e-9
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "failed": self.failed}
+
+
+ATTACK = "rare-value canaries; score = synthetic rows carrying the canary's value; guess IN if > 0"
+
+
+def audit_tabular(method, private: pd.DataFrame, schema: TableSchema, budget, n_samples: int,
+                  seed: int, canaries: int | None = None, runs: int = 1,
+                  confidence: float = 0.95) -> AuditResult:
+    """Audit a tabular method: one run with m canaries (runs = 1) or R one-canary runs (runs > 1)."""
+    from dparena.methods.base import Task
+    from dparena.privacy.ledger import Ledger
+
+    def one(run_seed: int, k: int | None):
+        rng = np.random.default_rng([seed, run_seed, 0xA0D17])
+        chosen, rows = rare_value_canaries(schema, private, k, rng)
+        included = rng.random(len(chosen)) < 0.5
+        data = pd.concat([private, rows[included]], ignore_index=True)
+        data = data.iloc[rng.permutation(len(data))].reset_index(drop=True)
+        task = Task(private=data, schema=schema, budget=budget, n_samples=n_samples,
+                    seed=int(rng.integers(2**31)))
+        synthetic = method.generate(task, Ledger())
+        guesses = canary_scores(synthetic.data, chosen) > 0
+        return included, guesses
+
+    if runs <= 1:
+        included, guesses = one(0, canaries)
+        m = len(included)
+        v = int((included == guesses).sum())
+        bound = one_run_lower_bound(m, m, v, budget.delta, confidence)
+        return AuditResult(budget.epsilon, budget.delta, bound, confidence, "one-run", ATTACK,
+                           m, m, v, 1)
+    fp = fn = n_in = n_out = 0
+    for r in range(runs):
+        included, guesses = one(r, 1)
+        if included[0]:
+            n_in += 1
+            fn += int(not guesses[0])
+        else:
+            n_out += 1
+            fp += int(guesses[0])
+    bound = multi_run_lower_bound(fp, n_out, fn, n_in, budget.delta, confidence)
+    return AuditResult(budget.epsilon, budget.delta, bound, confidence, "multi-run", ATTACK,
+                       runs, runs, runs - fp - fn, runs)
+
+
+def audit_run(method, private: pd.DataFrame, schema: TableSchema, budget, seed: int,
+              options: dict[str, Any]) -> AuditResult:
+    """Audit ``method`` at ``budget`` on a random ``n_private``-row subsample of the private data.
+
+    Small subsamples leave many public categories unused, which rare-value canaries need; the DP
+    guarantee being tested holds for every dataset, so auditing on a subsample is sound.
+    """
+    if not isinstance(schema, TableSchema):
+        raise ConfigError("privacy audits are implemented for tabular methods only")
+    n = min(int(options.get("n_private") or len(private)), len(private))
+    rng = np.random.default_rng([seed, 0x5AB])
+    sub = private.iloc[np.sort(rng.choice(len(private), n, replace=False))].reset_index(drop=True)
+    return audit_tabular(method, sub, schema, budget, int(options.get("n_samples") or 5 * n), seed,
+                         canaries=options.get("canaries"), runs=int(options.get("runs") or 1),
+                         confidence=float(options.get("confidence") or 0.95))

@@ -1,0 +1,96 @@
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import tests.plugins  # noqa: F401 - registers test-noiseless
+from dparena.harness.runner import Runner
+from dparena.harness.store import Store
+from dparena.harness.suite import parse_suite
+from dparena.leaderboard.aggregate import build_tables
+from dparena.methods import methods
+from dparena.privacy.audit import (
+    audit_run,
+    canary_scores,
+    multi_run_lower_bound,
+    one_run_lower_bound,
+    one_run_p_value,
+    rare_value_canaries,
+)
+from dparena.types import Budget
+
+
+@pytest.mark.parametrize("m", [10, 30, 100, 1000])
+def test_perfect_guessing_matches_the_theorem_closed_form(m):
+    # with δ = 0, Theorem 5.2 makes the correct-guess count dominated by Binomial(r, q),
+    # q = e^ε/(1+e^ε): all r correct has probability q^r, so the 95% bound solves q^r = 0.05
+    q = 0.05 ** (1 / m)
+    assert one_run_lower_bound(m, m, m, delta=0.0) == pytest.approx(math.log(q / (1 - q)), abs=1e-5)
+
+
+def test_p_value_is_the_binomial_tail_without_delta():
+    assert one_run_p_value(100, 50, 40, 1.0, 0.0) == pytest.approx(
+        stats.binom.sf(39, 50, 1 / (1 + math.exp(-1.0))))
+
+
+def test_delta_only_weakens_the_bound_and_chance_gives_none():
+    assert one_run_lower_bound(100, 100, 100, 1e-3) < one_run_lower_bound(100, 100, 100, 0.0)
+    assert one_run_lower_bound(100, 100, 55, 1e-5) == 0.0  # 55% is chance level
+    assert one_run_lower_bound(100, 0, 0, 1e-5) == 0.0
+
+
+def test_multi_run_bound():
+    assert multi_run_lower_bound(0, 100, 0, 100, 1e-5) > 3.0  # perfect attack on 200 runs
+    assert multi_run_lower_bound(50, 100, 50, 100, 1e-5) == 0.0  # coin flips
+    # the bound grows with the number of runs for the same error rates
+    assert multi_run_lower_bound(5, 500, 5, 500, 0) > multi_run_lower_bound(1, 100, 1, 100, 0)
+
+
+def test_rare_value_canaries_are_absent_from_private_data(adult_small):
+    rng = np.random.default_rng(0)
+    private = adult_small.private.head(300)
+    canaries, rows = rare_value_canaries(adult_small.schema, private, 10, rng)
+    assert len(canaries) == len(rows) == 10
+    assert len({(c.column, c.value) for c in canaries}) == 10
+    for c in canaries:
+        assert not (private[c.column] == c.value).any()
+    assert (canary_scores(rows, canaries) >= 1).all()
+    assert (canary_scores(private, canaries) == 0).all()
+
+
+def test_broken_method_is_caught_at_small_epsilon(adult_small):
+    for eps in (0.5, 1.0):
+        result = audit_run(methods.create("test-noiseless"), adult_small.private, adult_small.schema,
+                           Budget(eps, 1e-5), seed=0, options={"n_private": 300})
+        assert result.failed and result.lower_bound > 1.5
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_real_method_is_never_flagged(adult_small, seed):
+    for eps in (1.0, 10.0):
+        result = audit_run(methods.create("independent-marginals"), adult_small.private,
+                           adult_small.schema, Budget(eps, 1e-5), seed=seed,
+                           options={"n_private": 300})
+        assert not result.failed, result
+
+
+def test_suite_audit_column_flags_the_broken_method(tmp_path):
+    raw = {
+        "name": "audited", "seeds": [0], "epsilons": [1.0], "delta": 1e-5,
+        "section": [{
+            "dataset": "adult", "dataset_params": {"n_private": 1000, "n_eval": 500},
+            "n_samples": 500, "metrics": ["histogram-intersection"], "audit": {"n_private": 300},
+            "methods": [{"name": "independent-marginals"}, {"name": "test-noiseless"},
+                        {"name": "uniform"}],
+        }],
+    }
+    store = Store(tmp_path / "runs.sqlite")
+    Runner(store).run(parse_suite(raw).specs)
+    rows = {r.label: r for r in build_tables(store.runs())[0].rows}
+    assert rows["test-noiseless"].audit_failed and not rows["test-noiseless"].rankable
+    assert "AUDIT-FAILED" in rows["test-noiseless"].display_label
+    assert not rows["independent-marginals"].audit_failed
+    assert rows["independent-marginals"].cells["audit/eps-lower-bound"].stat.mean <= 1.0
+    assert rows["independent-marginals"].cells["histogram-intersection"].rank == 1
+    assert rows["uniform"].cells["audit/eps-lower-bound"].empty == "n/a"
