@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dparena-installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-all bench lint install clean-results
+.PHONY: demo test test-all bench lint install publish clean-results
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/perf --benchmark-only --benchmark-json=benchmarks/perf/last-run.json -q
+
+# Regenerate the published quick-suite results: results/quick/{leaderboard.md,.html,plots/},
+# results/baseline.json, and the table in README.md.
+publish: $(STAMP)
+	$(BIN)/dparena run benchmarks/suites/quick.toml --quiet
+	$(BIN)/dparena leaderboard --db results/quick/runs.sqlite --format json --out results/baseline.json
+	$(BIN)/python -m dparena.leaderboard.publish README.md results/quick/leaderboard.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check dparena tests benchmarks

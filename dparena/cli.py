@@ -167,11 +167,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
     from dparena.leaderboard.aggregate import build_tables
+    from dparena.leaderboard.plots import plot_tables
     from dparena.leaderboard.render import to_html, to_markdown
 
     tables = build_tables(store.runs())
-    _write_atomic(folder / "leaderboard.md", to_markdown(tables))
-    _write_atomic(folder / "leaderboard.html", to_html(tables))
+    pngs = plot_tables(tables, folder / "plots")
+    links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
+    _write_atomic(folder / "leaderboard.md", to_markdown(tables, links))
+    _write_atomic(folder / "leaderboard.html",
+                  to_html(tables, plots=[(link, p.read_bytes()) for link, p in zip(links, pngs)]))
     if not quiet:
         _print_tables(tables)
     typer.echo(f"wrote {folder / 'leaderboard.md'} and {folder / 'leaderboard.html'}", err=True)
@@ -231,31 +235,11 @@ def check(
 
     Example: dparena check --db results/quick/runs.sqlite --baseline results/baseline.json
     """
-    from rich.console import Console
-    from rich.table import Table as RichTable
+    from dparena.leaderboard.gate import check_database, format_comparisons
 
-    from dparena.leaderboard.aggregate import baseline_entries
-    from dparena.leaderboard.gate import compare, load_baseline
-    from dparena.leaderboard.render import fmt_value
-
-    base = load_baseline(baseline)
-    comps = compare(baseline_entries(_tables(db, all_metrics=True)), base, tolerance)
-    console = Console(width=max(140, Console().width))
+    comps = check_database(db, baseline, tolerance)
+    typer.echo(format_comparisons(comps))
     bad = [c for c in comps if c.status == "regressed"]
-    shown = [c for c in comps if c.status in ("regressed", "missing", "skipped")]
-    if shown:
-        table = RichTable(title="changes against the baseline", title_justify="left")
-        for col in ("status", "dataset", "method", "ε", "metric", "baseline", "current", "reason"):
-            table.add_column(col)
-        for c in shown:
-            table.add_row(c.status, c.dataset, c.label, "ref" if c.epsilon is None else f"{c.epsilon:g}",
-                          c.metric, fmt_value(c.baseline),
-                          "—" if c.current is None else fmt_value(c.current), c.reason,
-                          style="red" if c.status == "regressed" else "yellow")
-        console.print(table)
-    counts = {s: sum(c.status == s for c in comps) for s in ("ok", "improved", "regressed",
-                                                               "missing", "skipped")}
-    console.print(", ".join(f"{v} {k}" for k, v in counts.items()))
     if bad:
         raise typer.Exit(1)
 

@@ -210,8 +210,10 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str) -> l
 
 
 def _rank(rows: list[Row], columns: list[ColumnSpec]) -> None:
-    """Competition ranking (1, 2, 2, 4) among valid DP rows, per column."""
+    """Competition ranking (1, 2, 2, 4) among valid DP rows, per quality column (not the audit)."""
     for col in columns:
+        if col.metric == "audit":
+            continue
         ranked = [(r.cells[col.name].stat.mean, r) for r in rows
                   if r.rankable and r.cells[col.name].stat is not None]
         sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0

@@ -109,3 +109,36 @@ def compare(current: list[dict[str, Any]], baseline: list[dict[str, Any]],
             comp.status = "ok"
         out.append(comp)
     return out
+
+
+def format_comparisons(comps: list[Comparison]) -> str:
+    """A plain-text table of what regressed, went missing or was skipped, and a count line."""
+    from dparena.leaderboard.render import fmt_value
+
+    shown = [c for c in comps if c.status in ("regressed", "missing", "skipped")]
+    rows = [("status", "dataset", "method", "ε", "metric", "baseline", "current", "reason")]
+    for c in shown:
+        rows.append((c.status, c.dataset, c.label, "ref" if c.epsilon is None else f"{c.epsilon:g}",
+                     c.metric, fmt_value(c.baseline),
+                     "—" if c.current is None else fmt_value(c.current), c.reason))
+    lines = []
+    if shown:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    counts = {s: sum(c.status == s for c in comps)
+              for s in ("ok", "improved", "regressed", "missing", "skipped")}
+    lines.append(", ".join(f"{v} {k}" for k, v in counts.items()))
+    return "\n".join(lines)
+
+
+def check_database(db, baseline, tolerance: float = 0.05) -> list[Comparison]:
+    """Compare a result database with a baseline file (what `dparena check` does)."""
+    from dparena.harness.store import Store
+    from dparena.leaderboard.aggregate import baseline_entries, build_tables
+
+    if not Path(db).exists():
+        raise ConfigError(f"no result database at {db}; run a suite first (dparena run SUITE)")
+    base = load_baseline(baseline)
+    current = baseline_entries(build_tables(Store(db).runs(), all_metrics=True))
+    return compare(current, base, tolerance)

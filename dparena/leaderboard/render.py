@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as _dt
 import html
 import io
 import json
 import math
+from pathlib import Path
 
 import dparena
 from dparena.leaderboard.aggregate import Cell, Table, baseline_entries
@@ -61,7 +63,7 @@ def header(col) -> str:
     return f"{col.name} {arrow}"
 
 
-def to_markdown(tables: list[Table]) -> str:
+def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
     out = []
     for t in tables:
         out.append(f"### {t.title}\n")
@@ -83,6 +85,9 @@ def to_markdown(tables: list[Table]) -> str:
             out.extend(_md_escape(n) for n in notes)
         out.append("")
     out.append(f"_{LEGEND}_")
+    if plots:
+        out.append("")
+        out.append("Plots: " + " · ".join(f"[{Path(p).stem}]({p})" for p in plots))
     return "\n".join(out) + "\n"
 
 
@@ -90,41 +95,102 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_html(tables: list[Table], title: str = "dparena leaderboard") -> str:
+_SCRIPT = """
+function sortBy(th) {
+  const table = th.closest('table');
+  const idx = Array.from(th.parentNode.children).indexOf(th);
+  const asc = th.dataset.order !== 'asc';
+  table.querySelectorAll('th').forEach(h => { h.dataset.order = ''; h.classList.remove('asc', 'desc'); });
+  th.dataset.order = asc ? 'asc' : 'desc';
+  th.classList.add(asc ? 'asc' : 'desc');
+  const body = table.tBodies[0];
+  const rows = Array.from(body.rows);
+  const key = r => { const c = r.children[idx]; const v = c.dataset.v; return v === undefined || v === '' ? null : (isNaN(+v) ? v : +v); };
+  rows.sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (x === null && y === null) return 0;
+    if (x === null) return 1;
+    if (y === null) return -1;
+    return (x < y ? -1 : x > y ? 1 : 0) * (asc ? 1 : -1);
+  });
+  rows.forEach(r => body.appendChild(r));
+}
+function showEps(value) {
+  document.querySelectorAll('section.board').forEach(s => {
+    s.hidden = !(value === 'all' || s.dataset.eps === value);
+  });
+}
+"""
+
+
+def to_html(tables: list[Table], title: str = "dparena leaderboard",
+            plots: list[tuple[str, bytes]] | None = None) -> str:
+    """One self-contained page: sortable tables, an ε selector, CI and n on hover, flagged rows.
+
+    ``plots`` are (link, PNG bytes) pairs: the PNG is embedded, the link (e.g. the SVG) is kept.
+    """
     e = html.escape
+    eps_values = sorted({t.epsilon for t in tables})
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title><style>",
         "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}",
         "table{border-collapse:collapse;margin:0.5rem 0 2rem}",
         "th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}",
+        "th{cursor:pointer;background:#f0f0f0}th.asc::after{content:' ▲'}th.desc::after{content:' ▼'}",
         "th:first-child,td:first-child{text-align:left}",
         "tr.reference td{background:#f4f4f8;font-style:italic}",
-        "tr.invalid td,tr.failed td{background:#fbeaea}",
+        "tr.invalid td,tr.failed td,tr.audit-failed td{background:#fbeaea}",
+        ".flag{font-weight:bold;color:#a00}.ref{color:#555}",
         "td.best{font-weight:bold}.legend{color:#555;max-width:60rem}",
+        "img.plot{max-width:32rem;margin:0.5rem}",
         "</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f"<p class='legend'>{e(LEGEND)}</p>",
+        "<label>ε: <select id='eps-select' onchange='showEps(this.value)'>",
+        "<option value='all'>all</option>",
+        *[f"<option value='{e(_eps_key(x))}'>{e(f'{x:g}')}</option>" for x in eps_values],
+        "</select></label>",
     ]
     for t in tables:
-        parts.append(f"<h2>{e(t.title)}</h2><table><thead><tr><th>method</th>")
-        parts += [f"<th>{e(header(c))}</th>" for c in t.columns]
+        parts.append(f"<section class='board' data-eps='{e(_eps_key(t.epsilon))}'>")
+        parts.append(f"<h2>{e(t.title)}</h2><table><thead><tr><th onclick='sortBy(this)'>method</th>")
+        parts += [f"<th onclick='sortBy(this)'>{e(header(c))}</th>" for c in t.columns]
         parts.append("</tr></thead><tbody>")
         for row in t.rows:
-            cls = row.kind if row.kind == "reference" else (
-                "invalid" if row.audit_failed else row.status)
+            if row.kind == "reference":
+                cls, flag = "reference", "<span class='ref'>non-private reference</span>"
+            elif row.audit_failed:
+                cls, flag = "audit-failed", "<span class='flag'>AUDIT-FAILED</span>"
+            elif row.status != "ok":
+                cls, flag = row.status, f"<span class='flag'>{e(row.status.upper())}</span>"
+            else:
+                cls, flag = "ok", ""
             note = f" title='{e(row.note, quote=True)}'" if row.note else ""
-            parts.append(f"<tr class='{cls}'><td{note}>{e(row.display_label)}</td>")
+            parts.append(f"<tr class='{cls}'><td data-v='{e(row.label, quote=True)}'{note}>"
+                         f"{e(row.label)} {flag}</td>")
             for c in t.columns:
                 cell = row.cells.get(c.name)
                 best = " class='best'" if cell is not None and cell.rank == 1 else ""
-                parts.append(f"<td{best} title='{e(cell_detail(cell), quote=True)}'>"
+                value = "" if cell is None or cell.stat is None else repr(cell.stat.mean)
+                parts.append(f"<td{best} data-v='{value}' title='{e(cell_detail(cell), quote=True)}'>"
                              f"{e(cell_text(cell))}</td>")
             parts.append("</tr>")
-        parts.append("</tbody></table>")
+        parts.append("</tbody></table></section>")
+    if plots:
+        parts.append("<h2>Quality against ε</h2><div>")
+        parts += [f"<a href='{e(link, quote=True)}'><img class='plot' alt='{e(link, quote=True)}' "
+                  f"src='data:image/png;base64,{base64.b64encode(png).decode()}'></a>"
+                  for link, png in plots]
+        parts.append("</div>")
     parts.append(f"<p class='legend'>generated by dparena {e(dparena.__version__)}</p>")
+    parts.append(f"<script>{_SCRIPT}</script>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _eps_key(eps: float) -> str:
+    return "inf" if math.isinf(eps) else f"{eps:g}"
 
 
 _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
