@@ -102,6 +102,8 @@ def run(
     retry_failed: bool = typer.Option(False, help="Re-run runs recorded as failed."),
     timeout: float = typer.Option(None, help="Per-run time limit in seconds."),
     strict: bool = typer.Option(False, help="Exit 1 if any run failed or was INVALID."),
+    executor: str = typer.Option("local", help="local (forked processes) or ray."),
+    address: str = typer.Option(None, help="Ray cluster address (with --executor ray)."),
     quiet: bool = typer.Option(False, help="Do not print the leaderboard at the end."),
 ):
     """Run a suite, skipping runs already in the database; write the leaderboard next to it.
@@ -111,12 +113,14 @@ def run(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dparena.harness.runner import Runner
+    from dparena.harness.runner import RayRunner, Runner
     from dparena.harness.store import Store
     from dparena.harness.suite import load_suite
 
     if jobs < 1:
         raise ConfigError("--jobs must be >= 1")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}: use local or ray")
     spec = load_suite(suite)
     specs = spec.filter(only) if only else spec.specs
     if not specs:
@@ -126,7 +130,8 @@ def run(
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
-        runner = Runner(store, jobs=jobs, timeout=timeout)
+        runner = (RayRunner(store, address=address, timeout=timeout) if executor == "ray"
+                  else Runner(store, jobs=jobs, timeout=timeout))
         todo = runner.pending(specs, retry_failed)
         bar = progress.add_task(f"{spec.name}: {len(specs) - len(todo)} done before", total=len(todo))
 

@@ -186,20 +186,15 @@ class Runner:
         while queue or running:
             while queue and len(running) < self.jobs:
                 spec = queue.pop(0)
-                bkey = f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
-                if bkey not in bundles:
-                    try:
-                        bundles[bkey] = load_bundle(spec, self.assets)
-                    except Exception as exc:  # noqa: BLE001
-                        self._finish(summary, RunRecord(spec, "failed", error=_one_line(exc),
-                                                        created_at=_now()))
-                        continue
+                bundle = self._bundle(spec, bundles, summary)
+                if bundle is None:
+                    continue
                 if self.on_start:
                     self.on_start(spec)
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(
                     target=_worker,
-                    args=(spec, bundles[bkey], self.store.artifact_dir(spec), cache_dir, threads, send),
+                    args=(spec, bundle, self.store.artifact_dir(spec), cache_dir, threads, send),
                     daemon=True,
                 )
                 proc.start()
@@ -231,6 +226,19 @@ class Runner:
                             error=f"timed out after {self.timeout:g} s"))
         return summary
 
+    def _bundle(self, spec: RunSpec, bundles: dict[str, DatasetBundle],
+                summary: Summary) -> DatasetBundle | None:
+        """The spec's dataset, loaded once per (dataset, params); None (recorded failed) on error."""
+        bkey = f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
+        if bkey not in bundles:
+            try:
+                bundles[bkey] = load_bundle(spec, self.assets)
+            except Exception as exc:  # noqa: BLE001
+                self._finish(summary, RunRecord(spec, "failed", error=_one_line(exc),
+                                                created_at=_now()))
+                return None
+        return bundles[bkey]
+
     def _finish(self, summary: Summary, rec: RunRecord) -> None:
         self.store.record(rec)
         if rec.status == "ok":
@@ -241,6 +249,78 @@ class Runner:
             summary.failed.append((rec.spec.name, rec.error.splitlines()[0] if rec.error else ""))
         if self.on_done:
             self.on_done(rec)
+
+
+class RayRunner(Runner):
+    """Runs each spec as a Ray task with the resources its method declares.
+
+    The driver (this process) alone writes the store; workers write artifacts under the store's
+    folder, which must therefore be on a filesystem every Ray node shares (always true locally).
+    ``address`` None starts or joins a local Ray instance; "auto" or "ray://host:port" joins a
+    cluster.
+    """
+
+    def __init__(self, store: Store, address: str | None = None, **kwargs: Any):
+        super().__init__(store, **kwargs)
+        self.address = address
+
+    def run(self, specs: list[RunSpec], retry_failed: bool = False) -> Summary:
+        from dparena.errors import require
+        from dparena.methods import methods
+
+        ray = require("ray", "ray")
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)
+        summary = Summary(total=len(specs))
+        todo = self.pending(specs, retry_failed)
+        summary.skipped = len(specs) - len(todo)
+        _import_classes(todo)
+        task = ray.remote(_ray_execute)
+        bundles: dict[str, DatasetBundle] = {}
+        refs: dict[str, Any] = {}
+        cache_dir = self.store.path.parent / "cache"
+        futures: dict[Any, tuple[RunSpec, float]] = {}
+        for spec in todo:
+            bundle = self._bundle(spec, bundles, summary)
+            if bundle is None:
+                continue
+            bkey = f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
+            if bkey not in refs:
+                refs[bkey] = ray.put(bundle)
+            res = dict(getattr(methods.get(spec.method), "resources", {"num_cpus": 1}))
+            if self.on_start:
+                self.on_start(spec)
+            ref = task.options(**res).remote(spec, refs[bkey], self.store.artifact_dir(spec),
+                                             cache_dir, int(res.get("num_cpus", 1)))
+            futures[ref] = (spec, time.monotonic())
+        while futures:
+            done, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
+            for ref in done:
+                spec, _ = futures.pop(ref)
+                try:
+                    rec = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed run
+                    rec = RunRecord(spec, "failed", created_at=_now(),
+                                    error=f"ray task failed: {_one_line(exc)}")
+                self._finish(summary, rec)
+            if self.timeout is not None:
+                for ref, (spec, started) in list(futures.items()):
+                    if time.monotonic() - started > self.timeout:
+                        ray.cancel(ref, force=True)
+                        futures.pop(ref)
+                        self._finish(summary, RunRecord(spec, "failed", created_at=_now(),
+                                                        error=f"timed out after {self.timeout:g} s"))
+        return summary
+
+
+def _ray_execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
+                 threads: int) -> RunRecord:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    rec = execute(spec, bundle, artifact_dir, cache_dir)
+    rec.peak_rss_mb = _peak_rss_mb()
+    return rec
 
 
 def _import_classes(specs: list[RunSpec]) -> None:
@@ -262,13 +342,25 @@ def provenance() -> dict[str, str]:
     return dict(_provenance())
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @functools.cache
 def _provenance() -> dict[str, str]:
     from importlib import metadata
 
     info = {"dparena": dparena.__version__, "python": platform.python_version(),
-            "platform": platform.platform(), "cpu": platform.processor() or platform.machine(),
-            "cpus": str(os.cpu_count())}
+            "platform": platform.platform(), "cpu": _cpu_model(), "cpus": str(os.cpu_count())}
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        info["gpu"] = sys.modules["torch"].cuda.get_device_name(0)
     for pkg in ("numpy", "pandas", "scikit-learn", "xgboost-cpu", "xgboost", "torch", "opacus"):
         try:
             info[pkg] = metadata.version(pkg)

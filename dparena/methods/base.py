@@ -50,6 +50,8 @@ class Method(ABC):
     extra: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     private: ClassVar[bool] = True
+    # what one run needs, in Ray's terms (num_cpus, num_gpus, memory in bytes)
+    resources: ClassVar[dict[str, float]] = {"num_cpus": 1}
 
     def params(self) -> dict[str, Any]:
         """The constructor parameters (part of the run's identity)."""
