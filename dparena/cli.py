@@ -180,7 +180,7 @@ def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
     links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
     _write_atomic(folder / "leaderboard.md", to_markdown(tables, links))
     _write_atomic(folder / "leaderboard.html",
-                  to_html(tables, plots=[(link, p.read_bytes()) for link, p in zip(links, pngs)]))
+                  to_html(tables, plots=[(link, p.read_bytes()) for link, p in zip(links, pngs, strict=True)]))
     if not quiet:
         _print_tables(tables)
     typer.echo(f"wrote {folder / 'leaderboard.md'} and {folder / 'leaderboard.html'}", err=True)
