@@ -62,6 +62,19 @@ class Crashes(Method):
         os._exit(137)
 
 
+@_register("test-hog")
+class Hog(Method):
+    """Touches about 1 GB of memory, then sleeps: a memory cap must stop it."""
+
+    modality = Modality.TABULAR
+    description = "allocates a lot"
+
+    def generate(self, task, ledger):
+        block = np.ones(1024 * 2**20 // 8)
+        time.sleep(30)
+        return Synthetic(block)
+
+
 @_register("test-sleep")
 class Sleeps(Method):
     modality = Modality.TABULAR

@@ -124,6 +124,21 @@ def test_timeout_is_recorded_as_failed(tmp_path):
     assert summary.failed and "timed out" in summary.failed[0][1]
 
 
+def test_suite_limits_stop_slow_and_hungry_runs(tmp_path):
+    raw = {
+        "name": "t", "seeds": [0], "epsilons": [1.0], "delta": 1e-5, "timeout_s": 20,
+        "section": [{"dataset": "adult", "dataset_params": {"n_private": 100, "n_eval": 100},
+                     "n_samples": 50, "metrics": ["histogram-intersection"], "memory_mb": 400,
+                     "methods": [{"name": "test-hog"}]}],
+    }
+    specs = parse_suite(raw).specs
+    assert specs[0].timeout_s == 20 and specs[0].memory_mb == 400
+    raw["timeout_s"] = 30
+    assert parse_suite(raw).specs[0].key == specs[0].key  # limits are not the run's identity
+    summary = Runner(Store(tmp_path / "runs.sqlite")).run(specs)
+    assert summary.failed and "memory cap of 400 MB" in summary.failed[0][1]
+
+
 def test_parallel_jobs_give_the_same_records(suite_file, tmp_path):
     specs = [s for s in load_suite(suite_file).specs
              if s.method in ("independent-marginals", "uniform")][:3]

@@ -131,6 +131,18 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
 
 
+def _rss_mb(pid: int) -> float | None:
+    """Current resident memory of a process (Linux /proc), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
 def _peak_rss_mb() -> float | None:
     try:
         with open("/proc/self/status") as fh:
@@ -142,8 +154,21 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the driver dies, so no orphan outlives a killed suite."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: orphans finish their run and exit
+        pass
+
+
 def _worker(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
             threads: int, conn: Connection) -> None:
+    _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:  # configure torch only where it is already loaded
         sys.modules["torch"].set_num_threads(threads)
@@ -157,13 +182,14 @@ class Runner:
     """Runs specs in forked worker processes (``jobs`` at a time) and records each outcome."""
 
     def __init__(self, store: Store, assets: AssetStore | None = None, jobs: int = 1,
-                 timeout: float | None = None,
+                 timeout: float | None = None, memory_mb: float | None = None,
                  on_start: Callable[[RunSpec], None] | None = None,
                  on_done: Callable[[RunRecord], None] | None = None):
         self.store = store
         self.assets = assets or AssetStore()
         self.jobs = max(1, int(jobs))
         self.timeout = timeout
+        self.memory_mb = memory_mb
         self.on_start = on_start
         self.on_done = on_done
 
@@ -202,7 +228,7 @@ class Runner:
                 running[recv] = (spec, proc, time.monotonic())
             if not running:
                 continue
-            ready = wait(list(running), timeout=1.0)
+            ready = wait(list(running), timeout=0.2)
             for conn in ready:
                 spec, proc, _ = running.pop(conn)
                 try:
@@ -214,16 +240,20 @@ class Runner:
                 proc.join()
                 conn.close()
                 self._finish(summary, rec)
-            if self.timeout is not None:
-                for conn, (spec, proc, started) in list(running.items()):
-                    if time.monotonic() - started > self.timeout:
-                        proc.kill()
-                        proc.join()
-                        running.pop(conn)
-                        conn.close()
-                        self._finish(summary, RunRecord(
-                            spec, "failed", created_at=_now(),
-                            error=f"timed out after {self.timeout:g} s"))
+            for conn, (spec, proc, started) in list(running.items()):
+                limit = spec.timeout_s if spec.timeout_s is not None else self.timeout
+                cap = spec.memory_mb if spec.memory_mb is not None else self.memory_mb
+                reason = None
+                if limit is not None and time.monotonic() - started > limit:
+                    reason = f"timed out after {limit:g} s"
+                elif cap is not None and (_rss_mb(proc.pid) or 0.0) > cap:
+                    reason = f"exceeded the memory cap of {cap:g} MB"
+                if reason:
+                    proc.kill()
+                    proc.join()
+                    running.pop(conn)
+                    conn.close()
+                    self._finish(summary, RunRecord(spec, "failed", created_at=_now(), error=reason))
         return summary
 
     def _bundle(self, spec: RunSpec, bundles: dict[str, DatasetBundle],
@@ -290,6 +320,8 @@ class RayRunner(Runner):
             if bkey not in refs:
                 refs[bkey] = ray.put(bundle)
             res = dict(getattr(methods.get(spec.method), "resources", {"num_cpus": 1}))
+            if spec.memory_mb is not None:
+                res["memory"] = int(spec.memory_mb * 2**20)
             if self.on_start:
                 self.on_start(spec)
             ref = task.options(**res).remote(spec, refs[bkey], self.store.artifact_dir(spec),
@@ -305,13 +337,13 @@ class RayRunner(Runner):
                     rec = RunRecord(spec, "failed", created_at=_now(),
                                     error=f"ray task failed: {_one_line(exc)}")
                 self._finish(summary, rec)
-            if self.timeout is not None:
-                for ref, (spec, started) in list(futures.items()):
-                    if time.monotonic() - started > self.timeout:
-                        ray.cancel(ref, force=True)
-                        futures.pop(ref)
-                        self._finish(summary, RunRecord(spec, "failed", created_at=_now(),
-                                                        error=f"timed out after {self.timeout:g} s"))
+            for ref, (spec, started) in list(futures.items()):
+                limit = spec.timeout_s if spec.timeout_s is not None else self.timeout
+                if limit is not None and time.monotonic() - started > limit:
+                    ray.cancel(ref, force=True)
+                    futures.pop(ref)
+                    self._finish(summary, RunRecord(spec, "failed", created_at=_now(),
+                                                    error=f"timed out after {limit:g} s"))
         return summary
 
 

@@ -20,9 +20,10 @@ import dparena
 from dparena.errors import ConfigError
 from dparena.types import Budget, resolve_delta
 
-_SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section"}
+_SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section", "timeout_s",
+               "memory_mb"}
 _SECTION_KEYS = {"name", "dataset", "dataset_params", "n_samples", "metrics", "metric_params",
-                 "methods", "seeds", "epsilons", "delta", "audit"}
+                 "methods", "seeds", "epsilons", "delta", "audit", "timeout_s", "memory_mb"}
 _AUDIT_KEYS = {"canaries", "runs", "confidence", "n_private", "n_samples"}
 _METHOD_KEYS = {"name", "params", "label"}
 
@@ -48,6 +49,8 @@ class RunSpec:
     metrics: tuple[str, ...]
     metric_params: dict[str, dict[str, Any]] = field(default_factory=dict)
     audit: dict[str, Any] | None = None
+    timeout_s: float | None = None  # execution limits: not part of the run's identity
+    memory_mb: float | None = None
     package_version: str = dparena.__version__
 
     @property
@@ -65,7 +68,8 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        payload = {k: v for k, v in asdict(self).items() if k not in {"suite", "section", "label"}}
+        payload = {k: v for k, v in asdict(self).items()
+                   if k not in {"suite", "section", "label", "timeout_s", "memory_mb"}}
         blob = json.dumps(payload, sort_keys=True, default=str, allow_nan=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -192,6 +196,12 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
             if m not in metric_names:
                 raise ConfigError(f"{swhere}: metric_params for {m!r}, which is not in metrics")
         audit = _audit_options(sec.get("audit"), swhere)
+        limits = {}
+        for key in ("timeout_s", "memory_mb"):
+            value = sec.get(key, raw.get(key))
+            if value is not None and (not isinstance(value, int | float) or value <= 0):
+                raise ConfigError(f"{swhere}: {key} must be a positive number")
+            limits[key] = value
         entries = sec.get("methods") or []
         if not entries:
             raise ConfigError(f"{swhere}: list at least one method")
@@ -227,7 +237,7 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
                         method_params=params, method_version=cls.version, label=label,
                         private=cls.private, epsilon=eps, delta=delta, seed=seed,
                         n_samples=n_samples, metrics=metric_names, metric_params=metric_params,
-                        audit=audit if cls.private else None,
+                        audit=audit if cls.private else None, **limits,
                     ))
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
