@@ -130,3 +130,20 @@ def test_ledger_round_trips_through_json():
     ledger.gaussian("h", sigma=np.float64(2.0), sensitivity=1.0, bins=3)
     back = Ledger.from_list(__import__("json").loads(ledger.to_json()))
     assert back.spent(1e-6) == ledger.spent(1e-6)
+
+
+def test_ledger_books_zcdp_and_approx_entries():
+    from dparena.privacy import zcdp_epsilon
+
+    ledger = Ledger()
+    ledger.zcdp("library accounting", rho=0.05)
+    assert ledger.spent(1e-5) == (pytest.approx(zcdp_epsilon(0.05, 1e-5)), 1e-5)
+    ledger.approx("DP-SGD (opacus accountant)", epsilon=1.0, delta=4e-6)
+    eps, delta = ledger.spent(1e-5)
+    # the approximate-DP entry's δ is taken out of the run's δ before the zCDP part is converted
+    assert eps == pytest.approx(1.0 + zcdp_epsilon(0.05, 6e-6))
+    assert delta == 1e-5
+    with pytest.raises(ValueError):
+        ledger.approx("bad", epsilon=float("inf"), delta=0.0)
+    with pytest.raises(ValueError):
+        ledger.zcdp("bad", rho=0.0)

@@ -79,6 +79,29 @@ class Ledger:
             )
         )
 
+    def zcdp(self, description: str, rho: float, **params: Any) -> LedgerEntry:
+        """Book a mechanism whose guarantee is ρ-zCDP (e.g. a library's own zCDP accounting)."""
+        if not rho > 0 or not math.isfinite(rho):
+            raise ValueError("rho must be finite and > 0")
+        return self.record(
+            LedgerEntry(mechanism="zcdp", description=description, rho=rho, params=dict(params))
+        )
+
+    def approx(self, description: str, epsilon: float, delta: float, mechanism: str = "approx-dp",
+               **params: Any) -> LedgerEntry:
+        """Book an (ε, δ)-DP guarantee computed elsewhere (e.g. Opacus' accountant for DP-SGD).
+
+        Such entries compose by basic composition: their δ is taken out of the run's δ.
+        """
+        if not epsilon > 0 or not math.isfinite(epsilon):
+            raise ValueError("epsilon must be finite and > 0")
+        if not 0.0 <= delta < 1.0:
+            raise ValueError("delta must satisfy 0 <= delta < 1")
+        return self.record(
+            LedgerEntry(mechanism=mechanism, description=description, epsilon=float(epsilon),
+                        delta=float(delta), params=dict(params))
+        )
+
     def non_private(self, description: str) -> LedgerEntry:
         return self.record(
             LedgerEntry(mechanism="none", description=description, epsilon=math.inf, delta=0.0)
