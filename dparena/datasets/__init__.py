@@ -8,3 +8,15 @@ datasets.register_lazy(
     "adult", "dparena.datasets.adult:Adult", modality="tabular", extra="tabular",
     description="UCI Adult census income (32,561 private / 16,281 eval rows), target income",
 )
+datasets.register_lazy(
+    "mnist", "dparena.datasets.images:MNIST", modality="image", extra="image",
+    description="MNIST handwritten digits 28x28 (50,000 private / 10,000 eval), 10 classes",
+)
+datasets.register_lazy(
+    "digits", "dparena.datasets.images:Digits", modality="image", extra="tabular",
+    description="scikit-learn 8x8 digits (1,297 private / 500 eval), 10 classes; for tests",
+)
+datasets.register_lazy(
+    "cifar10", "dparena.datasets.images:CIFAR10", modality="image", extra="image",
+    description="CIFAR-10 32x32 colour (50,000 private / 10,000 eval), 10 classes; needs a download",
+)

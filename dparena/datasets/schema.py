@@ -138,3 +138,66 @@ class TableSchema:
                 cols.append({"name": c.name, "kind": "categorical",
                              "categories": list(c.categories)})
         return {"columns": cols, "target": self.target}
+
+
+@dataclass(frozen=True)
+class ImageSchema:
+    """The public description of a labelled image dataset.
+
+    Images are ``uint8`` arrays ``[N, height, width, channels]``; labels are integers indexing
+    ``label_names``. ``class_proportions`` is a public prior over the classes when documentation
+    gives one; when it is None, a method that needs the class sizes must buy them with budget (a DP
+    count booked in its ledger) or assume they are uniform.
+    """
+
+    height: int
+    width: int
+    channels: int
+    label_names: tuple[str, ...]
+    class_proportions: tuple[float, ...] | None = None
+
+    kind = "image"
+
+    def __post_init__(self) -> None:
+        if min(self.height, self.width) < 1 or self.channels not in (1, 3):
+            raise ValueError("images need height, width >= 1 and 1 or 3 channels")
+        if len(set(self.label_names)) != len(self.label_names):
+            raise ValueError("duplicate label names")
+        if self.class_proportions is not None:
+            p = np.asarray(self.class_proportions, dtype=float)
+            if len(p) != len(self.label_names) or (p < 0).any() or not np.isclose(p.sum(), 1.0):
+                raise ValueError("class_proportions must be a distribution over label_names")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.height, self.width, self.channels)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def conform(self, images, labels, what: str = "images") -> tuple[np.ndarray, np.ndarray]:
+        """Check an image array and its labels against the schema (one-line SchemaError)."""
+        arr = np.asarray(images)
+        if arr.ndim == 3 and self.channels == 1:
+            arr = arr[..., None]
+        if arr.ndim != 4 or arr.shape[1:] != self.shape:
+            raise SchemaError(f"{what}: expected an array of shape [N, {self.height}, {self.width}, "
+                              f"{self.channels}], got {list(arr.shape)}")
+        if arr.dtype != np.uint8:
+            raise SchemaError(f"{what}: expected uint8 pixels in 0..255, got {arr.dtype}; "
+                              f"convert with (x * 255).round().astype('uint8')")
+        if labels is None:
+            raise SchemaError(f"{what}: labels are missing; give one label per image")
+        lab = np.asarray(labels)
+        if lab.shape != (len(arr),) or not np.issubdtype(lab.dtype, np.integer) or (
+                len(lab) and (lab.min() < 0 or lab.max() >= self.num_classes)):
+            raise SchemaError(f"{what}: expected {len(arr)} integer labels in "
+                              f"0..{self.num_classes - 1}")
+        return arr, lab.astype(np.int64)
+
+    def to_dict(self) -> dict:
+        return {"kind": "image", "height": self.height, "width": self.width,
+                "channels": self.channels, "label_names": list(self.label_names),
+                "class_proportions": (list(self.class_proportions)
+                                      if self.class_proportions is not None else None)}

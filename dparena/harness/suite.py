@@ -214,9 +214,9 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
                 raise ConfigError(f"{swhere}: a method entry lacks 'name'")
             params = dict(entry.get("params", {}))
             method = methods.create(entry["name"], **params)
-            if method.modality != dataset.modality:
+            if not method.supports(dataset.modality):
                 raise ConfigError(
-                    f"{swhere}: method {entry['name']!r} is for {method.modality.value} data, "
+                    f"{swhere}: method {entry['name']!r} is for {_modalities(method)} data, "
                     f"dataset {ds_name!r} is {dataset.modality.value}"
                 )
             label = entry.get("label") or entry["name"]
@@ -266,3 +266,8 @@ def _int_list(value: Any, what: str, where: str) -> list[int]:
     if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
         raise ConfigError(f"{where}: {what} must be a non-empty list of integers")
     return value
+
+
+def _modalities(obj) -> str:
+    mods = obj.modality if isinstance(obj.modality, tuple) else (obj.modality,)
+    return "/".join(m.value for m in mods)

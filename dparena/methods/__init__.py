@@ -10,8 +10,8 @@ methods.register_lazy(
     description="Gaussian-noised one-way histograms on public bins, columns sampled independently",
 )
 methods.register_lazy(
-    "real", "dparena.methods.baselines.references:RealData", modality="tabular", extra="",
-    description="Non-private upper anchor: the private rows themselves (ε = ∞)",
+    "real", "dparena.methods.baselines.references:RealData", modality="tabular,image,text",
+    extra="", description="Non-private upper anchor: the private records themselves (ε = ∞)",
 )
 methods.register_lazy(
     "uniform", "dparena.methods.baselines.references:UniformSchema", modality="tabular", extra="",

@@ -45,13 +45,17 @@ class Method(ABC):
     """
 
     name: ClassVar[str] = ""
-    modality: ClassVar[Modality]
+    modality: ClassVar[Modality | tuple[Modality, ...]]
     description: ClassVar[str] = ""
     extra: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     private: ClassVar[bool] = True
     # what one run needs, in Ray's terms (num_cpus, num_gpus, memory in bytes)
     resources: ClassVar[dict[str, float]] = {"num_cpus": 1}
+
+    def supports(self, modality: Modality) -> bool:
+        mods = self.modality if isinstance(self.modality, tuple) else (self.modality,)
+        return modality in mods
 
     def params(self) -> dict[str, Any]:
         """The constructor parameters (part of the run's identity)."""

@@ -12,21 +12,27 @@ from dparena.types import Modality, Synthetic
 
 
 class RealData(Method):
-    """Returns private rows (a random subset of size n_samples, or all with replacement if more).
+    """Returns private records (a random subset of size n_samples, or all with replacement if more).
 
-    Not private (ε = ∞): it shows what a perfect generator would score.
+    Works for tables (rows), images (arrays, with their labels) and texts. Not private (ε = ∞): it
+    shows what a perfect generator would score.
     """
 
-    modality = Modality.TABULAR
-    description = "Non-private upper anchor: the private rows themselves (ε = ∞)"
+    modality = (Modality.TABULAR, Modality.IMAGE, Modality.TEXT)
+    description = "Non-private upper anchor: the private records themselves (ε = ∞)"
     private = False
 
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
-        ledger.non_private("copies the private rows")
+        ledger.non_private("copies the private records")
         n_priv = len(task.private)
         replace = task.n_samples > n_priv
-        idx = task.rng.choice(n_priv, size=task.n_samples, replace=replace)
-        return Synthetic(task.private.iloc[np.sort(idx)].reset_index(drop=True))
+        idx = np.sort(task.rng.choice(n_priv, size=task.n_samples, replace=replace))
+        labels = None if task.private_labels is None else np.asarray(task.private_labels)[idx]
+        if isinstance(task.private, pd.DataFrame):
+            return Synthetic(task.private.iloc[idx].reset_index(drop=True), labels=labels)
+        if isinstance(task.private, np.ndarray):
+            return Synthetic(task.private[idx], labels=labels)
+        return Synthetic([task.private[i] for i in idx], labels=labels)
 
 
 class UniformSchema(Method):

@@ -1,0 +1,163 @@
+"""Labelled image datasets: MNIST (offline asset), sklearn digits (bundled, tiny), CIFAR-10 (hub).
+
+Every bundle holds ``uint8`` arrays ``[N, H, W, C]`` with integer labels in ``private_labels`` /
+``eval_labels``; the schema (shape and class names) is public. Class proportions are not declared
+public for these sets: a method that needs class sizes buys them with budget or assumes uniform.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from dparena.assets import AssetStore
+from dparena.datasets.base import Dataset, DatasetBundle
+from dparena.datasets.schema import ImageSchema
+from dparena.errors import AssetError, ConfigError
+from dparena.types import Modality
+
+DIGIT_NAMES = tuple(str(d) for d in range(10))
+CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                 "truck")
+
+
+class ImageDataset(Dataset):
+    """Shared subsampling of image splits: ``n_private`` / ``n_eval`` images (None = all).
+
+    A subsample is drawn without replacement by a generator seeded with ``subsample_seed`` (not
+    the run's seed), so every run of a suite sees the same private and eval images.
+    """
+
+    modality = Modality.IMAGE
+    extra = "image"
+
+    def __init__(self, n_private: int | None = None, n_eval: int | None = None,
+                 subsample_seed: int = 0):
+        for key, value in (("n_private", n_private), ("n_eval", n_eval)):
+            if value is not None and (not isinstance(value, int) or value < 2):
+                raise ConfigError(f"{self.name}: {key} must be an integer >= 2 (got {value!r})")
+        self.n_private = n_private
+        self.n_eval = n_eval
+        self.subsample_seed = subsample_seed
+
+    def _subsample(self, images: np.ndarray, labels: np.ndarray, n: int | None, salt: int):
+        if n is None or n >= len(images):
+            return images, labels
+        rng = np.random.default_rng([self.subsample_seed, salt])
+        idx = np.sort(rng.choice(len(images), size=n, replace=False))
+        return images[idx], labels[idx]
+
+    def _bundle(self, private, private_labels, evaluation, eval_labels) -> DatasetBundle:
+        private, private_labels = self._subsample(private, private_labels, self.n_private, 1)
+        evaluation, eval_labels = self._subsample(evaluation, eval_labels, self.n_eval, 2)
+        return DatasetBundle(private=private, eval=evaluation, schema=self.schema,
+                             private_labels=private_labels, eval_labels=eval_labels)
+
+    def private_size(self, store: AssetStore) -> int:
+        return min(self.n_private or self.N_PRIVATE, self.N_PRIVATE)  # type: ignore[attr-defined]
+
+
+class MNIST(ImageDataset):
+    """MNIST digits, 28×28 grey: private = the 50,000 training images, eval = the 10,000 test images.
+
+    The carrier pickle (the classic 50k/10k/10k split, pixels stored as value/256) is converted once
+    to ``mnist.npz`` next to the cached asset; later loads read only the npz.
+    """
+
+    description = "MNIST handwritten digits 28x28 (50,000 private / 10,000 eval), 10 classes"
+    version = "1"
+    N_PRIVATE = 50_000
+    schema = ImageSchema(28, 28, 1, DIGIT_NAMES)
+
+    def assets(self) -> list[str]:
+        return ["mnist-pkl"]
+
+    def load(self, store: AssetStore) -> DatasetBundle:
+        arrays = _mnist_npz(store)
+        return self._bundle(arrays["train_x"], arrays["train_y"], arrays["test_x"],
+                            arrays["test_y"])
+
+
+def _mnist_npz(store: AssetStore) -> dict[str, np.ndarray]:
+    source = store.path("mnist-pkl")  # verified against its sha256
+    npz = source.with_name(f"mnist-{store.asset('mnist-pkl').sha256[:12]}.npz")
+    if not npz.exists():
+        with gzip.open(source, "rb") as fh:
+            (train_x, train_y), _valid, (test_x, test_y) = pickle.load(fh, encoding="latin1")
+
+        def to_uint8(x):
+            return np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+
+        fd, tmp = tempfile.mkstemp(dir=npz.parent, suffix=".npz")
+        os.close(fd)
+        try:
+            np.savez(tmp, train_x=to_uint8(train_x), train_y=train_y.astype(np.int64),
+                     test_x=to_uint8(test_x), test_y=test_y.astype(np.int64))
+            os.replace(tmp, npz)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    with np.load(npz) as data:
+        return {k: data[k] for k in data.files}
+
+
+class Digits(ImageDataset):
+    """scikit-learn's bundled 8×8 digits (1,797 images, 16 grey levels scaled to 0..255).
+
+    A fixed split (seeded by ``split_seed``): 1,297 private and 500 eval images. For tests and
+    quick experiments; needs no download.
+    """
+
+    description = "scikit-learn 8x8 digits (1,297 private / 500 eval), 10 classes; for tests"
+    version = "1"
+    N_PRIVATE = 1_297
+    schema = ImageSchema(8, 8, 1, DIGIT_NAMES)
+    extra = "tabular"  # scikit-learn ships the data
+
+    def load(self, store: AssetStore) -> DatasetBundle:
+        from dparena.errors import require
+
+        datasets = require("sklearn.datasets", "tabular")
+        raw = datasets.load_digits()
+        images = np.clip(np.rint(raw.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)[..., None]
+        labels = raw.target.astype(np.int64)
+        order = np.random.default_rng(20240501).permutation(len(images))
+        priv, ev = order[: self.N_PRIVATE], order[self.N_PRIVATE:]
+        return self._bundle(images[priv], labels[priv], images[ev], labels[ev])
+
+
+class CIFAR10(ImageDataset):
+    """CIFAR-10, 32×32 colour: private = the 50,000 training images, eval = the 10,000 test images.
+
+    Read by torchvision from ``$DPARENA_HOME/cifar10`` (downloaded there on first use when a network
+    is available and ``DPARENA_OFFLINE`` is not set). Offline and not cached, loading fails with one
+    line saying where to put it.
+    """
+
+    description = "CIFAR-10 32x32 colour (50,000 private / 10,000 eval), 10 classes; needs a download"
+    version = "1"
+    N_PRIVATE = 50_000
+    schema = ImageSchema(32, 32, 3, CIFAR10_NAMES)
+
+    def load(self, store: AssetStore) -> DatasetBundle:
+        from dparena.errors import require
+
+        tv = require("torchvision.datasets", "image")
+        root = store.home / "cifar10"
+        try:
+            download = not os.environ.get("DPARENA_OFFLINE")
+            train = tv.CIFAR10(root, train=True, download=download)
+            test = tv.CIFAR10(root, train=False, download=download)
+        except Exception as exc:  # noqa: BLE001 - urllib/tarfile errors vary
+            raise AssetError(
+                f"cifar10: could not load or download CIFAR-10 ({type(exc).__name__}); place the "
+                f"python version 'cifar-10-batches-py' folder under {root} and try again"
+            ) from None
+        return self._bundle(np.asarray(train.data, dtype=np.uint8),
+                            np.asarray(train.targets, dtype=np.int64),
+                            np.asarray(test.data, dtype=np.uint8),
+                            np.asarray(test.targets, dtype=np.int64))
