@@ -314,8 +314,9 @@ def audit(
     canaries: int = typer.Option(None, help="Canaries in one run (default: every available one)."),
     runs: int = typer.Option(1, help="1: one-run analysis; R > 1: R one-canary runs, "
                                      "Clopper–Pearson bound."),
-    n_private: int = typer.Option(300, help="Rows of the private split to audit on."),
-    n_samples: int = typer.Option(1500, help="Synthetic rows per run."),
+    n_private: int = typer.Option(300, help="Records of the private split to audit on."),
+    n_samples: int = typer.Option(None, help="Synthetic records per run (default: 5 × n_private "
+                                             "rows for tables, n_private images)."),
     confidence: float = typer.Option(0.95, help="Confidence of the lower bound."),
     param: list[str] = typer.Option(None, help="Method parameter KEY=VALUE (repeatable)."),
     seed: int = typer.Option(0),
@@ -338,7 +339,8 @@ def audit(
     bundle = datasets.create(dataset).load(AssetStore())
     result = audit_run(m, bundle.private, bundle.schema, budget, seed,
                        {"canaries": canaries, "runs": runs, "confidence": confidence,
-                        "n_private": n_private, "n_samples": n_samples})
+                        "n_private": n_private, "n_samples": n_samples},
+                       private_labels=bundle.private_labels)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1))
     else:

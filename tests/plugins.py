@@ -92,3 +92,18 @@ class Sleeps(Method):
         return Synthetic(out.data)
 
 
+
+
+@_register("test-copy-images")
+class CopyImages(Method):
+    """Claims a tiny ε but returns private images with a little noise: the image audit must catch it."""
+
+    modality = Modality.IMAGE
+    description = "leaks private images"
+
+    def generate(self, task, ledger):
+        ledger.gaussian("pretend release", sigma=1e6, sensitivity=1.0)
+        idx = task.rng.choice(len(task.private), size=task.n_samples, replace=True)
+        noise = task.rng.integers(-8, 9, task.private[idx].shape)
+        out = np.clip(task.private[idx].astype(int) + noise, 0, 255).astype(np.uint8)
+        return Synthetic(out, labels=task.private_labels[idx])

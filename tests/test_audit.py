@@ -5,6 +5,7 @@ import pytest
 from scipy import stats
 
 import tests.plugins  # noqa: F401 - registers test-noiseless
+from dparena.errors import ConfigError
 from dparena.harness.runner import Runner
 from dparena.harness.store import Store
 from dparena.harness.suite import parse_suite
@@ -94,3 +95,67 @@ def test_suite_audit_column_flags_the_broken_method(tmp_path):
     assert rows["independent-marginals"].cells["audit/eps-lower-bound"].stat.mean <= 1.0
     assert rows["independent-marginals"].cells["histogram-intersection"].rank == 1
     assert rows["uniform"].cells["audit/eps-lower-bound"].empty == "n/a"
+
+
+def _digits(assets):
+    from dparena.datasets import datasets
+
+    return datasets.create("digits").load(assets)
+
+
+def test_image_audit_catches_a_method_that_copies_images(assets):
+    import tests.plugins  # noqa: F401
+
+    b = _digits(assets)
+    m = methods.create("test-copy-images")
+    result = audit_run(m, b.private, b.schema, Budget(1.0, 1e-5), seed=0,
+                       options={"n_private": 400, "n_samples": 2000, "canaries": 200},
+                       private_labels=b.private_labels)
+    assert result.analysis == "one-run" and result.guesses == 100
+    assert result.correct >= 95  # copied canaries sit at distance ~0, absent ones far away
+    assert result.failed and result.lower_bound > 2.0
+
+
+def test_image_audit_of_a_public_only_generator_finds_nothing(assets):
+    from dparena.methods.base import Method
+    from dparena.types import Modality, Synthetic
+
+    class Blobs(Method):
+        """Reads nothing private: blurry noise images (an honest ε = 1 claim)."""
+
+        modality = Modality.IMAGE
+
+        def generate(self, task, ledger):
+            ledger.gaussian("nothing", sigma=10.0, sensitivity=1.0)
+            out = task.rng.integers(0, 60, (task.n_samples, *task.schema.shape)).astype(np.uint8)
+            return Synthetic(out, labels=np.zeros(task.n_samples, dtype=np.int64))
+
+    b = _digits(assets)
+    results = [audit_run(Blobs(), b.private, b.schema, Budget(1.0, 1e-5), seed=s,
+                         options={"n_private": 300, "canaries": 100},
+                         private_labels=b.private_labels) for s in range(3)]
+    assert all(not r.failed for r in results)
+    assert max(r.lower_bound for r in results) < 1.0
+
+
+def test_image_audit_rejects_multi_run_and_needs_labels(assets):
+    import tests.plugins  # noqa: F401
+
+    b = _digits(assets)
+    m = methods.create("test-copy-images")
+    with pytest.raises(ConfigError, match="one-run"):
+        audit_run(m, b.private, b.schema, Budget(1.0, 1e-5), 0, {"runs": 5},
+                  private_labels=b.private_labels)
+    with pytest.raises(ConfigError, match="labels"):
+        audit_run(m, b.private, b.schema, Budget(1.0, 1e-5), 0, {})
+
+
+def test_nearest_distances_match_brute_force():
+    from dparena.privacy.audit import nearest_distances
+
+    rng = np.random.default_rng(0)
+    q = rng.integers(0, 256, (7, 4, 4, 1)).astype(np.uint8)
+    s = rng.integers(0, 256, (2500, 4, 4, 1)).astype(np.uint8)
+    brute = np.sqrt(((q.reshape(7, 1, -1).astype(float) - s.reshape(1, 2500, -1)) ** 2)
+                    .sum(-1)).min(1)
+    assert np.allclose(nearest_distances(q, s, batch=1000), brute)

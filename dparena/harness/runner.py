@@ -111,7 +111,7 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
                 from dparena.privacy.audit import audit_run
 
                 result = audit_run(method, bundle.private, bundle.schema, spec.budget, spec.seed,
-                                   spec.audit)
+                                   spec.audit, private_labels=bundle.private_labels)
                 rec.audit = result.to_dict()
                 rec.metrics.append({"name": "audit/eps-lower-bound", "metric": "audit",
                                     "value": result.lower_bound, "direction": "minimize",

@@ -17,6 +17,12 @@ columns copied from a random private row) carrying one public category that no p
 distinct per canary. The attack counts synthetic rows with that category: any trace of the canary
 in the output shows it was included. The auditor reads private data freely — an audit is a test of
 the mechanism, not a release.
+
+Canaries for images: each canary is an image of independent random black/white pixels with a
+random public label — far from natural images and from each other. The attack measures the L2
+distance from each canary to its nearest synthetic image and, abstaining on the middle, guesses IN
+for the closest quarter of the canaries and OUT for the farthest quarter (the one-run analysis
+allows any number r ≤ m of guesses). Only the one-run analysis is offered for images.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from dparena.datasets.schema import Categorical, TableSchema
+from dparena.datasets.schema import Categorical, ImageSchema, TableSchema
 from dparena.errors import ConfigError
 
 
@@ -176,18 +182,84 @@ def audit_tabular(method, private: pd.DataFrame, schema: TableSchema, budget, n_
                        runs, runs, runs - fp - fn, runs)
 
 
-def audit_run(method, private: pd.DataFrame, schema: TableSchema, budget, seed: int,
-              options: dict[str, Any]) -> AuditResult:
-    """Audit ``method`` at ``budget`` on a random ``n_private``-row subsample of the private data.
+IMAGE_ATTACK = ("random-pattern image canaries; score = L2 distance to the nearest synthetic "
+                "image; guess IN for the closest quarter, OUT for the farthest quarter")
+
+
+def image_canaries(schema: ImageSchema, m: int, rng: np.random.Generator
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` canary images of independent random 0/255 pixels, each with a random public label."""
+    pixels = (rng.random((m, *schema.shape)) < 0.5).astype(np.uint8) * 255
+    return pixels, rng.integers(0, schema.num_classes, m).astype(np.int64)
+
+
+def nearest_distances(queries: np.ndarray, synthetic: np.ndarray, batch: int = 1024) -> np.ndarray:
+    """L2 distance from each query image to its nearest synthetic image (batched over synthetic)."""
+    q = queries.reshape(len(queries), -1).astype(np.float64)
+    best = np.full(len(q), np.inf)
+    q2 = (q * q).sum(1)
+    for start in range(0, len(synthetic), batch):
+        s = synthetic[start:start + batch].reshape(-1, q.shape[1]).astype(np.float64)
+        d2 = q2[:, None] - 2.0 * q @ s.T + (s * s).sum(1)[None, :]
+        best = np.minimum(best, d2.min(axis=1))
+    return np.sqrt(np.clip(best, 0.0, None))
+
+
+def audit_images(method, private: np.ndarray, labels: np.ndarray, schema: ImageSchema, budget,
+                 n_samples: int, seed: int, canaries: int | None = None,
+                 confidence: float = 0.95) -> AuditResult:
+    """One-run audit of an image method with random-pattern canaries (see the module docstring)."""
+    from dparena.methods.base import Task
+    from dparena.privacy.ledger import Ledger
+
+    m = int(canaries or 100)
+    if m < 4:
+        raise ConfigError("an image audit needs at least 4 canaries (--canaries)")
+    rng = np.random.default_rng([seed, 0xA0D17, 1])
+    images, canary_labels = image_canaries(schema, m, rng)
+    included = rng.random(m) < 0.5
+    data = np.concatenate([private, images[included]])
+    data_labels = np.concatenate([labels, canary_labels[included]])
+    order = rng.permutation(len(data))
+    task = Task(private=data[order], schema=schema, budget=budget, n_samples=n_samples,
+                seed=int(rng.integers(2**31)), private_labels=data_labels[order])
+    synthetic = method.generate(task, Ledger())
+    out = np.asarray(synthetic.data)
+    if out.ndim == 3:
+        out = out[..., None]
+    dist = nearest_distances(images, out)
+    k = m // 4
+    ranked = np.argsort(dist, kind="stable")
+    guessed_in, guessed_out = ranked[:k], ranked[m - k:]
+    v = int(included[guessed_in].sum() + (~included[guessed_out]).sum())
+    bound = one_run_lower_bound(m, 2 * k, v, budget.delta, confidence)
+    return AuditResult(budget.epsilon, budget.delta, bound, confidence, "one-run", IMAGE_ATTACK,
+                       m, 2 * k, v, 1)
+
+
+def audit_run(method, private, schema, budget, seed: int, options: dict[str, Any],
+              private_labels=None) -> AuditResult:
+    """Audit ``method`` at ``budget`` on a random ``n_private`` subsample of the private data.
 
     Small subsamples leave many public categories unused, which rare-value canaries need; the DP
     guarantee being tested holds for every dataset, so auditing on a subsample is sound.
     """
-    if not isinstance(schema, TableSchema):
-        raise ConfigError("privacy audits are implemented for tabular methods only")
+    confidence = float(options.get("confidence") or 0.95)
     n = min(int(options.get("n_private") or len(private)), len(private))
     rng = np.random.default_rng([seed, 0x5AB])
-    sub = private.iloc[np.sort(rng.choice(len(private), n, replace=False))].reset_index(drop=True)
-    return audit_tabular(method, sub, schema, budget, int(options.get("n_samples") or 5 * n), seed,
+    idx = np.sort(rng.choice(len(private), n, replace=False))
+    n_samples = int(options.get("n_samples") or 5 * n)
+    if isinstance(schema, ImageSchema):
+        if private_labels is None:
+            raise ConfigError("an image audit needs the private labels")
+        if int(options.get("runs") or 1) > 1:
+            raise ConfigError("image audits use the one-run analysis only; drop --runs")
+        return audit_images(method, np.asarray(private)[idx], np.asarray(private_labels)[idx],
+                            schema, budget, int(options.get("n_samples") or n), seed,
+                            canaries=options.get("canaries"), confidence=confidence)
+    if not isinstance(schema, TableSchema):
+        raise ConfigError("privacy audits are implemented for tabular and image methods only")
+    sub = private.iloc[idx].reset_index(drop=True)
+    return audit_tabular(method, sub, schema, budget, n_samples, seed,
                          canaries=options.get("canaries"), runs=int(options.get("runs") or 1),
-                         confidence=float(options.get("confidence") or 0.95))
+                         confidence=confidence)
