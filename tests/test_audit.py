@@ -104,7 +104,6 @@ def _digits(assets):
 
 
 def test_image_audit_catches_a_method_that_copies_images(assets):
-    import tests.plugins  # noqa: F401
 
     b = _digits(assets)
     m = methods.create("test-copy-images")
@@ -139,7 +138,6 @@ def test_image_audit_of_a_public_only_generator_finds_nothing(assets):
 
 
 def test_image_audit_rejects_multi_run_and_needs_labels(assets):
-    import tests.plugins  # noqa: F401
 
     b = _digits(assets)
     m = methods.create("test-copy-images")
