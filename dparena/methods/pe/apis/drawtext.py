@@ -73,6 +73,9 @@ class DrawnImages:
 class DrawText(API):
     """Renders the first character of each class's public label name (digits for MNIST).
 
+    With ``texts`` (a string), ``random_api`` draws each sample's character uniformly from it for
+    every class instead; variations keep a sample's character.
+
     Parameter ranges scale with the image height H (DPSDA's 28-pixel defaults: font sizes 10-29,
     strokes 0-2, rotations ±30°). A variation of degree d ∈ [0, 1] changes the font with
     probability d, and moves size, stroke, rotation and shift by uniform steps of at most d times
@@ -81,7 +84,8 @@ class DrawText(API):
 
     name = "drawtext"
 
-    def __init__(self, schema: Any = None, fonts: Sequence[str] | None = None,
+    def __init__(self, schema: Any = None, texts: str | None = None,
+                 fonts: Sequence[str] | None = None,
                  size_range: Sequence[int] | None = None, max_stroke: int | None = None,
                  max_rotation: float = 30.0, max_shift: float = 0.15,
                  size_step: int | None = None, stroke_step: int = 2,
@@ -92,6 +96,9 @@ class DrawText(API):
         self.height, self.width, self.channels = (int(schema.height), int(schema.width),
                                                   int(schema.channels))
         self.chars = tuple(str(name)[:1] or "?" for name in schema.label_names)
+        if texts is not None and (not isinstance(texts, str) or not texts):
+            raise ConfigError("drawtext texts must be a non-empty string of characters")
+        self.texts = texts
         self.fonts = tuple(fonts) if fonts else dejavu_fonts()
         h = self.height
         lo, hi = size_range if size_range is not None else (round(10 * h / 28), round(29 * h / 28))
@@ -114,7 +121,11 @@ class DrawText(API):
     def random_api(self, label: int, n: int, rng: np.random.Generator) -> DrawnImages:
         """``n`` renders of the class's character with uniformly drawn parameters."""
         p = np.empty(n, dtype=PARAM_DTYPE)
-        p["char"] = ord(self.chars[label])
+        if self.texts is None:
+            p["char"] = ord(self.chars[label])
+        else:
+            p["char"] = np.frombuffer(self.texts.encode("utf-32-le"), dtype=np.int32)[
+                rng.integers(0, len(self.texts), n)]
         p["font"] = rng.integers(0, len(self.fonts), n)
         p["size"] = rng.integers(self.size_range[0], self.size_range[1] + 1, n)
         p["stroke"] = rng.integers(0, self.max_stroke + 1, n)
