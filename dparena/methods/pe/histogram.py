@@ -25,35 +25,45 @@ def nearest_neighbors(queries: np.ndarray, keys: np.ndarray, k: int = 1, metric:
 
     Exact search, batched over the queries: peak memory is O(batch_size × n_keys), never
     O(n_queries × n_keys). Distances are squared L2 (or 1 − cosine similarity), computed with one
-    matrix product per batch (torch, float32); ties go to the lower key index.
+    float32 matrix product per batch (numpy's BLAS); for k = 1 ties go to the lower key index.
     """
-    import torch
-
     if metric not in METRICS:
         raise ConfigError(f"unknown distance {metric!r}; use one of {list(METRICS)}")
     n_keys = len(keys)
     if not 1 <= k <= n_keys:
         raise ConfigError(f"num_nearest_neighbors must be in 1..{n_keys} (got {k})")
-    q_all = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    x = torch.from_numpy(np.ascontiguousarray(keys, dtype=np.float32))
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError("batch_size must be an integer >= 1")
+    x = np.ascontiguousarray(keys, dtype=np.float32)
+    q_all = np.ascontiguousarray(queries, dtype=np.float32)
     if metric == "cosine":
-        x = torch.nn.functional.normalize(x, dim=1)
-        key_norms = None
+        x = _unit_rows(x)
+        key_norms = np.zeros(n_keys, dtype=np.float32)
     else:
-        key_norms = (x * x).sum(dim=1)
-    out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), batch_size):
+        key_norms = np.einsum("ij,ij->i", x, x)
+    out = np.empty((len(q_all), k), dtype=np.int64)
+    for start in range(0, len(q_all), batch_size):
         q = q_all[start:start + batch_size]
         if metric == "cosine":
-            dist = -(torch.nn.functional.normalize(q, dim=1) @ x.T)
-        else:  # ||q||² is constant per row and does not change the ranking
-            dist = key_norms[None, :] - 2.0 * (q @ x.T)
+            q = _unit_rows(q)
+        # ||q||² is constant along a row and does not change the ranking
+        dist = q @ x.T
+        dist *= -2.0
+        dist += key_norms[None, :]
         if k == 1:
-            idx = torch.argmin(dist, dim=1, keepdim=True)
+            out[start:start + len(q), 0] = np.argmin(dist, axis=1)
         else:
-            idx = torch.topk(dist, k, dim=1, largest=False, sorted=True).indices
-        out[start:start + len(q)] = idx.numpy()
+            part = np.argpartition(dist, k - 1, axis=1)[:, :k]
+            part.sort(axis=1)  # ties in distance then go to the lower index below
+            d = np.take_along_axis(dist, part, axis=1)
+            order = np.argsort(d, axis=1, kind="stable")
+            out[start:start + len(q)] = np.take_along_axis(part, order, axis=1)
     return out
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return a / np.maximum(norms, np.float32(1e-12))
 
 
 def vote_histogram(private_emb: np.ndarray, synthetic_emb: np.ndarray, k: int = 1,
