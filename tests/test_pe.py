@@ -286,3 +286,46 @@ def test_pe_accountant_agrees_with_opacus_prv():
         ours = pe_epsilon(sigma, steps, delta)
         assert -1e-3 <= prv - ours <= 0.02, (sigma, steps, prv, ours)  # measured: +0.010 each
     assert pe_epsilon(2 * math.sqrt(2), 5, 1e-5) == pytest.approx(3.341, abs=5e-4)
+
+
+# -- suites and the harness ---------------------------------------------------------------------
+
+def test_quick_suite_mnist_section():
+    from pathlib import Path
+
+    from dparena.harness.suite import load_suite
+
+    root = Path(__file__).resolve().parents[1]
+    specs = [s for s in load_suite(root / "benchmarks/suites/quick.toml").specs
+             if s.section == "mnist"]
+    by_method: dict[str, list] = {}
+    for s in specs:
+        by_method.setdefault(s.method, []).append((s.epsilon, s.seed))
+    assert sorted(by_method["pe-image"]) == [(1.0, 0), (1.0, 1), (10.0, 0), (10.0, 1)]
+    assert sorted(by_method["public-only"]) == [(None, 0), (None, 1)]
+    assert sorted(by_method["real"]) == [(None, 0), (None, 1)]
+
+
+def _suite(metrics_entry):
+    return {"name": "t", "seeds": [0], "epsilons": [2.0], "delta": 1e-5,
+            "section": [{"dataset": "mnist", "dataset_params": {"n_private": 300, "n_eval": 50},
+                         "n_samples": 60, **metrics_entry,
+                         "methods": [{"name": "pe-image", "params": {"iterations": 2}},
+                                     {"name": "public-only"}]}]}
+
+
+def test_generation_only_sections_run_through_the_harness(tmp_path):
+    from dparena.assets import AssetStore
+    from dparena.harness.runner import execute, load_bundle
+    from dparena.harness.suite import parse_suite
+
+    with pytest.raises(ConfigError, match="list at least one metric"):
+        parse_suite(_suite({}))
+    specs = parse_suite(_suite({"metrics": []})).specs
+    assert [s.method for s in specs] == ["pe-image", "public-only"]
+    bundle = load_bundle(specs[0], AssetStore())
+    for spec in specs:
+        rec = execute(spec, bundle, tmp_path / spec.method, tmp_path / "cache")
+        assert rec.status == "ok", rec.error
+        assert rec.artifact and rec.metrics == []
+    assert (tmp_path / "pe-image" / "work" / "pe-checkpoint.pkl").exists()
