@@ -52,6 +52,8 @@ class InceptionEmbedder(Embedder):
 
         module = importlib.import_module("dparena.metrics.inception")
         images = np.asarray(data)
+        if images.ndim == 4 and images.shape[-1] == 1:  # grey digits: the network wants RGB
+            images = np.repeat(images, 3, axis=-1)
         return np.asarray(module.inception_features(images, batch_size=self.batch_size),
                           dtype=np.float32)
 
