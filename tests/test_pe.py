@@ -256,6 +256,28 @@ def test_ledger_spends_the_target_and_no_more(mnist, eps):
     assert sum(syn.info["proportions"]) == pytest.approx(1.0)
 
 
+def test_t_entries_compose_like_one_entry_of_t_steps():
+    sigma, steps, delta = 3.0, 7, 1e-5
+    per_release = Ledger()
+    for _ in range(steps):
+        per_release.gaussian("release", sigma=sigma, sensitivity=1.0)
+    at_once = Ledger()
+    at_once.gaussian("T releases", sigma=sigma / math.sqrt(steps), sensitivity=1.0)
+    assert per_release.spent(delta)[0] == pytest.approx(at_once.spent(delta)[0], rel=1e-9)
+    assert per_release.spent(delta)[0] == pytest.approx(pe_epsilon(sigma, steps, delta), rel=1e-9)
+
+
+def test_rank_selection_cosine_and_k_neighbours_run_end_to_end(mnist):
+    a = methods.create("pe-image", iterations=3, selection="rank", rank_copies=4,
+                       distance="cosine", num_nearest_neighbors=3, keep_selected=True)
+    syn = a.generate(_task(mnist, 5.0, n=100), ledger := Ledger())
+    assert syn.data.shape == (100, 28, 28, 1) and np.bincount(syn.labels).tolist() == [10] * 10
+    assert len(ledger) == 3 and ledger.spent(1e-5)[0] <= 5.0 + 1e-9
+    # rank selection keeps at most ceil(10 / 4) = 3 distinct samples per class and iteration
+    picked = [e["distinct_selected"] for e in syn.info["events"] if e["event"] == "selected"]
+    assert picked and max(picked) <= 3
+
+
 def test_public_only_reads_nothing_private(mnist):
     method = methods.create("public-only")
     assert not type(method).private
