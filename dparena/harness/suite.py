@@ -182,9 +182,10 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
             n_samples = n_private
         if not isinstance(n_samples, int) or n_samples < 1:
             raise ConfigError(f"{swhere}: n_samples must be a positive integer or 'private'")
-        metric_names = tuple(sec.get("metrics", []))
-        if not metric_names:
-            raise ConfigError(f"{swhere}: list at least one metric")
+        if "metrics" not in sec:  # `metrics = []` (generation only) must be written out
+            raise ConfigError(f"{swhere}: list at least one metric (or metrics = [] to only "
+                              f"generate)")
+        metric_names = tuple(sec["metrics"])
         metric_params = {k: dict(v) for k, v in sec.get("metric_params", {}).items()}
         for m in metric_names:
             metric = metrics.create(m, **metric_params.get(m, {}))

@@ -17,3 +17,11 @@ methods.register_lazy(
     "uniform", "dparena.methods.baselines.references:UniformSchema", modality="tabular", extra="",
     description="Public-only lower anchor: uniform draws from the public schema (ε = 0)",
 )
+methods.register_lazy(
+    "pe-image", "dparena.methods.pe.image:PEImage", modality="image", extra="image",
+    description="Private Evolution (Sim-PE DrawText or a diffusion API) steered by DP NN votes",
+)
+methods.register_lazy(
+    "public-only", "dparena.methods.pe.image:PublicOnly", modality="image", extra="image",
+    description="Public-only anchor of PE: random_api samples from class names alone (ε = 0)",
+)

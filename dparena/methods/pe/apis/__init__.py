@@ -1,0 +1,28 @@
+"""Generator APIs for Private Evolution, by name.
+
+An image API class is built as ``cls(schema=ImageSchema, **api_params)`` and implements
+:class:`dparena.methods.pe.api.API`. Entries are ``"module:Class"`` strings, imported on use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from dparena.errors import ConfigError
+
+IMAGE_APIS: dict[str, str] = {
+    "drawtext": "dparena.methods.pe.apis.drawtext:DrawText",
+}
+
+
+def make_image_api(name: str, schema: Any, params: dict[str, Any] | None = None):
+    """Build the image API ``name`` for a dataset's public ``schema``."""
+    if name not in IMAGE_APIS:
+        raise ConfigError(f"unknown PE image api {name!r}; use one of {sorted(IMAGE_APIS)}")
+    module, _, attr = IMAGE_APIS[name].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    try:
+        return cls(schema=schema, **(params or {}))
+    except TypeError as exc:
+        raise ConfigError(f"bad api_params for PE api {name!r}: {exc}") from None
