@@ -157,3 +157,14 @@ def test_nearest_distances_match_brute_force():
     brute = np.sqrt(((q.reshape(7, 1, -1).astype(float) - s.reshape(1, 2500, -1)) ** 2)
                     .sum(-1)).min(1)
     assert np.allclose(nearest_distances(q, s, batch=1000), brute)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pe_image_is_never_flagged(assets, seed):
+    b = _digits(assets)
+    m = methods.create("pe-image", api="drawtext", iterations=3, population_sizes=300)
+    result = audit_run(m, b.private, b.schema, Budget(10.0, 1e-5), seed=seed,
+                       options={"n_private": 400, "n_samples": 300, "canaries": 100},
+                       private_labels=b.private_labels)
+    assert not result.failed, result
