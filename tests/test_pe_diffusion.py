@@ -306,3 +306,22 @@ def test_cuda_fp16_path_is_deterministic(digits):
     a = api.variation_api(images, labels, 0.5, np.random.default_rng(0))
     assert np.array_equal(a, api.variation_api(images, labels, 0.5, np.random.default_rng(0)))
     assert api.random_api(1, 3, np.random.default_rng(0)).shape == (3, 8, 8, 1)
+
+
+def test_paper_suite_api_params_build_and_its_degrees_validate():
+    import tomllib
+    from pathlib import Path
+
+    suite = tomllib.loads((Path(__file__).parents[1] / "benchmarks/suites/"
+                           "paper-pe-cifar10.toml").read_text())
+    params = suite["section"][0]["methods"][0]["params"]
+    assert params["api"] == "diffusion" and len(params["degrees"]) == params["iterations"] + 1
+    api_params = dict(params["api_params"])
+    assert api_params.pop("model") == "google/ddpm-cifar10-32"
+    api_params["device"] = "cpu"
+    # the suite's settings on a tiny stand-in for the hub model (1,000-step linear DDPM schedule)
+    api = DiffusionAPI(schema=ImageSchema(32, 32, 3, tuple("abcdefghij")),
+                       model={"unet": tiny_unet(sample_size=32), "scheduler": {}}, **api_params)
+    api.validate_degrees(params["degrees"][1:])
+    api.scheduler.set_timesteps(100)
+    assert api.scheduler.timesteps[0] == 999 and api.scheduler.timesteps[-1] == 0  # linspace
