@@ -223,6 +223,8 @@ def test_offline_hub_id_fails_with_one_line(cls, model, monkeypatch, tmp_path):
         cls(schema=RGB16, model=model, device="cpu")
     msg = str(err.value)
     assert "\n" not in msg and model in msg and "/path/to/dir" in msg
+    with pytest.raises(AssetError, match="does not exist"):
+        cls(schema=RGB16, model=str(tmp_path / "missing"), device="cpu")
 
 
 # ----------------------------------------------------------------------------- stable diffusion

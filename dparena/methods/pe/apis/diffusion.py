@@ -88,20 +88,27 @@ def _offline(local_files_only: bool | None) -> bool:
                ("DPARENA_OFFLINE", "HF_HUB_OFFLINE"))
 
 
-def _local_dir(model: str) -> Path | None:
+def _local_dir(model: str, what: str = "") -> Path | None:
+    """The local model directory ``model`` names, or None for a hub id."""
     path = Path(model).expanduser()
-    return path if path.is_dir() else None
+    if path.is_dir():
+        return path
+    if what and model.startswith(("/", ".", "~")):  # a path, never a hub id: no network attempt
+        raise AssetError(f"{what}: model directory {model} does not exist; give an existing "
+                         f"directory in diffusers format or a hub id")
+    return None
 
 
 def _load_error(what: str, model: str, exc: BaseException, needs: str) -> AssetError:
+    reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
     if _local_dir(model) is not None:
-        return AssetError(f"{what}: could not load the model in {model} "
-                          f"({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); it must hold "
-                          f"{needs} in diffusers format")
+        return AssetError(f"{what}: could not load the model in {model} ({reason}); the directory "
+                          f"must hold {needs} in diffusers format")
     return AssetError(
-        f"{what}: model {model!r} is neither a local directory nor in the Hugging Face cache, and "
-        f"the hub could not be reached; download it where there is a network "
-        f"(`hf download {model}`) or set model = '/path/to/dir' holding {needs}")
+        f"{what}: could not load model {model!r}: it is not a local directory and neither the "
+        f"Hugging Face cache nor the hub provided it ({reason}); where there is a network run "
+        f"`hf download {model} --local-dir DIR`, copy DIR here and set model = '/path/to/dir' "
+        f"(it must hold {needs})")
 
 
 def _generator(rng: np.random.Generator, device: str):
@@ -269,7 +276,7 @@ class DiffusionAPI(API):
             return unet, dict(model.get("scheduler") or {})
         if not isinstance(model, str) or not model:
             raise ConfigError("diffusion: model must be a hub id, a local directory or a table")
-        local = _local_dir(model)
+        local = _local_dir(model, "diffusion")
         if subfolder is None and local is not None and not (local / "config.json").exists() \
                 and (local / "unet" / "config.json").exists():
             subfolder = "unet"  # a saved pipeline: unet/ and scheduler/ subfolders
@@ -334,8 +341,8 @@ class DiffusionAPI(API):
         self.validate_degrees([degree])
         samples, labels = self.schema.conform(samples, labels, what="diffusion variation input")
         classes = self._model_classes(labels, rng)
-        return self._run(samples, classes, len(samples), _round_half_up(degree * self.num_inference_steps),
-                         rng)
+        steps = _round_half_up(degree * self.num_inference_steps)
+        return self._run(samples, classes, len(samples), steps, rng)
 
     def _model_classes(self, labels: np.ndarray, rng: np.random.Generator):
         if self.class_choices is None:
@@ -379,10 +386,10 @@ class DiffusionAPI(API):
         keep_variance = str(getattr(self.scheduler.config, "variance_type", "")).startswith("learned")
         for t in timesteps:
             inp = self.scheduler.scale_model_input(x, t).to(self.dtype)
-            eps = self.unet(inp, t, class_labels=classes).sample.float()
+            out = self.unet(inp, t, class_labels=classes).sample.float()
             if self.learned_variance and not keep_variance:
-                eps = eps[:, : self.model_channels]
-            x = self.scheduler.step(eps, t, x, generator=gen, **step_kwargs).prev_sample
+                out = out[:, : self.model_channels]  # ε (or v); the variance half is unused
+            x = self.scheduler.step(out, t, x, generator=gen, **step_kwargs).prev_sample
         return x
 
 
@@ -454,7 +461,7 @@ class StableDiffusionAPI(API):
         if not isinstance(model, str) or not model:
             raise ConfigError("stable-diffusion: model must be a hub id, a local directory or a "
                               "table of component configs")
-        local = _local_dir(model)
+        local = _local_dir(model, "stable-diffusion")
         try:
             return diffusers.StableDiffusionPipeline.from_pretrained(
                 str(local) if local is not None else model, dtype=dtype,
