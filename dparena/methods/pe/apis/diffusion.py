@@ -42,6 +42,7 @@ rng state, batch size and device give the same images.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
@@ -52,6 +53,7 @@ import numpy as np
 
 from dparena.errors import AssetError, ConfigError, require
 from dparena.methods.pe.api import API
+from dparena.methods.pe.apis.improved_diffusion import EXTRA_FILE, set_heads
 
 #: a JSON-able model description: hub id, local directory, or in-memory configs (tests)
 ModelSpec = str | dict[str, Any]
@@ -267,12 +269,16 @@ class DiffusionAPI(API):
             if unknown or "unet" not in model:
                 raise ConfigError("diffusion: an in-memory model is a table "
                                   "{unet = {...UNet2DModel config}, scheduler = {...}}")
+            config = dict(model["unet"])
+            heads = config.pop("attention_heads", None)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(init_seed)
                 try:
-                    unet = diffusers.UNet2DModel.from_config(model["unet"])
+                    unet = diffusers.UNet2DModel.from_config(config)
                 except (TypeError, ValueError) as exc:
                     raise ConfigError(f"diffusion: bad UNet2DModel config ({exc})") from None
+            if heads:
+                set_heads(unet, int(heads))
             return unet, dict(model.get("scheduler") or {})
         if not isinstance(model, str) or not model:
             raise ConfigError("diffusion: model must be a hub id, a local directory or a table")
@@ -287,6 +293,9 @@ class DiffusionAPI(API):
                                                          local_files_only=offline)
         except (OSError, ValueError) as exc:
             raise _load_error("diffusion", model, exc, needs) from None
+        extra = local / EXTRA_FILE if local is not None else None
+        if extra is not None and extra.exists():  # e.g. a converted improved-diffusion model
+            set_heads(unet, int(json.loads(extra.read_text())["attention_heads"]))
         try:
             config = diffusers.DDPMScheduler.load_config(
                 source, subfolder="scheduler" if subfolder else None, local_files_only=offline)
