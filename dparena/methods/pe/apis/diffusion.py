@@ -1,4 +1,4 @@
-"""Diffusion-model APIs for Private Evolution: ``diffusion`` (DDPM/DDIM UNets) and ``stable-diffusion``.
+"""Diffusion-model APIs for Private Evolution: ``diffusion`` (DDPM/DDIM UNets), ``stable-diffusion``.
 
 PE (Lin et al., "Differentially Private Synthetic Data via Foundation Model APIs 1: Images",
 ICLR 2024, Sec. 4 and App. D) uses a pre-trained diffusion model as a black box: ``random_api`` is
@@ -23,6 +23,11 @@ dict of configs that builds a random-initialised model in memory (for tests; see
 ``init_seed``). Offline, a hub id that is not in the local Hugging Face cache fails with one
 :class:`~dparena.errors.AssetError` line naming the id and how to give a local directory.
 ``local_files_only`` None means: True when ``DPARENA_OFFLINE`` or ``HF_HUB_OFFLINE`` is set.
+OpenAI improved-/guided-diffusion checkpoints (the PE paper's ImageNet model) are converted to such a
+directory by :mod:`dparena.methods.pe.apis.improved_diffusion`. ``class_map`` (class-conditional
+UNets only): ``"identity"`` (default), ``"random"`` or one list of model class ids per label.
+The ``pe-image`` method registers these classes under ``API_CLASSES``' names (``diffusion``,
+``stable-diffusion``) and calls ``validate_degrees(degrees[1:])`` before the run.
 
 Degree: for both APIs ``degree`` is the SDEdit strength ``s`` in (0, 1], the fraction of the
 sampling schedule that is re-run. With ``num_inference_steps = K`` the image is noised to the
@@ -30,7 +35,7 @@ timestep at which the last ``k`` steps start and those ``k`` steps are run, ``k 
 for ``diffusion`` and ``k = floor(s * K)`` for ``stable-diffusion`` (the diffusers img2img rule);
 ``validate_degrees`` rejects any degree with ``k = 0``. Larger degree = more noise = further from
 the input. The paper's CIFAR-10 schedule (100 DDIM steps, 2..40 steps skipped, DPSDA
-``variation_degrees=range(0, 42, 2)``) is ``degrees = [0.98, 0.96, ..., 0.60]`` here.
+``variation_degrees=range(0, 42, 2)``) is ``degrees[1:] = [0.98, 0.96, ..., 0.60]`` here.
 
 Pixels: ``uint8 [n, H, W, C]`` from/to the schema; the model sees ``[-1, 1]`` floats at its own
 resolution (bilinear, antialiased resizing when the sizes differ) and channel count (grey is
