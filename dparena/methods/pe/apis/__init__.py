@@ -1,1 +1,1 @@
-"""Generator APIs for Private Evolution (image: ``diffusion``, ``stable-diffusion``; see each module)."""
+"""Generator APIs for Private Evolution (image APIs: ``diffusion``, ``stable-diffusion``)."""

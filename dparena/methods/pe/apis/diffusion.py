@@ -1,4 +1,4 @@
-"""Diffusion-model APIs for Private Evolution: ``diffusion`` (DDPM/DDIM UNets), ``stable-diffusion``.
+"""Diffusion-model APIs for Private Evolution: `diffusion` (DDPM/DDIM UNets), `stable-diffusion`.
 
 PE (Lin et al., "Differentially Private Synthetic Data via Foundation Model APIs 1: Images",
 ICLR 2024, Sec. 4 and App. D) uses a pre-trained diffusion model as a black box: ``random_api`` is
@@ -23,8 +23,8 @@ dict of configs that builds a random-initialised model in memory (for tests; see
 ``init_seed``). Offline, a hub id that is not in the local Hugging Face cache fails with one
 :class:`~dparena.errors.AssetError` line naming the id and how to give a local directory.
 ``local_files_only`` None means: True when ``DPARENA_OFFLINE`` or ``HF_HUB_OFFLINE`` is set.
-OpenAI improved-/guided-diffusion checkpoints (the PE paper's ImageNet model) are converted to such a
-directory by :mod:`dparena.methods.pe.apis.improved_diffusion`. ``class_map`` (class-conditional
+OpenAI improved-/guided-diffusion checkpoints (the PE paper's ImageNet model) are converted to
+such a directory by :mod:`dparena.methods.pe.apis.improved_diffusion`. ``class_map`` (class-conditional
 UNets only): ``"identity"`` (default), ``"random"`` or one list of model class ids per label.
 The ``pe-image`` method registers these classes under ``API_CLASSES``' names (``diffusion``,
 ``stable-diffusion``) and calls ``validate_degrees(degrees[1:])`` before the run.
@@ -84,7 +84,8 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} asked for but CUDA is not available; use device='auto'")
+        raise ConfigError(f"device {device!r} asked for but CUDA is not available; "
+                          f"use device='auto'")
     return device
 
 
@@ -177,8 +178,8 @@ def _check_degrees(api: str, degrees: Sequence[float], steps: int, rule) -> None
             raise ConfigError(f"{api}: every degree is an SDEdit strength in (0, 1] (the fraction "
                               f"of the {steps}-step schedule re-run); got {d!r}")
         if rule(d * steps) < 1:
-            raise ConfigError(f"{api}: degree {d} re-runs no step of the {steps}-step schedule; use "
-                              f"a degree >= {1 / steps:.4g} or more num_inference_steps")
+            raise ConfigError(f"{api}: degree {d} re-runs no step of the {steps}-step schedule; "
+                              f"use a degree >= {1 / steps:.4g} or more num_inference_steps")
 
 
 def _round_half_up(x: float) -> int:
@@ -335,8 +336,8 @@ class DiffusionAPI(API):
                 isinstance(c, list) and c and all(isinstance(i, int) and 0 <= i < n_model
                                                   for i in c) for c in class_map):
             return [np.array(c) for c in class_map]
-        raise ConfigError(f"diffusion: class_map must be 'identity', 'random' or {labels} non-empty "
-                          f"lists of model class ids in 0..{n_model - 1}")
+        raise ConfigError(f"diffusion: class_map must be 'identity', 'random' or {labels} "
+                          f"non-empty lists of model class ids in 0..{n_model - 1}")
 
     # -- the API
 
@@ -397,7 +398,8 @@ class DiffusionAPI(API):
 
     def _denoise(self, x, classes, timesteps, gen):
         step_kwargs = {"eta": self.eta} if self.scheduler_name == "ddim" else {}
-        keep_variance = str(getattr(self.scheduler.config, "variance_type", "")).startswith("learned")
+        variance = str(getattr(self.scheduler.config, "variance_type", ""))
+        keep_variance = variance.startswith("learned")
         for t in timesteps:
             inp = self.scheduler.scale_model_input(x, t).to(self.dtype)
             out = self.unet(inp, t, class_labels=classes).sample.float()

@@ -1,8 +1,8 @@
 """Convert an OpenAI improved-diffusion / guided-diffusion ("ADM") UNet checkpoint to diffusers.
 
 PE's CIFAR-10 experiments (Lin et al., ICLR 2024, Sec. 5.1) use improved-diffusion's
-class-conditional ImageNet 64×64 model (Nichol & Dhariwal, ICML 2021: ``imagenet64_cond_270M_250K.pt``,
-4,000-step cosine schedule, learned variance). Its UNet is, layer for layer, a diffusers
+class-conditional ImageNet 64×64 model (Nichol & Dhariwal, ICML 2021:
+``imagenet64_cond_270M_250K.pt``, 4,000-step cosine schedule, learned variance). Its UNet is, layer for layer, a diffusers
 ``UNet2DModel`` with scale-shift ResNet blocks, except that attention always uses ``num_heads``
 heads whatever the width, while ``UNet2DModel`` derives the head count from one head dimension.
 The converted directory therefore carries ``dparena.json`` (``{"attention_heads": 4}``), which
