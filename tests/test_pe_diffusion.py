@@ -173,6 +173,7 @@ def test_validate_degrees_and_bad_parameters(digits):
     api = tiny_api(num_inference_steps=100)
     api.validate_degrees([0.98 - 0.02 * i for i in range(20)])  # the paper's CIFAR-10 schedule
     api.validate_degrees([1.0, 0.005])  # 0.5 steps rounds half up to 1
+    api.validate_degrees(list(np.linspace(0.6, 0.98, 20, dtype=np.float32)))  # numpy numbers
     for bad in ([0.0], [1.5], [-0.1], ["0.5"], [True], [0.004], "0.5"):
         with pytest.raises(ConfigError):
             api.validate_degrees(bad)

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -174,7 +175,7 @@ def _check_degrees(api: str, degrees: Sequence[float], steps: int, rule) -> None
     if isinstance(degrees, str | bytes) or not isinstance(degrees, Sequence):
         raise ConfigError(f"{api}: degrees must be a list of numbers in (0, 1]")
     for d in degrees:
-        if isinstance(d, bool) or not isinstance(d, int | float) or not 0 < d <= 1:
+        if isinstance(d, bool) or not isinstance(d, numbers.Real) or not 0 < d <= 1:
             raise ConfigError(f"{api}: every degree is an SDEdit strength in (0, 1] (the fraction "
                               f"of the {steps}-step schedule re-run); got {d!r}")
         if rule(d * steps) < 1:
