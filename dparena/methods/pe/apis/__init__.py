@@ -13,6 +13,8 @@ from dparena.errors import ConfigError
 
 IMAGE_APIS: dict[str, str] = {
     "drawtext": "dparena.methods.pe.apis.drawtext:DrawText",
+    "diffusion": "dparena.methods.pe.apis.diffusion:DiffusionAPI",
+    "stable-diffusion": "dparena.methods.pe.apis.diffusion:StableDiffusionAPI",
 }
 
 
