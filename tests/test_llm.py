@@ -218,3 +218,29 @@ def test_openai_default_url_needs_a_key(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
         OpenAIChatLM("gpt-4o-mini")
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.9, 0.5])
+def test_sampler_draws_the_tempered_nucleus_distribution(top_p):
+    """Frequencies of 40,000 draws vs the exact nucleus distribution (Holtzman et al. 2020):
+    softmax(logits / T), restricted to the smallest top set of mass >= top_p, renormalised."""
+    from dparena.llm.hf import _sample
+
+    vocab, temperature = 600, 0.7  # > 256 tokens: both the top-K and the full-sort paths run
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(vocab, generator=gen) * 2
+    logits[:3] += torch.tensor([4.0, 3.5, 3.0])  # a peaked head (top-K path) ...
+    flat = torch.zeros(vocab)  # ... and a flat row whose nucleus spans > 256 tokens (full sort)
+    for row in (logits, flat):
+        p = torch.softmax(row.double() / temperature, 0)
+        order = p.argsort(descending=True)
+        cum = p[order].cumsum(0)
+        nucleus = order[: int((cum - p[order] < top_p).sum())]
+        expected = torch.zeros(vocab, dtype=torch.float64)
+        expected[nucleus] = p[nucleus] / p[nucleus].sum()
+        gens = [torch.Generator().manual_seed(i) for i in range(4000)]
+        draws = torch.cat([_sample(row.expand(4000, vocab), temperature, top_p, gens)
+                           for _ in range(10)])
+        freq = torch.bincount(draws, minlength=vocab).double() / len(draws)
+        assert set(draws.unique().tolist()) <= set(nucleus.tolist())
+        assert (freq - expected).abs().max() < 0.012  # sd of a frequency <= 0.0025

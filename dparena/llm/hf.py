@@ -73,6 +73,10 @@ class TransformersLM(LLM):
         self.max_positions = getattr(self.model.config, "max_position_embeddings", None) or \
             getattr(self.model.config, "n_positions", None)
         self.max_prompt_tokens = max_prompt_tokens
+        import inspect
+
+        # compute the prompt's logits at its last position only (as transformers' generate does)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
         self.tokens_generated = 0
         self.seconds = 0.0
 
@@ -128,8 +132,9 @@ class TransformersLM(LLM):
         new_tokens = []
         with torch.inference_mode():
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            extra = {"logits_to_keep": 1} if self._keeps_logits else {}
             result = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                use_cache=True)
+                                use_cache=True, **extra)
             past = result.past_key_values
             logits = result.logits[:, -1, :]
             for step in range(steps):
@@ -162,6 +167,9 @@ class TransformersLM(LLM):
         return out
 
 
+_TOPK = 256
+
+
 def _sample(logits, temperature: float, top_p: float, gens) -> torch.Tensor:
     """One token per row: greedy at temperature 0, else inverse-CDF sampling of the tempered,
     nucleus-truncated distribution with one uniform from the row's own generator."""
@@ -170,13 +178,36 @@ def _sample(logits, temperature: float, top_p: float, gens) -> torch.Tensor:
     if temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.double() / temperature, dim=-1)
-    sorted_p, sorted_idx = probs.sort(dim=-1, descending=True)
+    vocab = probs.shape[-1]
+    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens]).to(probs.device)
+    if top_p >= 1:  # no truncation: invert the CDF in vocabulary order
+        cum = probs.cumsum(dim=-1)
+        pick = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1))
+        return pick.clamp(max=vocab - 1).squeeze(-1)
+    # the nucleus usually lies within the top few hundred tokens: rows whose top-K mass reaches
+    # top_p sort only those (the same prefix as a full sort), the other rows sort everything;
+    # the choice depends on the row alone, so batching does not change it
+    out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+    small = torch.zeros(probs.shape[0], dtype=torch.bool, device=probs.device)
+    if vocab > _TOPK:
+        top_p_vals, top_idx = probs.topk(_TOPK, dim=-1)
+        small = top_p_vals.sum(dim=-1) >= top_p
+        if bool(small.any()):
+            out[small] = _nucleus_pick(top_p_vals[small], top_idx[small], u[small], top_p)
+    if not bool(small.all()):
+        sorted_p, sorted_idx = probs[~small].sort(dim=-1, descending=True)
+        out[~small] = _nucleus_pick(sorted_p, sorted_idx, u[~small], top_p)
+    return out
+
+
+def _nucleus_pick(sorted_p, sorted_idx, u, top_p: float):
+    """Inverse-CDF draw from the smallest prefix of the sorted probabilities whose mass reaches
+    ``top_p`` (the first token always stays)."""
     cum = sorted_p.cumsum(dim=-1)
-    # keep the smallest prefix whose mass reaches top_p (the first token always stays)
     keep = (cum - sorted_p) < top_p
-    sorted_p = sorted_p * keep
-    cum = sorted_p.cumsum(dim=-1)
-    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens])
-    u = (u.to(cum.device) * cum[:, -1]).unsqueeze(-1)
-    pick = torch.searchsorted(cum, u).clamp(max=cum.shape[-1] - 1)
+    kept = sorted_p * keep
+    cum = kept.cumsum(dim=-1)
+    import torch
+
+    pick = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1)).clamp(max=cum.shape[-1] - 1)
     return sorted_idx.gather(-1, pick).squeeze(-1)
