@@ -139,3 +139,24 @@ def test_minilm_asset_comes_from_the_registry_wheel(assets):
     path = assets.path("all-minilm-l6-v2")
     assert (path / "model.safetensors").stat().st_size > 80_000_000
     assert assets.is_cached("all-minilm-l6-v2")
+
+
+def test_real_reference_on_texts_and_its_artifact(tmp_path, assets):
+    """The `real` reference on rotten-tomatoes, written by the store's artifact writer: every
+    synthetic text is a private review with its own label."""
+    import json
+
+    from dparena.harness.store import write_synthetic
+    from dparena.methods import methods
+    from dparena.methods.base import Task
+    from dparena.privacy import Ledger
+    from dparena.types import Budget
+
+    b = datasets.create("rotten-tomatoes", n_private=200, n_eval=50).load(assets)
+    task = Task(private=b.private, schema=b.schema, budget=Budget.non_private(), n_samples=40,
+                seed=0, private_labels=b.private_labels)
+    out = methods.create("real").generate(task, Ledger())
+    path = write_synthetic(out.data, out.labels, tmp_path)
+    rows = [json.loads(line) for line in open(path)]
+    label_of = dict(zip(b.private, b.private_labels.tolist(), strict=True))
+    assert len(rows) == 40 and all(label_of[r["text"]] == r["label"] for r in rows)
