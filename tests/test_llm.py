@@ -82,10 +82,14 @@ def test_token_limits_and_chat_template(tiny_dir):
         lm.generate(PROMPTS, top_p=0.0, rng=np.random.default_rng(0))
 
 
-def test_missing_model_is_one_line(tmp_path):
+def test_missing_model_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(LLMError) as err:
         load_llm(str(tmp_path / "nothing-here"))
     assert "\n" not in str(err.value) and "nothing-here" in str(err.value)
+    monkeypatch.setenv("DPARENA_OFFLINE", "1")  # a hub id not in the cache: no network attempt
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(LLMError, match="dparena-no-such-org/no-such-model"):
+        load_llm("dparena-no-such-org/no-such-model")
 
 
 # -- the HTTP backend ----------------------------------------------------------------------------

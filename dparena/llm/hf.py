@@ -11,6 +11,7 @@ state gives the same texts.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,6 +32,7 @@ class TransformersLM(LLM):
     ``batch_size`` prompts are decoded together (sorted by length to limit padding);
     ``chat_template`` is "auto" (use it when the tokenizer has one), True or False;
     ``gguf_file`` loads a GGUF checkpoint inside ``model``'s directory (dequantised by transformers).
+    A hub id is looked up in the local cache only when ``DPARENA_OFFLINE`` is set.
     """
 
     def __init__(self, model: str | Path, *, batch_size: int = 8, device: str = "cpu",
@@ -46,7 +48,9 @@ class TransformersLM(LLM):
         self.name = str(model)
         self.batch_size = batch_size
         self.device = torch.device(device)
-        local = Path(model).exists() if local_files_only is None else local_files_only
+        if local_files_only is None:  # a directory, or offline by request: never ask the hub
+            local_files_only = Path(model).exists() or bool(os.environ.get("DPARENA_OFFLINE"))
+        local = local_files_only
         kwargs = {"local_files_only": local}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file

@@ -29,7 +29,7 @@ import numpy as np
 
 from dparena.datasets.schema import TextSchema
 from dparena.errors import ConfigError
-from dparena.llm.base import LLM
+from dparena.llm.base import LLM, load_llm
 from dparena.methods.pe.api import API
 
 #: tones of the paraphrase variation (one drawn per sample)
@@ -53,11 +53,14 @@ def blank_words(text: str, p: float, rng: np.random.Generator) -> tuple[str, np.
 
 
 class LLMTextAPI(API):
-    """Aug-PE's random and variation APIs for a labelled text dataset with a public ``schema``."""
+    """Aug-PE's random and variation APIs for a labelled text dataset with a public ``schema``.
+
+    ``llm`` is an :class:`~dparena.llm.LLM` or a name for :func:`~dparena.llm.load_llm`.
+    """
 
     name = "llm-text"
 
-    def __init__(self, llm: LLM, schema: TextSchema, *, mode: str = "fill-in-blanks",
+    def __init__(self, llm: LLM | str, schema: TextSchema, *, mode: str = "fill-in-blanks",
                  temperature: float = 1.0, top_p: float = 1.0,
                  paraphrase_temperatures: tuple[float, float] = (0.6, 1.2),
                  word_count_std: float = 5.0, min_words: int = 5, tokens_per_word: float = 2.0,
@@ -74,6 +77,8 @@ class LLMTextAPI(API):
             raise ConfigError("word_count_std >= 0, min_words >= 1, tokens_per_word > 0 required")
         if not personas or not tones:
             raise ConfigError("personas and tones must be non-empty")
+        if isinstance(llm, str):  # a model directory, hub id or "openai:MODEL"
+            llm = load_llm(llm)
         self.llm = llm
         self.schema = schema
         self.mode = mode
