@@ -103,3 +103,33 @@ def test_apis_generate_through_the_model_deterministically(lm):
     assert len(var) == 3 and var != SAMPLES
     assert var == api.variation_api(SAMPLES, np.array([0, 1, 1]), 0.6, np.random.default_rng(1))
     assert all(len(t.split()) <= SCHEMA.max_words for t in fresh + var)
+
+
+@pytest.mark.slow
+def test_variation_degree_controls_distance_with_a_real_instruct_model(assets):
+    """With a real instruction-tuned LM (SmolLM2-135M-Instruct; set DPARENA_SMOLLM2_DIR to its
+    directory), paraphrases at a low degree stay closer to their source, in MiniLM embedding
+    space, than paraphrases at a high degree, which stay closer than fresh random_api texts."""
+    import os
+
+    from dparena.datasets import datasets
+    from dparena.embeddings.text import embed_texts
+    from dparena.llm import load_llm
+
+    path = os.environ.get("DPARENA_SMOLLM2_DIR")
+    if not path:
+        pytest.skip("set DPARENA_SMOLLM2_DIR to a local SmolLM2-135M-Instruct directory")
+    torch.set_num_threads(1)
+    b = datasets.create("rotten-tomatoes", n_private=200, n_eval=50).load(assets)
+    src, lab = b.eval[:12], b.eval_labels[:12]
+    api = LLMTextAPI(load_llm(path, batch_size=8), b.schema, mode="paraphrase", temperature=0.8,
+                     top_p=0.95)
+    e_src = embed_texts(src, assets)
+
+    def closeness(texts):
+        return float(np.mean(np.sum(embed_texts(texts, assets) * e_src, axis=1)))
+
+    near = closeness(api.variation_api(src, lab, 0.1, np.random.default_rng(1)))
+    far = closeness(api.variation_api(src, lab, 0.9, np.random.default_rng(1)))
+    fresh = closeness(api.random_api(0, 12, np.random.default_rng(2)))
+    assert near > far > fresh - 0.05 and near > fresh + 0.2
