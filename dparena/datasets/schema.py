@@ -246,7 +246,8 @@ class TextSchema:
         return self.label_prompt.format(label=self.label_names[label])
 
     def truncate(self, text: str) -> str:
-        """``text`` cut to its first ``max_words`` words (whitespace kept inside the prefix)."""
+        """``text`` stripped; longer than ``max_words`` words, its first ``max_words`` words joined
+        by single spaces."""
         words = text.split()
         return text.strip() if len(words) <= self.max_words else " ".join(words[: self.max_words])
 
