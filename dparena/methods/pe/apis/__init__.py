@@ -1,7 +1,8 @@
-"""Generator APIs for Private Evolution, by name.
+"""Generator APIs for Private Evolution, by name, one module per kind.
 
 An image API class is built as ``cls(schema=ImageSchema, **api_params)`` and implements
-:class:`dparena.methods.pe.api.API`. Entries are ``"module:Class"`` strings, imported on use.
+:class:`dparena.methods.pe.api.API`; Aug-PE's text API lives in :mod:`.text`. Entries are
+``"module:Class"`` strings, imported on use.
 """
 
 from __future__ import annotations
