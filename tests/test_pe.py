@@ -14,7 +14,7 @@ from dparena.errors import ConfigError
 from dparena.methods import methods
 from dparena.methods.base import Task
 from dparena.methods.pe import histogram
-from dparena.methods.pe.apis import make_image_api
+from dparena.methods.pe.apis import make_api
 from dparena.methods.pe.apis.drawtext import DrawText
 from dparena.methods.pe.embeddings import PixelEmbedder
 from dparena.methods.pe.engine import PEConfig, PrivateEvolution, allocate, schedule
@@ -168,7 +168,7 @@ def test_drawtext_renders_the_class_character_and_varies_by_degree():
 # -- the engine end to end ----------------------------------------------------------------------
 
 def _fraction_drawn(private, eps, seed=0):
-    api = make_image_api("drawtext", ANY_DIGIT, {"texts": "0123456789"})
+    api = make_api("drawtext", ANY_DIGIT, {"texts": "0123456789"})
     config = PEConfig(iterations=4, population_sizes=200, degrees=[0, 1, 0.7, 0.5, 0.3])
     emb = PixelEmbedder()
     samples, _, _ = PrivateEvolution(api, emb, config).run(
@@ -186,7 +186,7 @@ def test_the_votes_do_their_work(mnist, digit):
     want = ord(str(digit))
     assert np.mean(_fraction_drawn(private, 10.0) == want) > 0.6
     assert np.mean(_fraction_drawn(private, 0.05) == want) < 0.3
-    public = make_image_api("drawtext", ANY_DIGIT, {"texts": "0123456789"}).random_api(
+    public = make_api("drawtext", ANY_DIGIT, {"texts": "0123456789"}).random_api(
         0, 200, np.random.default_rng(0))
     assert np.mean(public.params["char"] == want) < 0.2
 

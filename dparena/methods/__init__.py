@@ -18,10 +18,14 @@ methods.register_lazy(
     description="Public-only lower anchor: uniform draws from the public schema (ε = 0)",
 )
 methods.register_lazy(
-    "pe-image", "dparena.methods.pe.image:PEImage", modality="image", extra="image",
+    "pe-image", "dparena.methods.pe.method:PEImage", modality="image", extra="image",
     description="Private Evolution (Sim-PE DrawText or a diffusion API) steered by DP NN votes",
 )
 methods.register_lazy(
-    "public-only", "dparena.methods.pe.image:PublicOnly", modality="image", extra="image",
+    "pe-text", "dparena.methods.pe.method:PEText", modality="text", extra="text",
+    description="Aug-PE: Private Evolution for text with an LLM API, steered by DP NN votes",
+)
+methods.register_lazy(
+    "public-only", "dparena.methods.pe.method:PublicOnly", modality="image,text", extra="",
     description="Public-only anchor of PE: random_api samples from class names alone (ε = 0)",
 )

@@ -58,11 +58,29 @@ class InceptionEmbedder(Embedder):
                           dtype=np.float32)
 
 
-EMBEDDERS: dict[str, type[Embedder]] = {"pixels": PixelEmbedder, "inception": InceptionEmbedder}
+class SentenceEmbedder(Embedder):
+    """Sentence embeddings of texts (all-MiniLM-L6-v2 by default, unit norm), as Aug-PE votes in.
+
+    Xie et al., ICML 2024, Sec. 3 (sentence-transformer embeddings for the nearest-neighbour votes).
+    """
+
+    name = "sentence"
+
+    def __init__(self, batch_size: int = 64):
+        self.batch_size = batch_size
+
+    def embed(self, data: Any) -> np.ndarray:
+        from dparena.embeddings.text import embed_texts
+
+        return embed_texts(list(data), batch_size=self.batch_size)
+
+
+EMBEDDERS: dict[str, type[Embedder]] = {"pixels": PixelEmbedder, "inception": InceptionEmbedder,
+                                        "sentence": SentenceEmbedder}
 
 
 def make_embedder(name: str | Embedder) -> Embedder:
-    """An embedder by name (``pixels``, ``inception``) or an instance passed through."""
+    """An embedder by name (``pixels``, ``inception``, ``sentence``) or an instance passed through."""
     if isinstance(name, Embedder):
         return name
     if name not in EMBEDDERS:

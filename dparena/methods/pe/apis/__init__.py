@@ -17,15 +17,21 @@ IMAGE_APIS: dict[str, str] = {
     "diffusion": "dparena.methods.pe.apis.diffusion:DiffusionAPI",
     "stable-diffusion": "dparena.methods.pe.apis.diffusion:StableDiffusionAPI",
 }
+TEXT_APIS: dict[str, str] = {
+    "llm-text": "dparena.methods.pe.apis.text:LLMTextAPI",
+}
 
 
-def make_image_api(name: str, schema: Any, params: dict[str, Any] | None = None):
-    """Build the image API ``name`` for a dataset's public ``schema``."""
-    if name not in IMAGE_APIS:
-        raise ConfigError(f"unknown PE image api {name!r}; use one of {sorted(IMAGE_APIS)}")
-    module, _, attr = IMAGE_APIS[name].partition(":")
+def make_api(name: str, schema: Any, params: dict[str, Any] | None = None):
+    """Build the API ``name`` for a dataset's public ``schema`` (image or text)."""
+    table = TEXT_APIS if getattr(schema, "kind", "") == "text" else IMAGE_APIS
+    if name not in table:
+        raise ConfigError(f"unknown PE {getattr(schema, 'kind', 'image')} api {name!r}; use one "
+                          f"of {sorted(table)}")
+    module, _, attr = table[name].partition(":")
     cls = getattr(importlib.import_module(module), attr)
     try:
         return cls(schema=schema, **(params or {}))
     except TypeError as exc:
         raise ConfigError(f"bad api_params for PE api {name!r}: {exc}") from None
+

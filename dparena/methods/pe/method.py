@@ -1,14 +1,20 @@
-"""Methods ``pe-image`` (Private Evolution on images) and ``public-only`` (its ε = 0 anchor)."""
+"""Methods ``pe-image`` and ``pe-text`` (Private Evolution) and ``public-only`` (their ε = 0 anchor).
+
+One method class, :class:`PEMethod`, holds the settings, the privacy calibration and the wiring of
+the engine; a subclass per modality says which API and embedding it defaults to and how its
+samples are returned.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from dparena.errors import ConfigError
 from dparena.methods.base import Method, Task
+from dparena.methods.pe.population import payload
 from dparena.privacy import Ledger
 from dparena.types import Modality, Synthetic
 
@@ -38,29 +44,24 @@ def dp_class_proportions(labels: np.ndarray, num_classes: int, sigma: float,
     return noisy / noisy.sum()
 
 
-class PEImage(Method):
-    """Private Evolution for images: a black-box generator steered by DP nearest-neighbour votes.
+class PEMethod(Method):
+    """Private Evolution: a black-box generator steered by DP nearest-neighbour votes.
 
-    Lin et al., "Differentially Private Synthetic Data via Foundation Model APIs 1: Images"
-    (ICLR 2024), Alg. 1; with ``api = "drawtext"`` it is Sim-PE (Lin et al., 2025). The engine and
-    the meaning of the schedules (T + 1 entries, entry t at iteration t) are in
+    The engine and the meaning of the schedules (T + 1 entries, entry t at iteration t) are in
     :mod:`dparena.methods.pe.engine`. The histogram noise σ is calibrated so that the T releases
     (plus the DP class count when ``class_counts = "dp"``, which takes ``count_budget_fraction`` of
-    μ²) compose to exactly the run's (ε, δ) in μ-GDP.
+    μ²) compose to exactly the run's (ε, δ) in μ-GDP. Subclasses set the defaults of their modality.
     """
 
-    name = "pe-image"
-    modality = Modality.IMAGE
-    description = "Private Evolution (Sim-PE DrawText or a diffusion API) steered by DP NN votes"
-    extra = "image"
-    version = "1"
+    default_api: ClassVar[str]
+    default_embedding: ClassVar[str]
 
-    def __init__(self, api: str = "drawtext", iterations: int = 5,
+    def __init__(self, api: str | None = None, iterations: int = 5,
                  population_sizes: int | list[int] | None = None,
                  degrees: float | list[float] | None = None, num_nearest_neighbors: int = 1,
                  distance: str = "l2", lookahead: int = 0, threshold: float = 0.0,
                  selection: str = "sample", rank_copies: int = 1, keep_selected: bool = False,
-                 embedding: str = "pixels", class_counts: str = "uniform",
+                 embedding: str | None = None, class_counts: str = "uniform",
                  count_budget_fraction: float = 0.1, api_params: dict[str, Any] | None = None,
                  batch_size: int = 1024):
         from dparena.methods.pe.embeddings import EMBEDDERS
@@ -69,6 +70,8 @@ class PEImage(Method):
             raise ConfigError(f"class_counts must be one of {list(CLASS_COUNTS)}")
         if not 0.0 < count_budget_fraction < 1.0:
             raise ConfigError("count_budget_fraction must lie strictly between 0 and 1")
+        api = api or self.default_api
+        embedding = embedding or self.default_embedding
         if embedding not in EMBEDDERS:
             raise ConfigError(f"unknown embedding {embedding!r}; use one of {sorted(EMBEDDERS)}")
         self.api = api
@@ -98,14 +101,23 @@ class PEImage(Method):
             population_sizes=(self.population_sizes if self.population_sizes is not None
                               else n_samples),
             degrees=(self.degrees if self.degrees is not None
-                     else _default_degrees(self.api, self.iterations)),
+                     else self.default_degrees(self.iterations)),
             num_nearest_neighbors=self.num_nearest_neighbors, distance=self.distance,
             lookahead=self.lookahead, threshold=self.threshold, selection=self.selection,
             rank_copies=self.rank_copies, keep_selected=self.keep_selected,
             batch_size=self.batch_size)
 
+    def default_degrees(self, iterations: int) -> list[float]:
+        """The variation schedule used when none is given (entry 0 = 0, the random_api draw)."""
+        raise ConfigError(f"{self.name} with api={self.api!r} needs an explicit degrees schedule "
+                          f"({iterations + 1} entries, entry 0 = 0)")
+
+    def output(self, samples: Any) -> Any:
+        """The final population's payload as the harness stores it."""
+        return payload(samples)
+
     def generate(self, task: Task, ledger: Ledger, on_iteration=None) -> Synthetic:
-        from dparena.methods.pe.apis import make_image_api
+        from dparena.methods.pe.apis import make_api
         from dparena.methods.pe.embeddings import make_embedder
         from dparena.methods.pe.engine import PrivateEvolution
         from dparena.privacy import accountants
@@ -115,14 +127,14 @@ class PEImage(Method):
             raise ConfigError(f"population_sizes[{config.iterations}] (the final population) must "
                               f"equal n_samples={task.n_samples}")
         if task.private_labels is None:
-            raise ConfigError("pe-image needs labelled private images (private_labels)")
+            raise ConfigError(f"{self.name} needs labelled private data (private_labels)")
         if not task.budget.is_private:
-            raise ConfigError("pe-image needs a finite epsilon; use public-only or real for "
-                              "references")
+            raise ConfigError(f"{self.name} needs a finite epsilon; use public-only or real for "
+                              f"references")
         schema = task.schema
-        api = make_image_api(self.api, schema, self.api_params)
+        api = make_api(self.api, schema, self.api_params)
         engine = PrivateEvolution(api, make_embedder(self.embedding), config)
-        images, labels = schema.conform(task.private, task.private_labels, "private images")
+        samples, labels = schema.conform(task.private, task.private_labels, "private data")
 
         mu = accountants.gdp_mu(task.budget.epsilon, task.budget.delta) * (1 - 1e-9)
         proportions = _public_proportions(schema, self.class_counts)
@@ -134,54 +146,96 @@ class PEImage(Method):
                                                ledger)
         sigma = math.sqrt(config.iterations) / (mu * math.sqrt(pe_share))
 
-        private_emb = engine.embedder.embed(images)
+        private_emb = engine.embedder.embed(samples)
         checkpoint = task.workdir / "pe-checkpoint.pkl" if task.workdir is not None else None
-        samples, out_labels, events = engine.run(private_emb, labels, proportions, sigma,
-                                                 task.rng, ledger, checkpoint, on_iteration)
-        from dparena.methods.pe.population import payload
-
-        data = np.asarray(payload(samples), dtype=np.uint8)
+        final, out_labels, events = engine.run(private_emb, labels, proportions, sigma,
+                                               task.rng, ledger, checkpoint, on_iteration)
         fallbacks = [e for e in events if e["event"] == "uniform-fallback"]
-        return Synthetic(data=data, labels=out_labels,
+        return Synthetic(data=self.output(final), labels=out_labels,
                          info={"sigma": sigma, "proportions": proportions.tolist(),
                                "uniform_fallbacks": fallbacks, "events": events})
 
 
-def _default_degrees(api: str, iterations: int) -> list[float]:
-    """Default variation schedule: drawtext degrees fall linearly from 1 to 0.2 over t = 1..T."""
-    if api != "drawtext":
-        raise ConfigError(f"pe-image with api={api!r} needs an explicit degrees schedule "
-                          f"({iterations + 1} entries, entry 0 = 0)")
-    return [0.0] + [float(x) for x in np.linspace(1.0, 0.2, iterations)]
+class PEImage(PEMethod):
+    """Private Evolution for images (Lin et al., "Differentially Private Synthetic Data via
+    Foundation Model APIs 1: Images", ICLR 2024, Alg. 1); with ``api = "drawtext"`` it is Sim-PE
+    (Lin et al., 2025). Votes in raw pixels by default (``embedding = "inception"`` as the paper)."""
+
+    name = "pe-image"
+    modality = Modality.IMAGE
+    description = "Private Evolution (Sim-PE DrawText or a diffusion API) steered by DP NN votes"
+    extra = "image"
+    version = "1"
+    default_api = "drawtext"
+    default_embedding = "pixels"
+
+    def default_degrees(self, iterations: int) -> list[float]:
+        """DrawText degrees fall linearly from 1 to 0.2 over t = 1..T."""
+        if self.api != "drawtext":
+            return super().default_degrees(iterations)
+        return [0.0] + [float(x) for x in np.linspace(1.0, 0.2, iterations)]
+
+    def output(self, samples: Any) -> np.ndarray:
+        return np.asarray(payload(samples), dtype=np.uint8)
+
+
+class PEText(PEMethod):
+    """Aug-PE: Private Evolution for text (Xie et al., "Differentially Private Synthetic Data via
+    Foundation Model APIs 2: Text", ICML 2024, Alg. 1).
+
+    The API is ``llm-text`` (:mod:`dparena.methods.pe.apis.text`): ``api_params`` name the LLM
+    (``llm``: a model directory, a hub id or ``"openai:MODEL"``) and the variation ``mode``.
+    Votes in sentence embeddings (all-MiniLM-L6-v2). Default degrees (blank probability /
+    paraphrase temperature position) fall from 0.6 to 0.3 over t = 1..T.
+    """
+
+    name = "pe-text"
+    modality = Modality.TEXT
+    description = "Aug-PE: Private Evolution for text with an LLM API, steered by DP NN votes"
+    extra = "text"
+    version = "1"
+    default_api = "llm-text"
+    default_embedding = "sentence"
+
+    def default_degrees(self, iterations: int) -> list[float]:
+        return [0.0] + [float(x) for x in np.linspace(0.6, 0.3, iterations)]
+
+    def output(self, samples: Any) -> list[str]:
+        return [str(t) for t in payload(samples)]
 
 
 class PublicOnly(Method):
     """The ε = 0 anchor of PE: ``random_api`` samples only, no private data read.
 
     Shows what the generator gives from public knowledge alone (class names and the schema's class
-    proportions, uniform when the schema has none); Lin et al. (2024, 2025) compare PE with it.
+    proportions, uniform when the schema has none); Lin et al. (2024, 2025) and Xie et al. (2024)
+    compare PE with it. ``api`` defaults to ``drawtext`` for images and ``llm-text`` for texts.
     """
 
     name = "public-only"
-    modality = Modality.IMAGE
+    modality = (Modality.IMAGE, Modality.TEXT)
     description = "Public-only anchor of PE: random_api samples from class names alone (ε = 0)"
-    extra = "image"
+    extra = ""
     version = "1"
     private = False
 
-    def __init__(self, api: str = "drawtext", api_params: dict[str, Any] | None = None):
+    def __init__(self, api: str | None = None, api_params: dict[str, Any] | None = None):
         self.api = api
         self.api_params = dict(api_params or {})
 
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
-        from dparena.methods.pe.apis import make_image_api
+        from dparena.methods.pe.apis import make_api
         from dparena.methods.pe.engine import allocate
-        from dparena.methods.pe.population import concat, payload
+        from dparena.methods.pe.population import concat
 
-        api = make_image_api(self.api, task.schema, self.api_params)
+        text = getattr(task.schema, "kind", "") == "text"
+        api = make_api(self.api or ("llm-text" if text else "drawtext"), task.schema,
+                       self.api_params)
         proportions = _public_proportions(task.schema, "uniform")
         sizes = allocate(task.n_samples, proportions)
         parts = [api.random_api(c, int(n), task.rng) for c, n in enumerate(sizes) if n > 0]
         labels = np.concatenate([np.full(n, c, dtype=np.int64)
                                  for c, n in enumerate(sizes) if n > 0])
-        return Synthetic(data=np.asarray(payload(concat(parts)), dtype=np.uint8), labels=labels)
+        data = payload(concat(parts))
+        data = [str(t) for t in data] if text else np.asarray(data, dtype=np.uint8)
+        return Synthetic(data=data, labels=labels)
