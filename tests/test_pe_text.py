@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from dparena.datasets import datasets
-from dparena.datasets.schema import TextSchema
 from dparena.llm.tiny import make_tiny_causal_lm
 from dparena.methods import methods
 from dparena.methods.base import Task
