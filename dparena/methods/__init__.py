@@ -17,3 +17,7 @@ methods.register_lazy(
     "uniform", "dparena.methods.baselines.references:UniformSchema", modality="tabular", extra="",
     description="Public-only lower anchor: uniform draws from the public schema (ε = 0)",
 )
+methods.register_lazy(
+    "dp-merf", "dparena.methods.baselines.dp_merf:DPMERF", modality="image", extra="image",
+    description="DP-MERF: one Gaussian release of a class-conditional RFF mean embedding, generator fit to it",
+)
