@@ -46,7 +46,7 @@ class DPMERF(Method):
 
     def __init__(self, n_features: int = 1000, length_scale2: float | None = None,
                  const_weight: float = 0.5, code_dim: int = 5, hidden: tuple[int, ...] | list[int]
-                 = (200, 500), steps: int = 500, batch_size: int = 200, lr: float = 0.01,
+                 = (200, 500), steps: int = 300, batch_size: int = 200, lr: float = 0.01,
                  lr_decay: float = 0.5, batch_chunk: int = 2000):
         if not isinstance(n_features, int) or n_features < 2 or n_features % 2:
             raise ConfigError(f"dp-merf: n_features must be an even integer >= 2 (got {n_features!r})")
