@@ -12,7 +12,6 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from dparena.assets import AssetStore  # noqa: E402

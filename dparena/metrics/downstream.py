@@ -34,8 +34,11 @@ def _to_tensor(torch, images: np.ndarray):
 
 def train_and_test(train_x, train_y, test_x, test_y, num_classes: int, seed: int,
                    epochs: int = 15, batch_size: int = 64, lr: float = 3e-3,
-                   holdout: float = 0.2, width: int = 16) -> dict[str, float]:
+                   holdout: float = 0.2, width: int = 16, min_steps: int = 300) -> dict[str, float]:
     """Train the small CNN on (train_x, train_y), pick the epoch by held-out accuracy, test.
+
+    Runs ``epochs`` epochs, more when needed to make at least ``min_steps`` optimiser steps (small
+    synthetic sets would otherwise stop after a few dozen steps).
 
     Returns the test accuracy, the held-out (synthetic) accuracy of the chosen epoch and the
     chosen epoch. One torch thread, all randomness from generators seeded by ``seed``.
@@ -64,7 +67,8 @@ def train_and_test(train_x, train_y, test_x, test_y, num_classes: int, seed: int
             return float((pred == t).float().mean())
 
         best = (-1.0, 0, {k: v.clone() for k, v in model.state_dict().items()})
-        for epoch in range(1, epochs + 1):
+        per_epoch = -(-len(xs) // batch_size)
+        for epoch in range(1, max(epochs, -(-min_steps // per_epoch)) + 1):
             perm = torch.randperm(len(xs), generator=gen)
             for i in range(0, len(xs), batch_size):
                 idx = perm[i:i + batch_size]
@@ -84,7 +88,8 @@ class DownstreamAccuracy(Metric):
     """Accuracy on the real eval split of a small CNN trained on the synthetic labelled images.
 
     Train-on-synthetic / test-on-real classification accuracy (as in DP-MERF, Harder et al.,
-    AISTATS 2021, and DPImageBench). A 2-conv CNN trained with Adam for ``epochs`` epochs; the
+    AISTATS 2021, and DPImageBench). A 2-conv CNN trained with Adam for ``epochs`` epochs (at
+    least ``min_steps`` steps); the
     epoch kept is the one with the best accuracy on a held-out ``holdout`` share of the synthetic
     set (the real eval split is only used for the final test). A synthetic set with a single class
     yields the accuracy of that constant classifier. Deterministic under ``ctx.seed``.
@@ -97,13 +102,13 @@ class DownstreamAccuracy(Metric):
     lower, upper = 0.0, 1.0
 
     def __init__(self, epochs: int = 15, batch_size: int = 64, lr: float = 3e-3,
-                 holdout: float = 0.2, width: int = 16):
+                 holdout: float = 0.2, width: int = 16, min_steps: int = 300):
         if not isinstance(epochs, int) or epochs < 1:
             raise ConfigError(f"downstream-accuracy: epochs must be an integer >= 1 (got {epochs!r})")
         if not 0.0 <= holdout < 1.0:
             raise ConfigError(f"downstream-accuracy: holdout must be in [0, 1) (got {holdout!r})")
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
-        self.holdout, self.width = holdout, width
+        self.holdout, self.width, self.min_steps = holdout, width, int(min_steps)
 
     def headline(self) -> list[str]:
         return [self.name]
@@ -118,5 +123,5 @@ class DownstreamAccuracy(Metric):
         if len(x) < 2:
             raise DparenaError("downstream-accuracy needs at least 2 synthetic images")
         out = train_and_test(x, y, ex, ey, schema.num_classes, ctx.seed, self.epochs,
-                             self.batch_size, self.lr, self.holdout, self.width)
+                             self.batch_size, self.lr, self.holdout, self.width, self.min_steps)
         return [self.value(self.name, out["accuracy"])]
