@@ -243,4 +243,5 @@ def test_fid_agrees_with_clean_fid_on_two_image_folders(digits, tmp_path):
     real = EvalData(b, digits.schema, None)
     ctx = MetricContext(dataset="digits", dataset_version="1", cache_dir=tmp_path / "cache")
     ours = metrics.create("fid").compute(Synthetic(a), real, ctx)[0].value
+    print(f"\nFID of 24 vs 24 digits: clean-fid {reference:.6f}, dparena {ours:.6f}")
     assert ours == pytest.approx(reference, rel=1e-3)
