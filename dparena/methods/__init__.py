@@ -29,3 +29,7 @@ methods.register_lazy(
     "public-only", "dparena.methods.pe.method:PublicOnly", modality="image,text", extra="",
     description="Public-only anchor of PE: random_api samples from class names alone (ε = 0)",
 )
+methods.register_lazy(
+    "dp-merf", "dparena.methods.baselines.dp_merf:DPMERF", modality="image", extra="image",
+    description="DP-MERF: one Gaussian release of a class-conditional RFF mean embedding, generator fit to it",
+)

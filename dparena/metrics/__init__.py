@@ -18,3 +18,21 @@ metrics.register_lazy(
     "ml-efficacy", "dparena.metrics.ml_efficacy:MLEfficacy", modality="tabular", extra="tabular",
     description="Train-on-synthetic, test-on-real F1 / ROC AUC / accuracy (XGBoost, logistic regression)",
 )
+metrics.register_lazy(
+    "fid", "dparena.metrics.fid:FID", modality="image", extra="image",
+    description="Frechet Inception Distance to the eval split (clean-fid preprocessing), with N",
+)
+metrics.register_lazy(
+    "kid", "dparena.metrics.fid:KID", modality="image", extra="image",
+    description="Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel) to the eval split",
+)
+metrics.register_lazy(
+    "precision-recall", "dparena.metrics.precision_recall:PrecisionRecall", modality="image",
+    extra="image",
+    description="Improved precision / recall (k-NN manifolds of Inception features, k=3)",
+)
+metrics.register_lazy(
+    "downstream-accuracy", "dparena.metrics.downstream:DownstreamAccuracy", modality="image",
+    extra="image",
+    description="Train-on-synthetic, test-on-real accuracy of a small CNN (epoch chosen on synthetic)",
+)

@@ -1,0 +1,99 @@
+"""Image metrics: Inception feature throughput and the FID caches, as ratios measured in one run.
+
+1. ``inception_features`` (clean-fid resize + network, batch 8) vs a bare forward pass of the same
+   network on already-resized batches of 8: throughput ratio, target >= 0.9.
+2. FID scoring of the same synthetic set against the same eval split with a cold cache (eval and
+   synthetic features computed) vs a warm one (eval statistics and synthetic features read from
+   disk): speed-up, target >= 5x. Also reported: a warm eval cache with a NEW synthetic set (the
+   next run of a suite), whose speed-up is bounded by (n_eval + n_syn) / n_syn.
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+
+from dparena.assets import AssetStore  # noqa: E402
+from dparena.datasets import datasets  # noqa: E402
+from dparena.metrics import inception, metrics  # noqa: E402
+from dparena.metrics.base import EvalData, MetricContext  # noqa: E402
+from dparena.types import Synthetic  # noqa: E402
+
+RESULTS: dict[str, float] = {}
+N = 16
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return datasets.create("mnist", n_private=200, n_eval=200).load(AssetStore())
+
+
+def test_bare_forward(benchmark, mnist):
+    net = inception.load_inception()
+    batches = [inception.clean_resize(mnist.eval[i:i + 8]) for i in range(0, N, 8)]
+    inception.forward(net, batches[0])  # warm-up
+
+    def run():
+        return [inception.forward(net, b) for b in batches]
+
+    benchmark.pedantic(run, rounds=3, iterations=1)
+    RESULTS["bare"] = benchmark.stats.stats.median
+    benchmark.extra_info["images_per_s"] = N / RESULTS["bare"]
+
+
+def test_inception_features(benchmark, mnist):
+    feats = benchmark.pedantic(inception.inception_features, args=(mnist.eval[:N],),
+                               kwargs={"batch_size": 8}, rounds=3, iterations=1)
+    assert feats.shape == (N, 2048)
+    RESULTS["features"] = benchmark.stats.stats.median
+    benchmark.extra_info["images_per_s"] = N / RESULTS["features"]
+    if "bare" in RESULTS:
+        ratio = RESULTS["bare"] / RESULTS["features"]
+        benchmark.extra_info["throughput_ratio_vs_bare"] = ratio
+        print(f"\ninception_features / bare forward throughput: {ratio:.3f} (target >= 0.9)")
+
+
+def _score(syn, real, cache_dir):
+    ctx = MetricContext(dataset="mnist", dataset_version="1", cache_dir=cache_dir)
+    return metrics.create("fid").compute(syn, real, ctx)[0].value
+
+
+def test_fid_uncached(benchmark, mnist, tmp_path):
+    real = EvalData(mnist.eval[:N], mnist.schema, mnist.eval_labels[:N])
+    syn = Synthetic(mnist.private[:N], labels=mnist.private_labels[:N])
+    counter = iter(range(100))
+    benchmark.pedantic(lambda: _score(syn, real, tmp_path / f"c{next(counter)}"), rounds=3,
+                       iterations=1)
+    RESULTS["uncached"] = benchmark.stats.stats.median
+
+
+def test_fid_cached(benchmark, mnist, tmp_path):
+    real = EvalData(mnist.eval[:N], mnist.schema, mnist.eval_labels[:N])
+    syn = Synthetic(mnist.private[:N], labels=mnist.private_labels[:N])
+    first = _score(syn, real, tmp_path)  # fills the caches
+    before = inception.images_embedded()
+    value = benchmark.pedantic(lambda: _score(syn, real, tmp_path), rounds=5, iterations=1)
+    assert value == first and inception.images_embedded() == before
+    RESULTS["cached"] = benchmark.stats.stats.median
+    if "uncached" in RESULTS:
+        ratio = RESULTS["uncached"] / RESULTS["cached"]
+        benchmark.extra_info["speedup_vs_uncached"] = ratio
+        print(f"\nFID scoring, uncached / cached time: {ratio:.1f}x (target >= 5x)")
+
+
+def test_fid_eval_cached_new_synthetic(benchmark, mnist, tmp_path):
+    real = EvalData(mnist.eval[:N], mnist.schema, mnist.eval_labels[:N])
+    _score(Synthetic(mnist.private[:N]), real, tmp_path)  # eval statistics cached
+    starts = iter(range(N, 200, N))
+
+    def fresh():
+        s = next(starts)
+        return _score(Synthetic(mnist.private[s:s + N]), real, tmp_path)
+
+    benchmark.pedantic(fresh, rounds=3, iterations=1)
+    if "uncached" in RESULTS:
+        ratio = RESULTS["uncached"] / benchmark.stats.stats.median
+        benchmark.extra_info["speedup_vs_uncached"] = ratio
+        print(f"\nFID scoring with cached eval stats, new synthetic set: {ratio:.2f}x "
+              f"(bound (n_eval + n_syn) / n_syn = {(2 * N) / N:.1f}x)")

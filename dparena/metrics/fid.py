@@ -1,0 +1,178 @@
+"""Fréchet Inception Distance and Kernel Inception Distance of synthetic images vs the eval split.
+
+Both use the Inception-v3 pool features of :mod:`dparena.metrics.inception` (clean-fid's "clean"
+preprocessing). The eval split's features and FID statistics are computed once and cached on disk
+under ``ctx.cache_dir`` keyed by dataset name, dataset version and a hash of the eval array.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dparena.errors import DparenaError
+from dparena.metrics import inception
+from dparena.metrics.base import EvalData, Metric, MetricContext
+from dparena.types import Direction, MetricValue, Modality, Synthetic
+
+
+def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric PSD matrix (negative round-off eigenvalues -> 0)."""
+    w, v = np.linalg.eigh((sigma + sigma.T) / 2.0)
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr √(Σ1 Σ2) = Σ √λ over the eigenvalues λ of the symmetric PSD √Σ1 Σ2 √Σ1."""
+    s1 = _sqrt_psd(np.asarray(sigma1, dtype=np.float64))
+    m = s1 @ np.asarray(sigma2, dtype=np.float64) @ s1
+    lam = np.linalg.eigvalsh((m + m.T) / 2.0)
+    return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+
+
+def trace_sqrt_product_lowrank(sigma1: np.ndarray, feats2: np.ndarray) -> float:
+    """tr √(Σ1 Σ2) where Σ2 is the sample covariance of ``feats2`` (n rows, any n ≥ 2).
+
+    With A = (X2 − mean) / √(n−1), Σ2 = AᵀA and the non-zero eigenvalues of Σ1 Σ2 are those of
+    the n×n symmetric PSD matrix A Σ1 Aᵀ, so the trace costs O(n d²) instead of O(d³).
+    """
+    x = np.asarray(feats2, dtype=np.float64)
+    a = (x - x.mean(axis=0)) / np.sqrt(len(x) - 1)
+    m = a @ np.asarray(sigma1, dtype=np.float64) @ a.T
+    lam = np.linalg.eigvalsh((m + m.T) / 2.0)
+    return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """Fréchet distance between N(μ1, Σ1) and N(μ2, Σ2): ‖μ1−μ2‖² + tr Σ1 + tr Σ2 − 2 tr √(Σ1Σ2).
+
+    Dowson & Landau (1982); as FID in Heusel et al., "GANs Trained by a Two Time-Scale Update
+    Rule Converge to a Local Nash Equilibrium", NeurIPS 2017, eq. (6). The trace of the matrix
+    square root is taken through a symmetric eigendecomposition instead of scipy's ``sqrtm``.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+        raise ValueError("means and covariances must have matching dimensions")
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2)
+                 - 2.0 * trace_sqrt_product(sigma1, sigma2))
+
+
+def fid_from_features(feats: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray) -> float:
+    """FID of a feature set against reference statistics (low-rank route when n ≤ d)."""
+    x = np.asarray(feats, dtype=np.float64)
+    if len(x) < 2:
+        raise DparenaError("fid needs at least 2 synthetic images; raise n_samples")
+    mu = x.mean(axis=0)
+    if len(x) <= x.shape[1]:
+        tr_cross = trace_sqrt_product_lowrank(sigma_ref, x)
+        tr_syn = float(((x - mu) ** 2).sum() / (len(x) - 1))
+    else:
+        sigma = np.cov(x, rowvar=False)
+        tr_cross = trace_sqrt_product(sigma_ref, sigma)
+        tr_syn = float(np.trace(sigma))
+    diff = mu - mu_ref
+    return float(diff @ diff + np.trace(sigma_ref) + tr_syn - 2.0 * tr_cross)
+
+
+def kid_unbiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD² with the cubic polynomial kernel k(a, b) = (aᵀb / d + 1)³ over all pairs.
+
+    Bińkowski, Sutherland, Arbel & Gretton, "Demystifying MMD GANs", ICLR 2018, eq. (3) with
+    the KID kernel of section 4; the full U-statistic over both sets (sizes m and n may differ),
+    not clean-fid's average over random subsets of equal size. Can be slightly negative.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    m, n, d = len(x), len(y), x.shape[1]
+    if m < 2 or n < 2:
+        raise DparenaError("kid needs at least 2 images in each set; raise n_samples")
+    kxx = (x @ x.T / d + 1.0) ** 3
+    kyy = (y @ y.T / d + 1.0) ** 3
+    kxy = (x @ y.T / d + 1.0) ** 3
+    return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                 + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+                 - 2.0 * kxy.mean())
+
+
+def eval_features(real: EvalData, ctx: MetricContext) -> np.ndarray:
+    """Inception features of the eval split, cached per dataset name, version and eval array."""
+    prefix = f"eval-{ctx.dataset or 'data'}-v{ctx.dataset_version or '0'}"
+    return inception.cached_features(real.data, ctx.cache_dir, prefix=prefix)
+
+
+def eval_statistics(real: EvalData, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, int]:
+    """(μ, Σ, N) of the eval split's features, cached as ``<cache_dir>/fid-stats/*.npz``.
+
+    The file name holds the dataset name and version and a hash of the eval array; a second call
+    with the same eval split reads it and runs no network.
+    """
+    path = None
+    if ctx.cache_dir is not None:
+        arr = inception.check_images(real.data, "eval images")
+        path = (Path(ctx.cache_dir) / "fid-stats"
+                / f"{ctx.dataset or 'data'}-v{ctx.dataset_version or '0'}-"
+                  f"{inception.array_key(arr)}.npz")
+        if path.exists():
+            try:
+                with np.load(path) as f:
+                    return f["mu"], f["sigma"], int(f["n"])
+            except (OSError, ValueError, KeyError):
+                pass  # a torn file: compute again
+    feats = eval_features(real, ctx).astype(np.float64)
+    mu, sigma = feats.mean(axis=0), np.cov(feats, rowvar=False)
+    if path is not None:
+        inception.save_atomic(path, mu=mu, sigma=sigma, n=np.asarray(len(feats)))
+    return mu, sigma, len(feats)
+
+
+def synthetic_features(synthetic: Synthetic, ctx: MetricContext) -> np.ndarray:
+    """Inception features of the synthetic images, cached by a hash of the array."""
+    return inception.cached_features(
+        inception.check_images(synthetic.data, "synthetic images"), ctx.cache_dir, prefix="syn")
+
+
+class FID(Metric):
+    """Fréchet Inception Distance of the synthetic images to the real eval split (lower is better).
+
+    Heusel et al., NeurIPS 2017, eq. (6), with clean-fid's "clean" preprocessing (Parmar et al.,
+    CVPR 2022) and the TF Inception 2015-12-05 network; agrees with
+    ``cleanfid.fid.compute_fid(mode="clean")`` on the same images. The eval split's statistics
+    (μ, Σ) are computed once and cached under ``ctx.cache_dir/fid-stats`` keyed by dataset name,
+    dataset version and a hash of the eval array. FID is biased upwards at small N, so the number
+    of synthetic images is reported beside it as ``fid/n`` (and the eval size as ``fid/n_ref``).
+    """
+
+    name = "fid"
+    modality = Modality.IMAGE
+    description = "Frechet Inception Distance to the eval split (clean-fid preprocessing), with N"
+    extra = "image"
+    direction = Direction.MINIMIZE
+    lower = 0.0
+
+    def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
+        mu_ref, sigma_ref, n_ref = eval_statistics(real, ctx)
+        feats = synthetic_features(synthetic, ctx)
+        score = max(fid_from_features(feats, mu_ref, sigma_ref), 0.0)
+        return [self.value("fid", score), self.value("fid/n", len(feats)),
+                self.value("fid/n_ref", n_ref)]
+
+
+class KID(Metric):
+    """Kernel Inception Distance: unbiased MMD² of Inception features, cubic polynomial kernel.
+
+    Bińkowski et al., "Demystifying MMD GANs", ICLR 2018: k(x, y) = (xᵀy / 2048 + 1)³, the full
+    unbiased estimator over all synthetic and eval images (no random subsets, so no RNG). Same
+    features and eval cache as ``fid``. Lower is better; unbiased, so usable at small N.
+    """
+
+    name = "kid"
+    modality = Modality.IMAGE
+    description = "Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel) to the eval split"
+    extra = "image"
+    direction = Direction.MINIMIZE
+
+    def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
+        return [self.value("kid", kid_unbiased(synthetic_features(synthetic, ctx),
+                                               eval_features(real, ctx)))]
