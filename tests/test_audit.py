@@ -161,9 +161,12 @@ def test_nearest_distances_match_brute_force():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pe_image_is_never_flagged(assets, seed):
+@pytest.mark.parametrize("method", ["pe-image", "dp-merf"])
+def test_image_dp_methods_are_never_flagged(assets, seed, method):
     b = _digits(assets)
-    m = methods.create("pe-image", api="drawtext", iterations=3, population_sizes=300)
+    params = {"api": "drawtext", "iterations": 3, "population_sizes": 300} if method == "pe-image" \
+        else {}
+    m = methods.create(method, **params)
     result = audit_run(m, b.private, b.schema, Budget(10.0, 1e-5), seed=seed,
                        options={"n_private": 400, "n_samples": 300, "canaries": 100},
                        private_labels=b.private_labels)

@@ -351,3 +351,15 @@ def test_generation_only_sections_run_through_the_harness(tmp_path):
         assert rec.status == "ok", rec.error
         assert rec.artifact and rec.metrics == []
     assert (tmp_path / "pe-image" / "work" / "pe-checkpoint.pkl").exists()
+
+
+@pytest.mark.slow
+def test_inception_voting_embedding_uses_the_fid_network():
+    from dparena.methods.pe.embeddings import make_embedder
+    from dparena.metrics.inception import inception_features
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)
+    emb = make_embedder("inception").embed(grey)
+    assert emb.shape == (3, 2048) and emb.dtype == np.float32
+    assert np.allclose(emb, inception_features(np.repeat(grey, 3, axis=-1)), atol=1e-5)
