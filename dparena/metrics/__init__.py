@@ -27,12 +27,16 @@ metrics.register_lazy(
     description="Kernel Inception Distance (unbiased MMD^2, cubic polynomial kernel) to the eval split",
 )
 metrics.register_lazy(
-    "precision-recall", "dparena.metrics.precision_recall:PrecisionRecall", modality="image",
-    extra="image",
-    description="Improved precision / recall (k-NN manifolds of Inception features, k=3)",
+    "precision-recall", "dparena.metrics.precision_recall:PrecisionRecall",
+    modality="image,text", extra="",
+    description="Improved precision / recall (k-NN manifolds of Inception / sentence features, k=3)",
 )
 metrics.register_lazy(
-    "downstream-accuracy", "dparena.metrics.downstream:DownstreamAccuracy", modality="image",
-    extra="image",
-    description="Train-on-synthetic, test-on-real accuracy of a small CNN (epoch chosen on synthetic)",
+    "downstream-accuracy", "dparena.metrics.downstream:DownstreamAccuracy",
+    modality="image,text", extra="",
+    description="Train-on-synthetic, test-on-real accuracy (images: small CNN; texts: embeddings + LR)",
+)
+metrics.register_lazy(
+    "embedding-fid", "dparena.metrics.text:EmbeddingFID", modality="text", extra="text",
+    description="Frechet distance of sentence embeddings (all-MiniLM-L6-v2) to the eval texts",
 )

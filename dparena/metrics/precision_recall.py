@@ -55,14 +55,15 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
 class PrecisionRecall(Metric):
     """Improved precision and recall (Kynkäänniemi et al., NeurIPS 2019) on Inception features.
 
-    Same features and eval-feature cache as ``fid``. ``k`` is the neighbourhood size of the k-NN
+    Same features and eval-feature cache as ``fid``; for texts, on the sentence embeddings of
+    ``embedding-fid`` (Aug-PE, Xie et al., ICML 2024, Sec. 5). ``k`` is the neighbourhood size of the k-NN
     manifolds (default 3, the paper's choice). Both values are in [0, 1], higher is better.
     """
 
     name = "precision-recall"
-    modality = Modality.IMAGE
-    description = "Improved precision / recall (k-NN manifolds of Inception features, k=3)"
-    extra = "image"
+    modality = (Modality.IMAGE, Modality.TEXT)
+    description = "Improved precision / recall (k-NN manifolds of Inception / sentence features, k=3)"
+    extra = ""
     lower, upper = 0.0, 1.0
 
     def __init__(self, k: int = 3):
@@ -74,8 +75,13 @@ class PrecisionRecall(Metric):
         return [f"{self.name}/precision", f"{self.name}/recall"]
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
-        from dparena.metrics.fid import eval_features, synthetic_features
+        if getattr(real.schema, "kind", "") == "text":
+            from dparena.metrics.text import eval_text_features, synthetic_text_features
 
-        p, r = precision_recall(eval_features(real, ctx), synthetic_features(synthetic, ctx),
-                                self.k)
+            ref, syn = eval_text_features(real, ctx), synthetic_text_features(synthetic, ctx)
+        else:
+            from dparena.metrics.fid import eval_features, synthetic_features
+
+            ref, syn = eval_features(real, ctx), synthetic_features(synthetic, ctx)
+        p, r = precision_recall(ref, syn, self.k)
         return [self.value(f"{self.name}/precision", p), self.value(f"{self.name}/recall", r)]
