@@ -80,8 +80,11 @@ def schema_tokenizer(schema, vocab_size: int = 1024, n_rows: int = 400):
 
 
 def load_lm(name: str, schema, seed: int, store=None, lora_r: int = 8, lora_alpha: int = 16,
-            n_layer: int = 2, n_embd: int = 64) -> LM:
-    """Build or load the model ``name`` (one of :data:`MODELS`)."""
+            n_layer: int = 2, n_embd: int = 64, local_only: bool = False) -> LM:
+    """Build or load the model ``name`` (one of :data:`MODELS`).
+
+    ``local_only`` makes ``gpt2`` look only in the local Hugging Face cache (no hub request).
+    """
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; use one of {', '.join(MODELS)}")
     torch = _torch()
@@ -100,8 +103,10 @@ def load_lm(name: str, schema, seed: int, store=None, lora_r: int = 8, lora_alph
             return LM(model, tok, name, eos, eos, eos, 512)
         if name == "gpt2":
             try:
-                tok = transformers.AutoTokenizer.from_pretrained("gpt2")
-                model = transformers.AutoModelForCausalLM.from_pretrained("gpt2")
+                tok = transformers.AutoTokenizer.from_pretrained(
+                    "gpt2", local_files_only=local_only)
+                model = transformers.AutoModelForCausalLM.from_pretrained(
+                    "gpt2", local_files_only=local_only)
             except Exception as exc:  # noqa: BLE001 - offline or no cache: one clear line
                 raise AssetError(
                     "gpt2 weights are not in the local Hugging Face cache and the hub is not "

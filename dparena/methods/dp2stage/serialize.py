@@ -22,7 +22,7 @@ A row failing any check is invalid (``None``); :meth:`parse_partial` returns the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,8 +34,9 @@ GROUP_NAMES = ("key", "value", "other")
 FORMATS = ("great", "text", "list", "apval")
 
 
-@dataclass(frozen=True)
-class Span:
+class Span(NamedTuple):
+    """Characters [start, end) of a serialized row belong to ``group`` (KEY, VALUE or OTHER)."""
+
     start: int
     end: int
     group: int
@@ -59,6 +60,9 @@ class Serializer:
             raise ConfigError(f"unknown serialization {fmt!r}; use one of {', '.join(FORMATS)}")
         self.schema = schema
         self.fmt = fmt
+        self._cols = {c.name: c for c in schema.columns}
+        self._cats = {c.name: frozenset(c.categories) for c in schema.columns
+                      if isinstance(c, Categorical)}
         self.kv = {"great": " is ", "text": " is ", "list": " : ", "apval": ", "}[fmt]
         self.sep = {"great": ",", "text": ".", "list": "\n", "apval": ","}[fmt]
         for col in schema.columns:
@@ -88,14 +92,14 @@ class Serializer:
             pieces.append((" :", OTHER))
             for i, name in enumerate(order):
                 pieces += [(", " if i else " ", OTHER),
-                           (format_value(self.schema.column(name), row[name]), VALUE)]
+                           (format_value(self._cols[name], row[name]), VALUE)]
         else:
             prefix = " The " if self.fmt == "text" else " "
             for i, name in enumerate(order):
                 if i:
                     pieces.append((self.sep, OTHER))
                 pieces += [(prefix, OTHER), (name, KEY), (self.kv, OTHER),
-                           (format_value(self.schema.column(name), row[name]), VALUE)]
+                           (format_value(self._cols[name], row[name]), VALUE)]
         text, spans, pos = [], [], 0
         for piece, group in pieces:
             text.append(piece)
@@ -138,23 +142,22 @@ class Serializer:
 
     def _value(self, col, text: str):
         if isinstance(col, Categorical):
-            return text if text in col.categories else None
+            return text if text in self._cats[col.name] else None
         try:
             x = float(text)
         except ValueError:
             return None
         if not math.isfinite(x) or (col.integer and x != math.floor(x)):
             return None
-        return float(np.clip(x, col.lower, col.upper))
+        return float(min(max(x, col.lower), col.upper))
 
     def parse_partial(self, text: str) -> dict:
         """The columns that parse validly, in text order (first occurrence of a key wins)."""
         out: dict = {}
-        names = set(self.schema.names)
         for key, raw in self._pairs(text):
-            if key not in names or key in out:
+            if key not in self._cols or key in out:
                 continue  # unknown keys are ignored; a repeated key keeps its first value
-            value = self._value(self.schema.column(key), raw)
+            value = self._value(self._cols[key], raw)
             if value is None:
                 break
             out[key] = value

@@ -43,7 +43,7 @@ def stage1(model, rows: Sequence, pad_id: int, *, epochs: float, batch_size: int
     n = len(rows)
     steps = max(1, int(round(epochs * n / batch_size)))
     losses = []
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, n, (batch_size,), generator=generator).tolist()
         ids, mask, pos, groups = _trim(*collate([rows[i] for i in idx], pad_id))
         loss = weighted_loss(_Forward.logits(model, ids, mask, pos), ids, groups, alpha).mean()
@@ -53,7 +53,7 @@ def stage1(model, rows: Sequence, pad_id: int, *, epochs: float, batch_size: int
         losses.append(float(loss.detach()))
         if deadline is not None and time.monotonic() > deadline:
             break
-    return {"stage1_steps": step + 1, "stage1_loss_first": losses[0], "stage1_loss_last":
+    return {"stage1_steps": len(losses), "stage1_loss_first": losses[0], "stage1_loss_last":
             sum(losses[-5:]) / len(losses[-5:])}
 
 
@@ -88,8 +88,6 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, epsilon: float, delta: floa
     """DP-SGD (AdamW update on the privatized gradient) on the private rows for ``epochs`` epochs."""
     torch = require("torch", "llm")
     opacus = require("opacus", "llm")
-    from opacus.utils.batch_memory_manager import BatchMemoryManager
-
     n = len(rows)
     if n < 2:
         raise ValueError("stage 2 needs at least 2 private rows")
@@ -110,8 +108,25 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, epsilon: float, delta: floa
             target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm,
             poisson_sampling=True, noise_generator=torch.Generator().manual_seed(seed * 2 + 2),
         )
-    losses = []
-    steps = 0
+    losses: list[float] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "full backward hook ... no inputs require gradients"
+        _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, losses)
+    realised = float(engine.get_epsilon(delta))
+    module._close()  # remove Opacus' hooks: the model is used plainly for sampling and scoring
+    history = getattr(engine.accountant, "history", [])
+    return DPResult(
+        epsilon=realised, delta=delta, noise_multiplier=float(opt.noise_multiplier),
+        sample_rate=float(1.0 / len(loader)), steps=int(sum(h[2] for h in history)) if history else 0,
+        accountant=accountant,
+        loss_first=losses[0] if losses else float("nan"),
+        loss_last=sum(losses[-5:]) / max(1, len(losses[-5:])),
+    )
+
+
+def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, losses):
+    from opacus.utils.batch_memory_manager import BatchMemoryManager
+
     for _ in range(epochs):
         with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=physical_batch_size,
                                 optimizer=opt) as memory_loader:
@@ -119,7 +134,6 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, epsilon: float, delta: floa
                 if ids.shape[0] == 0:  # an empty Poisson batch still takes a (noise-only) step
                     opt.zero_grad(set_to_none=True)
                     opt.step()
-                    steps += 1
                     continue
                 ids, mask, pos, groups = _trim(ids, mask, pos, groups)
                 loss = weighted_loss(_Forward.logits(module, ids, mask, pos), ids, groups,
@@ -127,16 +141,4 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, epsilon: float, delta: floa
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                if not opt._is_last_step_skipped:
-                    steps += 1
                 losses.append(float(loss.detach()))
-    realised = float(engine.get_epsilon(delta))
-    module._close()  # remove Opacus' hooks: the model is used plainly for sampling and scoring
-    history = getattr(engine.accountant, "history", [])
-    return DPResult(
-        epsilon=realised, delta=delta, noise_multiplier=float(opt.noise_multiplier),
-        sample_rate=float(1.0 / len(loader)), steps=int(sum(h[2] for h in history)) if history else steps,
-        accountant=accountant,
-        loss_first=losses[0] if losses else float("nan"),
-        loss_last=sum(losses[-5:]) / max(1, len(losses[-5:])),
-    )
