@@ -47,19 +47,44 @@ def _torch():
     return require("torch", "llm")
 
 
-def schema_tokenizer(schema, vocab_size: int = 1024, n_rows: int = 400):
-    """A byte-level BPE tokenizer trained on serialized uniform draws from the public schema."""
+def schema_tokenizer(schema, vocab_size: int = 1536, n_rows: int = 400, store=None):
+    """A byte-level BPE tokenizer trained on public text only.
+
+    The corpus: ``n_rows`` uniform draws from the public schema serialized in every format, plus
+    the public out-of-distribution table (German credit, serialized "great"), so that the same
+    tokenizer serves DP-Standard and both DP-2Stage variants (perplexities stay comparable) and the
+    stage-1 OOD rows are not 4x longer than the private ones.
+    """
     tokenizers = require("tokenizers", "llm")
     transformers = require("transformers", "llm")
+    import hashlib
+    import json
+    import os
+
     from dparena.methods.dp2stage.pseudo import uniform_rows
     from dparena.methods.dp2stage.serialize import FORMATS, Serializer
 
+    key = json.dumps({"schema": schema.to_dict(), "vocab": vocab_size, "rows": n_rows, "v": 2},
+                     sort_keys=True)
+    from dparena.assets import AssetStore
+
+    store = store or AssetStore()
+    cache = (store.home / "cache" / "dp2stage"
+             / f"tokenizer-{hashlib.sha256(key.encode()).hexdigest()[:20]}.json")
+    if cache.exists():
+        return transformers.PreTrainedTokenizerFast(tokenizer_file=str(cache), eos_token=EOS,
+                                                    bos_token=EOS, pad_token=EOS)
     rng = np.random.default_rng(0)  # part of the tokenizer's definition, not of a run
     frame = uniform_rows(schema, n_rows, rng)
     corpus = []
     for fmt in FORMATS:
         ser = Serializer(schema, fmt)
         corpus += [ser.serialize(r)[0] for r in frame.to_dict("records")]
+    from dparena.methods.dp2stage.pseudo import german_table
+
+    german, german_schema = german_table(store.path("german-data"))
+    ger = Serializer(german_schema, "great")
+    corpus += [ger.serialize(r)[0] for r in german.to_dict("records")]
     tok = tokenizers.Tokenizer(tokenizers.models.BPE())
     # words (with their leading space) stay whole so keys and categories can become one token;
     # separators are split off; then bytes are mapped to printable symbols (GPT-2 style)
@@ -74,6 +99,10 @@ def schema_tokenizer(schema, vocab_size: int = 1024, n_rows: int = 400):
         initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(corpus, trainer=trainer)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".{os.getpid()}.part")
+    tok.save(str(tmp))
+    os.replace(tmp, cache)
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS,
                                                 bos_token=EOS, pad_token=EOS)
     return fast
@@ -92,7 +121,7 @@ def load_lm(name: str, schema, seed: int, store=None, lora_r: int = 8, lora_alph
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "tiny":
-            tok = schema_tokenizer(schema)
+            tok = schema_tokenizer(schema, store=store)
             eos = tok.convert_tokens_to_ids(EOS)
             cfg = transformers.GPT2Config(
                 vocab_size=len(tok), n_positions=512, n_embd=n_embd, n_layer=n_layer,

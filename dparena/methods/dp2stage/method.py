@@ -34,6 +34,11 @@ from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.types import Modality, Synthetic
 
+# Importing this module means the method is about to run: load the LM stack now, so a runner that
+# imports method classes before forking its workers pays for it once (not once per run).
+for _module in ("torch", "transformers", "opacus", "peft"):
+    require(_module, "llm")
+
 
 class DP2Stage(Method):
     """DP-2Stage: non-private stage 1 on pseudo data, then DP-SGD stage 2 on the private rows."""
@@ -53,7 +58,8 @@ class DP2Stage(Method):
                  prompt_column: str | None = None, prompt_dist: str = "dp",
                  prompt_share: float = 0.05, temperature: float = 1.0, top_p: float = 1.0,
                  gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 3.0,
-                 impute_retries: int = 0, time_limit_s: float | None = None, lora_r: int = 8,
+                 impute_retries: int = 0, give_up_after: int = 300,
+                 time_limit_s: float | None = None, lora_r: int = 8,
                  n_layer: int = 2, n_embd: int = 64, threads: int = 1):
         if model not in MODELS:
             raise ConfigError(f"{self.name}: model must be one of {', '.join(MODELS)} "
@@ -87,6 +93,7 @@ class DP2Stage(Method):
         self.temperature, self.top_p = temperature, top_p
         self.gen_batch_size, self.max_new_tokens = gen_batch_size, max_new_tokens
         self.max_attempts, self.impute_retries = max_attempts, impute_retries
+        self.give_up_after = give_up_after
         self.time_limit_s, self.lora_r = time_limit_s, lora_r
         self.n_layer, self.n_embd, self.threads = n_layer, n_embd, threads
 
@@ -111,10 +118,10 @@ class DP2Stage(Method):
         return domain.decode_column(col, codes, rng), info
 
     def _stage1_key(self) -> dict:
-        keys = ("model", "pseudo", "serialization", "shuffle", "alpha", "batch_size", "lr",
-                "stage1_epochs", "stage1_rows", "stage1_lr", "stage1_seed", "prompt_column",
-                "lora_r", "n_layer", "n_embd")
-        return {k: getattr(self, k) for k in keys}
+        keys = ("model", "pseudo", "serialization", "shuffle", "alpha", "batch_size",
+                "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column", "lora_r",
+                "n_layer", "n_embd")
+        return {**{k: getattr(self, k) for k in keys}, "stage1_lr": self.stage1_lr or self.lr}
 
     def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline):
         """The LM after stage 1: trained here, or loaded from the stage-1 cache.
@@ -262,6 +269,8 @@ class DP2Stage(Method):
                     valid.append(row)
             if all(t is None for t in texts):
                 break
+            if not valid and attempts >= self.give_up_after:
+                break  # the model has not learned the format: stop wasting generation time
         info.update({"generate_s": time.monotonic() - t3, "attempts": attempts,
                      "valid_rows": len(valid),
                      "validity_rate": len(valid) / attempts if attempts else 0.0})

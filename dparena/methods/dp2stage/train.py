@@ -100,9 +100,9 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, epsilon: float, delta: floa
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
-    engine = opacus.PrivacyEngine(accountant=accountant)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # secure-RNG advice and hook-mode notices
+        engine = opacus.PrivacyEngine(accountant=accountant)
         module, opt, dp_loader = engine.make_private_with_epsilon(
             module=model, optimizer=opt, data_loader=loader, target_epsilon=epsilon,
             target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm,
