@@ -75,10 +75,11 @@ def tiny_lm():
 
 
 @pytest.fixture(scope="module")
-def adult_rows(assets):
+def adult_rows():
+    from dparena.assets import AssetStore
     from dparena.datasets import datasets
 
-    return datasets.create("adult", n_private=64, n_eval=2).load(assets).private
+    return datasets.create("adult", n_private=64, n_eval=2).load(AssetStore()).private
 
 
 @pytest.mark.parametrize("private", [False, True], ids=["plain", "dp"])
