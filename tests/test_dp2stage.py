@@ -210,7 +210,7 @@ def test_tiny_learns_the_format_in_stage1_and_perplexity_metric():
     lm = load_lm("tiny", SCHEMA, seed=0, n_embd=64, n_layer=2)
     order = ["income"] + [c for c in SCHEMA.names if c != "income"]
     rng = np.random.default_rng(0)
-    frame = uniform_rows(SCHEMA, 200, rng)
+    frame = uniform_rows(SCHEMA, 1000, rng)
     texts = [ser.serialize(r, order) for r in frame.to_dict("records")]
     rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
@@ -219,7 +219,7 @@ def test_tiny_learns_the_format_in_stage1_and_perplexity_metric():
     metric = metrics.create("perplexity")
     before = {v.name: v.value for v in metric.compute(
         Synthetic(real, extras={"lm_scorer": scorer}), EvalData(real, SCHEMA), MetricContext())}
-    stage1(lm.model, rows, lm.pad_id, epochs=16, batch_size=32, lr=5e-3, alpha=0.65,
+    stage1(lm.model, rows, lm.pad_id, epochs=10, batch_size=32, lr=5e-3, alpha=0.65,
            generator=torch.Generator().manual_seed(0))
     after = {v.name: v.value for v in metric.compute(
         Synthetic(real, extras={"lm_scorer": scorer}), EvalData(real, SCHEMA), MetricContext())}
@@ -229,7 +229,9 @@ def test_tiny_learns_the_format_in_stage1_and_perplexity_metric():
     assert after["perplexity/value"] < before["perplexity/value"] / 10
     texts = generate(lm, [ser.prompt("income", ">50K")] * 40,
                      generator=torch.Generator().manual_seed(1))
-    assert sum(ser.parse(t) is not None for t in texts) >= 4  # the format is being learned
+    n_valid = sum(ser.parse(t) is not None for t in texts)
+    print(f"valid after stage 1: {n_valid}/40")
+    assert n_valid >= 8  # the format is learned (about half the rows in practice)
     assert all(t.startswith(" income is >50K,") for t in texts)
     assert metric.compute(Synthetic(real), EvalData(real, SCHEMA), MetricContext()) == []
 
