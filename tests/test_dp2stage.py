@@ -294,3 +294,16 @@ def test_smollm2_lora_dp_step_and_fluency(adult_small):
     bad = fl.compute(Synthetic(["mat the on sat cat The. day sunny a was It."]), None,
                      MetricContext())[0].value
     assert math.isfinite(good) and good < bad
+
+
+def test_impute_reprompts_invalid_rows_with_their_valid_prefix():
+    lm = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)  # untrained: rows are invalid
+    ser = Serializer(SCHEMA, "great")
+    method = methods.create("dp2stage", impute_retries=1, max_new_tokens=20)
+    prefix = " income is >50K, age is 30,"
+    texts = [prefix + " workclass is Nobody", None, prefix + " junk"]
+    out = method._impute(lm, ser, texts, torch.Generator().manual_seed(0), None)
+    assert out[1] is None
+    for before, after in zip((texts[0], texts[2]), (out[0], out[2]), strict=True):
+        assert after != before and after.startswith(prefix)
+        assert ser.parse_partial(after)["income"] == ">50K"
