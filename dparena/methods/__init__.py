@@ -33,3 +33,11 @@ methods.register_lazy(
     "dp-merf", "dparena.methods.baselines.dp_merf:DPMERF", modality="image", extra="image",
     description="DP-MERF: one Gaussian release of a class-conditional RFF mean embedding, generator fit to it",
 )
+methods.register_lazy(
+    "dp2stage", "dparena.methods.dp2stage.method:DP2Stage", modality="tabular", extra="llm",
+    description="DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table",
+)
+methods.register_lazy(
+    "dp-standard", "dparena.methods.dp2stage.method:DPStandard", modality="tabular", extra="llm",
+    description="DP-Standard: LM fine-tuned with DP-SGD on the serialized table (no stage 1)",
+)

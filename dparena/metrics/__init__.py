@@ -40,3 +40,16 @@ metrics.register_lazy(
     "embedding-fid", "dparena.metrics.text:EmbeddingFID", modality="text", extra="text",
     description="Frechet distance of sentence embeddings (all-MiniLM-L6-v2) to the eval texts",
 )
+metrics.register_lazy(
+    "perplexity", "dparena.metrics.perplexity:Perplexity", modality="tabular", extra="llm",
+    description="exp(mean token CE) of the method's own LM on real eval rows (key/value/other/all)",
+)
+metrics.register_lazy(
+    "validity", "dparena.metrics.perplexity:ValidityRate", modality="tabular", extra="",
+    description="Share of generated texts that parse into valid rows (LM-based methods)",
+)
+metrics.register_lazy(
+    "fluency-perplexity", "dparena.metrics.perplexity:FluencyPerplexity", modality="text",
+    extra="llm",
+    description="exp(mean token CE) of synthetic text under the fixed SmolLM2-135M reference LM",
+)

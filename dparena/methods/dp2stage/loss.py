@@ -1,0 +1,104 @@
+"""Token groups from serializer offsets, batching, and the DP-2Stage weighted loss.
+
+Loss per example i (DP-2Stage, Afonja et al., arXiv 2412.02467, Eq. 2 "weighted cross-entropy"):
+
+    L_i = (1 - α) · (mean CE over key tokens + mean CE over separator/other tokens)
+          + α · mean CE over value tokens
+
+α < 0 selects plain causal-LM cross-entropy (mean over all predicted tokens of the row). A group a
+row has no tokens of contributes 0. The batch loss is the mean of L_i over rows, which is what
+Opacus' ``loss_reduction="mean"`` expects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from dparena.methods.dp2stage.serialize import OTHER, Span
+
+IGNORE = -1  # positions that are not predicted (the first token, padding)
+
+
+def token_groups(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], text: str) -> list[int]:
+    """The group of each token: the group holding most of its non-space characters.
+
+    ``offsets`` is the tokenizer's character offset mapping for ``text``; ``spans`` the serializer's
+    spans. Tokens made only of whitespace (or special tokens with an empty span) are OTHER; a tie
+    between groups goes to the lowest group id (key before value before other).
+    """
+    char_group = np.full(len(text), OTHER, dtype=np.int64)
+    for s in spans:
+        char_group[s.start:s.end] = s.group
+    is_space = np.fromiter((c.isspace() for c in text), dtype=bool, count=len(text))
+    groups = []
+    for start, end in offsets:
+        g = char_group[start:end][~is_space[start:end]]
+        groups.append(int(np.bincount(g, minlength=3).argmax()) if g.size else OTHER)
+    return groups
+
+
+def encode(tokenizer, texts: Sequence[str], spans: Sequence[Sequence[Span]], bos_id: int,
+           eos_id: int) -> list[tuple[list[int], list[int]]]:
+    """Token ids ``[bos] + text + [eos]`` and their groups (bos: IGNORE, eos: OTHER) per row."""
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    out = []
+    for ids, offs, text, sp in zip(enc["input_ids"], enc["offset_mapping"], texts, spans,
+                                   strict=True):
+        groups = token_groups(offs, sp, text)
+        out.append(([bos_id, *ids, eos_id], [IGNORE, *groups, OTHER]))
+    return out
+
+
+def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
+    """Right-padded tensors: input_ids, attention_mask, position_ids, groups [B, T]."""
+    import torch
+
+    length = max((len(ids) for ids, _ in rows), default=1)
+    b = len(rows)
+    ids = torch.full((b, length), pad_id, dtype=torch.long)
+    groups = torch.full((b, length), IGNORE, dtype=torch.long)
+    mask = torch.zeros((b, length), dtype=torch.long)
+    for i, (row_ids, row_groups) in enumerate(rows):
+        ids[i, : len(row_ids)] = torch.tensor(row_ids)
+        groups[i, : len(row_groups)] = torch.tensor(row_groups)
+        mask[i, : len(row_ids)] = 1
+    positions = torch.arange(length).expand(b, length).contiguous()
+    return ids, mask, positions, groups
+
+
+def token_ce(logits, input_ids):
+    """Cross-entropy of predicting token t+1 from position t: [B, T-1]."""
+    import torch.nn.functional as F
+
+    logp = F.log_softmax(logits[:, :-1].float(), dim=-1)
+    return -logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+def weighted_loss(logits, input_ids, groups, alpha: float):
+    """Per-example DP-2Stage loss [B] (see the module docstring); α < 0 = plain CE."""
+    import torch
+
+    ce = token_ce(logits, input_ids)
+    target_groups = groups[:, 1:]
+    if alpha < 0:
+        valid = (target_groups != IGNORE).float()
+        return (ce * valid).sum(1) / valid.sum(1).clamp(min=1.0)
+    means = []
+    for g in range(3):
+        m = (target_groups == g).float()
+        means.append((ce * m).sum(1) / m.sum(1).clamp(min=1.0))
+    key, value, other = means
+    return (1.0 - alpha) * (key + other) + alpha * value + 0.0 * torch.zeros_like(key)
+
+
+def group_nll(logits, input_ids, groups) -> np.ndarray:
+    """Summed token CE and token counts per group: array [[sum_k, n_k], [sum_v, n_v], [sum_o, n_o]]."""
+    ce = token_ce(logits, input_ids)
+    target_groups = groups[:, 1:]
+    out = np.zeros((3, 2))
+    for g in range(3):
+        m = target_groups == g
+        out[g] = [float(ce[m].sum()), int(m.sum())]
+    return out

@@ -1,0 +1,324 @@
+"""The registered methods ``dp2stage`` and ``dp-standard``.
+
+DP-2Stage (Afonja et al., arXiv 2412.02467, §3): stage 1 fine-tunes a pre-trained LM without
+privacy on pseudo data (``uniform`` draws from the public schema, or an out-of-distribution public
+table ``ood``) so it learns the serialization format; stage 2 fine-tunes on the private rows with
+DP-SGD and the weighted loss (α on value tokens). DP-Standard is stage 2 alone.
+
+Privacy: stage 2 is the only read of private rows besides the optional DP count of the prompt
+column. With ``prompt_dist="dp"`` the budget is split: the prompt column's histogram over public
+categories/bins gets a Gaussian mechanism at (``prompt_share``·ε, δ/2) and DP-SGD the rest at
+δ/2; both are booked (the Gaussian exactly, DP-SGD as the Opacus accountant's realised ε).
+With ``prompt_dist="public"`` the prompt value is uniform over the public schema and DP-SGD gets
+the whole (ε, δ). The text of the tiny tokenizer and all pseudo data are public.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+
+from dparena.datasets.schema import Categorical
+from dparena.errors import ConfigError, require
+from dparena.methods.base import Method, Task
+from dparena.methods.dp2stage.lm import MODELS, load_lm, trainable_parameters
+from dparena.methods.dp2stage.loss import encode
+from dparena.methods.dp2stage.pseudo import pseudo_table
+from dparena.methods.dp2stage.sample import LMScorer, generate
+from dparena.methods.dp2stage.serialize import FORMATS, Serializer, column_orders
+from dparena.methods.tabular import Domain, sample_from_counts
+from dparena.privacy import Ledger, gaussian_sigma
+from dparena.types import Modality, Synthetic
+
+# Importing this module means the method is about to run: load the LM stack now, so a runner that
+# imports method classes before forking its workers pays for it once (not once per run).
+for _module in ("torch", "transformers", "opacus", "peft"):
+    require(_module, "llm")
+
+
+class DP2Stage(Method):
+    """DP-2Stage: non-private stage 1 on pseudo data, then DP-SGD stage 2 on the private rows."""
+
+    modality = Modality.TABULAR
+    description = "DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table"
+    extra = "llm"
+    version = "1"
+    stages: ClassVar[int] = 2
+
+    def __init__(self, model: str = "tiny", pseudo: str = "uniform", serialization: str = "great",
+                 shuffle: bool = False, alpha: float = 0.65, epochs: int = 10,
+                 batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
+                 max_grad_norm: float = 1.0, accountant: str = "rdp",
+                 stage1_epochs: float = 5.0, stage1_rows: int = 2000, stage1_lr: float | None = None,
+                 stage1_seed: int = 0, cache_stage1: bool = True,
+                 prompt_column: str | None = None, prompt_dist: str = "dp",
+                 prompt_share: float = 0.05, temperature: float = 1.0, top_p: float = 1.0,
+                 gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 3.0,
+                 impute_retries: int = 0, give_up_after: int = 300,
+                 time_limit_s: float | None = None, lora_r: int = 8,
+                 n_layer: int = 2, n_embd: int = 64, threads: int = 1):
+        if model not in MODELS:
+            raise ConfigError(f"{self.name}: model must be one of {', '.join(MODELS)} "
+                              f"(got {model!r})")
+        if serialization not in FORMATS:
+            raise ConfigError(f"{self.name}: serialization must be one of {', '.join(FORMATS)}")
+        if serialization == "apval":
+            raise ConfigError(f"{self.name}: 'apval' cannot be prompted with one column's value; "
+                              "use great, text or list")
+        if prompt_dist not in ("dp", "public"):
+            raise ConfigError(f"{self.name}: prompt_dist must be 'dp' or 'public'")
+        if not 0.0 < prompt_share < 1.0:
+            raise ConfigError(f"{self.name}: prompt_share must lie in (0, 1)")
+        for key, value in (("epochs", epochs), ("batch_size", batch_size),
+                           ("physical_batch_size", physical_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{self.name}: {key} must be a positive integer")
+        if not (lr > 0 and max_grad_norm > 0 and temperature > 0 and 0 < top_p <= 1):
+            raise ConfigError(f"{self.name}: lr, max_grad_norm, temperature must be > 0 and "
+                              "top_p in (0, 1]")
+        if alpha > 1:
+            raise ConfigError(f"{self.name}: alpha must be <= 1 (alpha < 0 = plain CE)")
+        self.model, self.pseudo, self.serialization = model, pseudo, serialization
+        self.shuffle, self.alpha, self.epochs = shuffle, alpha, epochs
+        self.batch_size, self.physical_batch_size, self.lr = batch_size, physical_batch_size, lr
+        self.max_grad_norm, self.accountant = max_grad_norm, accountant
+        self.stage1_epochs, self.stage1_rows, self.stage1_lr = stage1_epochs, stage1_rows, stage1_lr
+        self.stage1_seed, self.cache_stage1 = stage1_seed, cache_stage1
+        self.prompt_column, self.prompt_dist, self.prompt_share = (prompt_column, prompt_dist,
+                                                                   prompt_share)
+        self.temperature, self.top_p = temperature, top_p
+        self.gen_batch_size, self.max_new_tokens = gen_batch_size, max_new_tokens
+        self.max_attempts, self.impute_retries = max_attempts, impute_retries
+        self.give_up_after = give_up_after
+        self.time_limit_s, self.lora_r = time_limit_s, lora_r
+        self.n_layer, self.n_embd, self.threads = n_layer, n_embd, threads
+
+    # ------------------------------------------------------------------ helpers
+    def _prompt_values(self, task: Task, ledger: Ledger, col, eps: float, delta: float,
+                       n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+        """Values of the prompt column for n samples: public-uniform or from a DP histogram."""
+        domain = Domain(task.schema, bins=32)
+        size = domain.size(col.name)
+        if self.prompt_dist == "public":
+            codes = rng.integers(0, size, n)
+            info = {"prompt_dist": "public-uniform"}
+        else:
+            sigma = gaussian_sigma(eps, delta, sensitivity=1.0)
+            counts = np.bincount(domain.encode_column(col, task.private[col.name].to_numpy()),
+                                 minlength=size)
+            ledger.gaussian(f"histogram of prompt column {col.name!r} on public bins",
+                            sigma=sigma, sensitivity=1.0, epsilon=eps, delta=delta)
+            noisy = counts + rng.normal(0.0, sigma, size)
+            codes = sample_from_counts(noisy, n, rng)
+            info = {"prompt_dist": "dp-histogram", "prompt_sigma": sigma}
+        return domain.decode_column(col, codes, rng), info
+
+    def _stage1_key(self) -> dict:
+        keys = ("model", "pseudo", "serialization", "shuffle", "alpha", "batch_size",
+                "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column", "lora_r",
+                "n_layer", "n_embd")
+        return {**{k: getattr(self, k) for k in keys}, "stage1_lr": self.stage1_lr or self.lr}
+
+    def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline):
+        """The LM after stage 1: trained here, or loaded from the stage-1 cache.
+
+        Stage 1 reads only public data (the schema, a public table) and is seeded by
+        ``stage1_seed`` (not the run seed): like a published pre-trained checkpoint it is shared
+        by every run with the same stage-1 configuration, so it is cached under
+        ``$DPARENA_HOME/cache/dp2stage/`` keyed by that configuration and the schema.
+        """
+        import hashlib
+        import json
+        import os
+
+        key = json.dumps({**self._stage1_key(), "schema": schema.to_dict(), "v": self.version},
+                         sort_keys=True, default=str)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+        path = store.home / "cache" / "dp2stage" / f"stage1-{digest}.pt"
+        lm = load_lm(self.model, schema, self.stage1_seed, store=store, lora_r=self.lora_r,
+                     n_layer=self.n_layer, n_embd=self.n_embd)
+        if self.cache_stage1 and path.exists():
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            lm.model.load_state_dict(saved["state"], strict=False)
+            return lm, {**saved["info"], "stage1_cached": True}
+        rng = np.random.default_rng(self.stage1_seed)
+        frame, pseudo_schema = pseudo_table(self.pseudo, schema, self.stage1_rows, rng, store)
+        pseudo_ser = ser if pseudo_schema is schema else Serializer(pseudo_schema,
+                                                                    self.serialization)
+        pfirst = first if first in pseudo_schema.names else None
+        rows = self._encode(lm, pseudo_ser, frame, rng, pfirst)
+        t0 = time.monotonic()
+        info = stage1(lm.model, rows, lm.pad_id, epochs=self.stage1_epochs,
+                      batch_size=self.batch_size, lr=self.stage1_lr or self.lr, alpha=self.alpha,
+                      generator=torch.Generator().manual_seed(self.stage1_seed), deadline=deadline)
+        info["stage1_s"] = time.monotonic() - t0
+        if self.cache_stage1:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            state = {k: p.detach() for k, p in lm.model.named_parameters() if p.requires_grad}
+            tmp = path.with_suffix(f".{os.getpid()}.part")
+            torch.save({"state": state, "info": info}, tmp)
+            os.replace(tmp, path)
+        return lm, {**info, "stage1_cached": False}
+
+    def _encode(self, lm, ser: Serializer, frame: pd.DataFrame, rng, first):
+        names = ser.schema.names
+        records = frame[names].to_dict("records")
+        orders = column_orders(names, len(records), self.shuffle, rng, first)
+        texts = [ser.serialize(r, o) for r, o in zip(records, orders, strict=True)]
+        return encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+                      lm.eos_id)
+
+    # ------------------------------------------------------------------ run
+    def generate(self, task: Task, ledger: Ledger) -> Synthetic:
+        torch = require("torch", "llm")
+        from dparena.assets import AssetStore
+        from dparena.methods.dp2stage.train import stage1, stage2_dp
+
+        t_start = time.monotonic()
+        deadline = None if self.time_limit_s is None else t_start + self.time_limit_s
+        schema = task.schema
+        first = self.prompt_column or schema.target or schema.names[0]
+        if first not in schema.names:
+            raise ConfigError(f"{self.name}: prompt_column {first!r} is not a column of the table")
+        if not task.budget.is_private:
+            raise ConfigError(f"{self.name} needs a finite epsilon")
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._run(task, ledger, torch, AssetStore(), stage1, stage2_dp, first,
+                             t_start, deadline)
+        finally:
+            torch.set_num_threads(prev_threads)
+
+    def _run(self, task, ledger, torch, store, stage1, stage2_dp, first, t_start, deadline):
+        schema, rng = task.schema, task.rng
+        seeds = rng.integers(0, 2**31 - 1, 4)
+        info: dict = {"model": self.model}
+        ser = Serializer(schema, self.serialization)
+        if self.stages == 2:
+            lm, s1info = self._stage1_model(schema, ser, first, store, stage1, torch, deadline)
+            info.update(s1info)
+        else:
+            lm = load_lm(self.model, schema, int(seeds[0]), store=store, lora_r=self.lora_r,
+                         n_layer=self.n_layer, n_embd=self.n_embd)
+        info["trainable_params"] = trainable_parameters(lm.model)
+        info["load_and_stage1_s"] = time.monotonic() - t_start
+
+        eps, delta = task.budget.epsilon, task.budget.delta
+        col = schema.column(first)
+        if self.prompt_dist == "dp":
+            eps_prompt, delta_prompt = self.prompt_share * eps, delta / 2
+            eps_sgd, delta_sgd = eps - eps_prompt, delta / 2
+        else:
+            eps_prompt = delta_prompt = 0.0
+            eps_sgd, delta_sgd = eps, delta
+        if delta_sgd <= 0:
+            raise ConfigError(f"{self.name}: DP-SGD needs delta > 0")
+        values, pinfo = self._prompt_values(task, ledger, col, eps_prompt, delta_prompt,
+                                            max(1, int(math.ceil(task.n_samples
+                                                                 * self.max_attempts))), rng)
+        info.update(pinfo)
+
+        t2 = time.monotonic()
+        private_rows = self._encode(lm, ser, task.private, rng, first)
+        result = stage2_dp(lm.model, private_rows, lm.pad_id, epsilon=eps_sgd, delta=delta_sgd,
+                           epochs=self.epochs, batch_size=self.batch_size,
+                           physical_batch_size=self.physical_batch_size, lr=self.lr,
+                           max_grad_norm=self.max_grad_norm, alpha=self.alpha,
+                           seed=int(seeds[2]), accountant=self.accountant)
+        if result.epsilon > eps_sgd * (1 + 1e-9):
+            raise RuntimeError(f"Opacus realised ε={result.epsilon:.4g} above its target "
+                               f"{eps_sgd:.4g}")
+        ledger.approx(
+            f"DP-SGD ({result.steps} steps, q={result.sample_rate:.4g}, "
+            f"σ={result.noise_multiplier:.4g}, C={self.max_grad_norm}) via Opacus "
+            f"{result.accountant}", result.epsilon, result.delta, mechanism="dp-sgd",
+            noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
+            steps=result.steps, max_grad_norm=self.max_grad_norm, accountant=result.accountant,
+            target_epsilon=eps_sgd,
+        )
+        info.update({"stage2_s": time.monotonic() - t2, "dp_epsilon": result.epsilon,
+                     "noise_multiplier": result.noise_multiplier, "dp_steps": result.steps,
+                     "stage2_loss_first": result.loss_first, "stage2_loss_last": result.loss_last})
+
+        t3 = time.monotonic()
+        gen = torch.Generator().manual_seed(int(seeds[3]))
+        valid: list[dict] = []
+        attempts = 0
+        n = task.n_samples
+        chunk = max(self.gen_batch_size, n // 4)
+        while len(valid) < n and attempts < len(values):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            take = values[attempts:attempts + min(chunk, 2 * (n - len(valid)) + 8)]
+            prompts = [ser.prompt(first, v) for v in take]
+            texts = generate(lm, prompts, temperature=self.temperature, top_p=self.top_p,
+                             batch_size=self.gen_batch_size, max_new_tokens=self.max_new_tokens,
+                             generator=gen, deadline=deadline)
+            texts = self._impute(lm, ser, texts, gen, deadline)
+            for text in texts:
+                if text is None:
+                    continue
+                attempts += 1
+                row = ser.parse(text)
+                if row is not None and len(valid) < n:
+                    valid.append(row)
+            if all(t is None for t in texts):
+                break
+            if not valid and attempts >= self.give_up_after:
+                break  # the model has not learned the format: stop wasting generation time
+        info.update({"generate_s": time.monotonic() - t3, "attempts": attempts,
+                     "valid_rows": len(valid),
+                     "validity_rate": len(valid) / attempts if attempts else 0.0})
+        if not valid:  # reported (validity 0, perplexity still scored); table metrics fail
+            info["warning"] = f"no valid row in {attempts} generated"
+        frame = pd.DataFrame(valid, columns=schema.names)
+        for c in schema.columns:
+            if isinstance(c, Categorical):
+                frame[c.name] = frame[c.name].astype(object)
+        scorer = LMScorer(lm, ser, self.shuffle, first)
+        return Synthetic(frame, extras={"lm_scorer": scorer}, info=info)
+
+    def _impute(self, lm, ser, texts, gen, deadline):
+        """Re-prompt invalid rows with their valid prefix, up to ``impute_retries`` times."""
+        texts = list(texts)
+        for _ in range(self.impute_retries):
+            redo = [i for i, t in enumerate(texts) if t is not None and ser.parse(t) is None]
+            if not redo:
+                break
+            prompts = []
+            for i in redo:
+                partial = ser.parse_partial(texts[i])
+                if not partial:
+                    prompts.append(None)
+                    continue
+                prompts.append(ser.serialize(partial, list(partial))[0] + ser.sep)
+            keep = [(i, p) for i, p in zip(redo, prompts, strict=True) if p is not None]
+            if not keep:
+                break
+            again = generate(lm, [p for _, p in keep], temperature=self.temperature,
+                             top_p=self.top_p, batch_size=self.gen_batch_size,
+                             max_new_tokens=self.max_new_tokens, generator=gen, deadline=deadline)
+            for (i, _), t in zip(keep, again, strict=True):
+                if t is not None:
+                    texts[i] = t
+        return texts
+
+
+class DPStandard(DP2Stage):
+    """DP-Standard: the same LM fine-tuned with DP-SGD on the private rows, no stage 1."""
+
+    description = "DP-Standard: LM fine-tuned with DP-SGD on the serialized table (no stage 1)"
+    stages = 1
+
+    def __init__(self, **kwargs):
+        if "pseudo" in kwargs:
+            raise ConfigError("dp-standard has no stage 1: drop the 'pseudo' parameter")
+        for key in ("stage1_epochs", "stage1_rows", "stage1_lr", "stage1_seed", "cache_stage1"):
+            if key in kwargs:
+                raise ConfigError(f"dp-standard has no stage 1: drop the {key!r} parameter")
+        super().__init__(**kwargs)
