@@ -107,18 +107,13 @@ def test_apis_generate_through_the_model_deterministically(lm):
 
 @pytest.mark.slow
 def test_variation_degree_controls_distance_with_a_real_instruct_model(assets):
-    """With a real instruction-tuned LM (SmolLM2-135M-Instruct; set DPARENA_SMOLLM2_DIR to its
-    directory), paraphrases at a low degree stay closer to their source, in MiniLM embedding
+    """With a real instruction-tuned LM (the SmolLM2-135M-Instruct asset), paraphrases at a low degree stay closer to their source, in MiniLM embedding
     space, than paraphrases at a high degree, which stay closer than fresh random_api texts."""
-    import os
-
     from dparena.datasets import datasets
     from dparena.embeddings.text import embed_texts
     from dparena.llm import load_llm
 
-    path = os.environ.get("DPARENA_SMOLLM2_DIR")
-    if not path:
-        pytest.skip("set DPARENA_SMOLLM2_DIR to a local SmolLM2-135M-Instruct directory")
+    path = "smollm2"
     torch.set_num_threads(1)
     b = datasets.create("rotten-tomatoes", n_private=200, n_eval=50).load(assets)
     src, lab = b.eval[:12], b.eval_labels[:12]

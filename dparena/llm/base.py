@@ -63,7 +63,12 @@ class LLM(ABC):
 
 def load_llm(name: str, **kwargs: Any) -> LLM:
     """An LLM by name: ``openai`` / ``openai:MODEL`` is the HTTP endpoint backend (base URL and key
-    from the environment); anything else is a local directory or hub id for transformers."""
+    from the environment); ``smollm2`` is the offline SmolLM2-135M-Instruct asset; anything else is
+    a local directory or hub id for transformers."""
+    if name == "smollm2":
+        from dparena.llm.smollm2 import smollm2_folder
+
+        name = str(smollm2_folder())
     if name == "openai" or name.startswith("openai:"):
         from dparena.llm.openai import OpenAIChatLM
 

@@ -19,12 +19,12 @@ reproducible and leaves the global generator untouched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dparena.errors import AssetError, ConfigError, require
+from dparena.llm.smollm2 import smollm2_folder
 
 MODELS = ("tiny", "smollm2", "gpt2")
 EOS = "<|endoftext|>"
@@ -160,33 +160,6 @@ def _lora(model, r: int, alpha: int, targets: list[str], fan_in_fan_out: bool):
     cfg = peft.LoraConfig(r=r, lora_alpha=alpha, target_modules=targets, lora_dropout=0.0,
                           fan_in_fan_out=fan_in_fan_out, bias="none")
     return peft.get_peft_model(model, cfg)
-
-
-def smollm2_folder(store=None) -> Path:
-    """A plain transformers copy of the SmolLM2-135M-Instruct asset, made once from the GGUF."""
-    from dparena.assets import AssetStore
-
-    store = store or AssetStore()
-    folder = store.home / "models" / "smollm2-135m-instruct"
-    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
-        return folder
-    gguf = store.path("smollm2-135m-instruct-gguf")
-    transformers = require("transformers", "llm")
-    require("gguf", "llm")
-    torch = _torch()
-    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                                  dtype=torch.float32)
-    cfg = quantized.config
-    if hasattr(cfg, "quantization_config"):
-        del cfg.quantization_config
-    plain = transformers.AutoModelForCausalLM.from_config(cfg)
-    plain.load_state_dict(quantized.state_dict())
-    tmp = folder.with_name(folder.name + ".part")
-    plain.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.rename(folder)
-    return folder
 
 
 def trainable_parameters(model) -> int:
