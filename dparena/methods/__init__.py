@@ -17,3 +17,11 @@ methods.register_lazy(
     "uniform", "dparena.methods.baselines.references:UniformSchema", modality="tabular", extra="",
     description="Public-only lower anchor: uniform draws from the public schema (ε = 0)",
 )
+methods.register_lazy(
+    "aim", "dparena.methods.baselines.aim_mst:AIM", modality="tabular", extra="tabular",
+    description="AIM (McKenna et al. 2022) via OpenDP mbi: adaptive noisy marginals + Private-PGM",
+)
+methods.register_lazy(
+    "mst", "dparena.methods.baselines.aim_mst:MST", modality="tabular", extra="tabular",
+    description="MST (McKenna et al. 2021) via OpenDP mbi: spanning tree of noisy 2-way marginals",
+)

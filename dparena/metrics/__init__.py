@@ -18,3 +18,12 @@ metrics.register_lazy(
     "ml-efficacy", "dparena.metrics.ml_efficacy:MLEfficacy", modality="tabular", extra="tabular",
     description="Train-on-synthetic, test-on-real F1 / ROC AUC / accuracy (XGBoost, logistic regression)",
 )
+metrics.register_lazy(
+    "sdmetrics-quality", "dparena.metrics.quality:SDMetricsQuality", modality="tabular",
+    extra="tabular",
+    description="sdmetrics QualityReport: Column Shapes, Column Pair Trends and overall score",
+)
+metrics.register_lazy(
+    "dcr", "dparena.metrics.dcr:DCR", modality="tabular", extra="",
+    description="Distance to closest record: share of synthetic rows closer to training than holdout",
+)
