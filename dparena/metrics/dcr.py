@@ -74,8 +74,10 @@ class DCR(Metric):
 
     Values: ``dcr`` (the score, 1 = safe), ``dcr/closer-to-training`` (the share p),
     ``dcr/median-to-training`` and ``dcr/median-to-holdout`` (median DCRs).
-    ``max_rows`` subsamples synthetic, training and holdout rows (as sdmetrics'
-    ``num_rows_subsample``) with the run's seed; None uses every row.
+    ``max_rows`` scores a random subset of that many synthetic rows (seeded by the run's seed);
+    each row's DCR is searched over the FULL training and holdout tables, so this estimates the
+    same quantity as sdmetrics with ``num_rows_subsample=None`` (subsampling the training table
+    too, as sdmetrics' option does, would hide copied rows). None scores every synthetic row.
     """
 
     modality = Modality.TABULAR
@@ -95,7 +97,7 @@ class DCR(Metric):
             raise ConfigError("dcr compares against the private (training) split, which this "
                               "caller did not pass; run it from a suite or `dparena score`")
         rng = np.random.default_rng([ctx.seed, 0xDC2])
-        syn, train, hold = (self._sub(t, rng) for t in (synthetic.data, real.private, real.data))
+        syn, train, hold = self._sub(synthetic.data, rng), real.private, real.data
         to_train = closest_distances(real.schema, syn, train, self.batch)
         to_hold = closest_distances(real.schema, syn, hold, self.batch)
         p = float(np.mean(to_train < to_hold))

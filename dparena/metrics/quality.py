@@ -3,7 +3,9 @@
 SDMetrics' single-table quality report (sdv-dev/SDMetrics, ``sdmetrics.reports.QualityReport``):
 Column Shapes averages KSComplement (numeric) and TVComplement (categorical) over columns;
 Column Pair Trends averages CorrelationSimilarity (numeric pairs) and ContingencySimilarity
-(pairs involving a categorical column); the overall score is the mean of the two properties.
+(pairs involving a categorical column), counting only the pairs whose REAL data show a
+relationship (|Pearson| > 0.5, Cramér's V > 0.3: sdmetrics 0.32's defaults for the unified
+report); the overall score is the mean of the two properties.
 The sdmetrics metadata is built from our public schema (numeric → ``numerical``, categorical →
 ``categorical``), never inferred from data. sdmetrics is imported lazily (about 4 s, 650 MB).
 """
