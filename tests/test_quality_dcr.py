@@ -45,6 +45,7 @@ def test_dcr_score_by_hand():
     assert vals["dcr"] == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow
 def test_dcr_equals_sdmetrics(adult_small):
     sdm = pytest.importorskip("sdmetrics.single_table")
     from dparena.metrics.quality import TABLE, sdmetrics_metadata
@@ -128,3 +129,24 @@ def test_quality_numeric_by_hand():
     assert vals["sdmetrics-quality/column-shapes"] == pytest.approx(0.75)
     # CorrelationSimilarity = 1 − |ρ_real − ρ_syn| / 2 (Pearson)
     assert vals["sdmetrics-quality/column-pair-trends"] == pytest.approx(1 - abs(1 - corr) / 2)
+
+
+def test_runner_passes_the_private_split_only_to_metrics_that_declare_it(tmp_path):
+    from dparena.harness.runner import Runner
+    from dparena.harness.store import Store
+    from dparena.harness.suite import parse_suite
+
+    raw = {
+        "name": "dcr", "seeds": [0], "epsilons": [1.0], "delta": 1e-5,
+        "section": [{
+            "dataset": "adult", "dataset_params": {"n_private": 600, "n_eval": 600},
+            "n_samples": 400, "metrics": ["dcr", "histogram-intersection"],
+            "methods": [{"name": "real"}, {"name": "uniform"}],
+        }],
+    }
+    store = Store(tmp_path / "runs.sqlite")
+    Runner(store).run(parse_suite(raw).specs)
+    runs = {r["method"]: r for r in store.runs()}
+    assert all(r["status"] == "ok" for r in runs.values())
+    assert runs["real"]["metrics"]["dcr"]["value"] < 0.05
+    assert runs["uniform"]["metrics"]["dcr"]["value"] > 0.5
