@@ -96,7 +96,7 @@ class _MarginalSynthesizer(Method):
     extra = "tabular"
     _label = ""
 
-    def __init__(self, bins: int = 16, iters: int = 1000):
+    def __init__(self, bins: int = 32, iters: int = 1000):
         if not isinstance(bins, int) or bins < 2:
             raise ConfigError(f"{self.name}: bins must be an integer >= 2 (got {bins!r})")
         if not isinstance(iters, int) or iters < 1:
@@ -184,7 +184,7 @@ class AIM(_MarginalSynthesizer):
     description = "AIM (McKenna et al. 2022) via OpenDP mbi: adaptive noisy marginals + Private-PGM"
     _label = "AIM"
 
-    def __init__(self, bins: int = 16, iters: int = 1000, degree: int = 2,
+    def __init__(self, bins: int = 32, iters: int = 1000, degree: int = 2,
                  max_size: float = 80.0, rounds: int | None = None):
         super().__init__(bins, iters)
         if not isinstance(degree, int) or degree < 1:
