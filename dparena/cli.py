@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -294,8 +295,9 @@ def score(
     real = EvalData(bundle.eval, bundle.schema, bundle.eval_labels)
     ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=type(ds).version)
     values = []
-    for m in chosen:
-        values += m.compute(Synthetic(table), real, ctx)
+    for m in chosen:  # privacy-risk metrics (needs_private) compare against the private split
+        seen = dataclasses.replace(real, private=bundle.private) if m.needs_private else real
+        values += m.compute(Synthetic(table), seen, ctx)
     if as_json:
         typer.echo(json.dumps([v.to_dict() for v in values], indent=1))
         return

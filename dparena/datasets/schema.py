@@ -6,6 +6,7 @@ private rows. Methods and metrics take bins, categories and encoders from here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,10 +55,14 @@ class Categorical:
 
     def codes(self, values) -> np.ndarray:
         """Index of each value in the public categories; unknown values get len(categories)."""
-        lookup = {c: i for i, c in enumerate(self.categories)}
-        unknown = len(self.categories)
-        return np.fromiter((lookup.get(v, unknown) for v in values), dtype=np.int64,
-                           count=len(values))
+        # a vectorised hash lookup; values outside the list (or missing) come back as -1
+        codes = self._index.get_indexer(np.asarray(values, dtype=object)).astype(np.int64)
+        codes[codes < 0] = len(self.categories)
+        return codes
+
+    @functools.cached_property
+    def _index(self) -> pd.Index:
+        return pd.Index(self.categories, dtype=object)
 
 
 Column = Numeric | Categorical

@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -99,7 +99,9 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
             try:
                 metric = metric_registry.create(name, **spec.metric_params.get(name, {}))
                 headline = set(metric.headline())
-                for v in metric.compute(synthetic, real, ctx):
+                # the private split only for metrics that declare they compare against it
+                seen = replace(real, private=bundle.private) if metric.needs_private else real
+                for v in metric.compute(synthetic, seen, ctx):
                     rec.metrics.append({**v.to_dict(), "metric": name,
                                         "headline": v.name in headline})
             except Exception as exc:  # noqa: BLE001 - one failing metric must not lose the run

@@ -41,3 +41,11 @@ methods.register_lazy(
     "dp-standard", "dparena.methods.dp2stage.method:DPStandard", modality="tabular", extra="llm",
     description="DP-Standard: LM fine-tuned with DP-SGD on the serialized table (no stage 1)",
 )
+methods.register_lazy(
+    "aim", "dparena.methods.baselines.aim_mst:AIM", modality="tabular", extra="tabular",
+    description="AIM (McKenna et al. 2022) via OpenDP mbi: adaptive noisy marginals + Private-PGM",
+)
+methods.register_lazy(
+    "mst", "dparena.methods.baselines.aim_mst:MST", modality="tabular", extra="tabular",
+    description="MST (McKenna et al. 2021) via OpenDP mbi: spanning tree of noisy 2-way marginals",
+)

@@ -53,3 +53,12 @@ metrics.register_lazy(
     extra="llm",
     description="exp(mean token CE) of synthetic text under the fixed SmolLM2-135M reference LM",
 )
+metrics.register_lazy(
+    "sdmetrics-quality", "dparena.metrics.quality:SDMetricsQuality", modality="tabular",
+    extra="tabular",
+    description="sdmetrics QualityReport: Column Shapes, Column Pair Trends and overall score",
+)
+metrics.register_lazy(
+    "dcr", "dparena.metrics.dcr:DCR", modality="tabular", extra="",
+    description="Distance to closest record: share of synthetic rows closer to training than holdout",
+)

@@ -12,11 +12,16 @@ from dparena.types import Direction, MetricValue, Modality, Synthetic
 
 @dataclass
 class EvalData:
-    """The real data a metric compares against (the eval split), with the public schema."""
+    """The real data a metric compares against (the eval split), with the public schema.
+
+    ``private`` (the method's training split) is filled in only for metrics that declare
+    ``needs_private = True`` (privacy-risk metrics such as DCR); it is None for every other metric.
+    """
 
     data: Any
     schema: Any
     labels: Any = None
+    private: Any = None
 
 
 @dataclass
@@ -42,6 +47,9 @@ class Metric(ABC):
     direction: ClassVar[Direction] = Direction.MAXIMIZE
     lower: ClassVar[float | None] = None
     upper: ClassVar[float | None] = None
+    # True only for metrics whose definition compares against the private (training) split; the
+    # harness then passes it as ``EvalData.private`` and the docstring must say so
+    needs_private: ClassVar[bool] = False
 
     def headline(self) -> list[str]:
         return [self.name]

@@ -34,22 +34,34 @@ def column_codes(col, values, bins: int) -> tuple[np.ndarray, int]:
     return col.codes(list(values)), len(col.categories) + 1
 
 
-def _coded(schema: TableSchema, frame, bins: int) -> list[tuple[np.ndarray, int]]:
-    return [column_codes(c, frame[c.name].to_numpy(), bins) for c in schema.columns]
+def _coded(schema: TableSchema, frame, bins: int,
+           cache: dict | None = None) -> list[tuple[np.ndarray, int]]:
+    """Codes of every column; categorical codes (independent of ``bins``) are kept in ``cache``."""
+    out = []
+    for c in schema.columns:
+        if cache is not None and isinstance(c, Categorical):
+            key = (id(frame), c.name)
+            if key not in cache:
+                cache[key] = column_codes(c, frame[c.name].to_numpy(), bins)
+            out.append(cache[key])
+        else:
+            out.append(column_codes(c, frame[c.name].to_numpy(), bins))
+    return out
 
 
-def one_way(schema: TableSchema, syn, real, bins: int) -> dict[str, float]:
+def one_way(schema: TableSchema, syn, real, bins: int, cache: dict | None = None) -> dict[str, float]:
     """Per-column intersection."""
     out = {}
-    for col, (cs, k), (cr, _) in zip(schema.columns, _coded(schema, syn, bins),
-                                      _coded(schema, real, bins), strict=True):
+    for col, (cs, k), (cr, _) in zip(schema.columns, _coded(schema, syn, bins, cache),
+                                      _coded(schema, real, bins, cache), strict=True):
         out[col.name] = intersection(np.bincount(cs, minlength=k), np.bincount(cr, minlength=k))
     return out
 
 
-def two_way(schema: TableSchema, syn, real, bins: int) -> dict[tuple[str, str], float]:
+def two_way(schema: TableSchema, syn, real, bins: int,
+            cache: dict | None = None) -> dict[tuple[str, str], float]:
     """Per-pair intersection of the joint histograms."""
-    s, r = _coded(schema, syn, bins), _coded(schema, real, bins)
+    s, r = _coded(schema, syn, bins, cache), _coded(schema, real, bins, cache)
     names = schema.names
     out = {}
     for i, j in combinations(range(len(names)), 2):
@@ -71,12 +83,14 @@ class HistogramIntersection(Metric):
     def __init__(self, bins: tuple[int, ...] | list[int] = (20, 50)):
         self.bins = tuple(int(b) for b in bins)
 
-    def _per_bins(self, schema, syn, real, b) -> float:
-        return float(np.mean(list(one_way(schema, syn, real, b).values())))
+    def _per_bins(self, schema, syn, real, b, cache=None) -> float:
+        return float(np.mean(list(one_way(schema, syn, real, b, cache).values())))
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
         schema = real.schema
-        values = [self.value(f"{self.name}@b{b}", self._per_bins(schema, synthetic.data, real.data, b))
+        cache: dict = {}  # categorical codes, shared by the B = 20 and B = 50 passes
+        values = [self.value(f"{self.name}@b{b}",
+                             self._per_bins(schema, synthetic.data, real.data, b, cache))
                   for b in self.bins]
         headline = self.value(self.name, np.mean([v.value for v in values]))
         return [headline, *values]
@@ -85,5 +99,5 @@ class HistogramIntersection(Metric):
 class PairHistogramIntersection(HistogramIntersection):
     description = "Mean over column pairs of the 2-way normalized histogram intersection (B=20,50)"
 
-    def _per_bins(self, schema, syn, real, b) -> float:
-        return float(np.mean(list(two_way(schema, syn, real, b).values())))
+    def _per_bins(self, schema, syn, real, b, cache=None) -> float:
+        return float(np.mean(list(two_way(schema, syn, real, b, cache).values())))

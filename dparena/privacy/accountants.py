@@ -131,3 +131,25 @@ def zcdp_epsilon(rho: float, delta: float) -> float:
 def _check_delta(delta: float) -> None:
     if not 0.0 < delta < 1.0:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
+
+
+def zcdp_rho(epsilon: float, delta: float) -> float:
+    """Largest ρ (rounded down) such that ρ-zCDP implies (ε, δ)-DP under ``zcdp_epsilon``.
+
+    The inverse of zcdp_epsilon (Canonne, Kamath & Steinke 2020, Prop. 12): a bisection on ρ that
+    keeps the side where zcdp_epsilon(ρ, δ) ≤ ε, so a mechanism calibrated to the returned ρ never
+    spends more than ε.
+    """
+    _check_delta(delta)
+    if epsilon <= 0 or not math.isfinite(epsilon):
+        raise ValueError("epsilon must be finite and > 0")
+    lo, hi = 0.0, epsilon  # ρ-zCDP implies (ρ + 2√(ρ log 1/δ), δ)-DP, so ρ ≤ ε always
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if zcdp_epsilon(mid, delta) <= epsilon:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-12 * hi:
+            break
+    return float(lo)
