@@ -107,3 +107,16 @@ class CopyImages(Method):
         noise = task.rng.integers(-8, 9, task.private[idx].shape)
         out = np.clip(task.private[idx].astype(int) + noise, 0, 255).astype(np.uint8)
         return Synthetic(out, labels=task.private_labels[idx])
+
+
+@_register("test-copy-texts")
+class CopyTexts(Method):
+    """Claims a tiny ε but returns private texts verbatim: the text audit must catch it."""
+
+    modality = Modality.TEXT
+    description = "leaks private texts"
+
+    def generate(self, task, ledger):
+        ledger.gaussian("pretend release", sigma=1e6, sensitivity=1.0)
+        idx = task.rng.choice(len(task.private), size=task.n_samples, replace=True)
+        return Synthetic([task.private[i] for i in idx], labels=task.private_labels[idx])

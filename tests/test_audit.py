@@ -171,3 +171,45 @@ def test_image_dp_methods_are_never_flagged(assets, seed, method):
                        options={"n_private": 400, "n_samples": 300, "canaries": 100},
                        private_labels=b.private_labels)
     assert not result.failed, result
+
+
+def _reviews(assets):
+    from dparena.datasets import datasets
+
+    return datasets.create("rotten-tomatoes", n_private=400, n_eval=20).load(assets)
+
+
+def test_text_audit_catches_a_method_that_copies_texts(assets):
+    b = _reviews(assets)
+    m = methods.create("test-copy-texts")
+    result = audit_run(m, b.private, b.schema, Budget(1.0, 1e-5), seed=0,
+                       options={"n_private": 300, "n_samples": 1500, "canaries": 200},
+                       private_labels=b.private_labels)
+    assert result.attack.startswith("random pseudo-word") and result.guesses == 100
+    assert result.failed and result.lower_bound > 2.0
+
+
+def test_text_canaries_are_not_words_and_overlap_counts_them():
+    from dparena.datasets.schema import TextSchema
+    from dparena.privacy.audit import text_canaries, word_overlap
+
+    schema = TextSchema(("a", "b"), "review", "a {label} review", max_words=30)
+    texts, labels = text_canaries(schema, 5, np.random.default_rng(0))
+    assert len(texts) == 5 and all(len(t.split()) == 8 for t in texts) and set(labels) <= {0, 1}
+    half = " ".join(texts[0].split()[:4]) + " and some ordinary words"
+    assert word_overlap(texts[:2], [half, "nothing here"]).tolist() == [0.5, 0.0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pe_text_is_never_flagged(assets, seed, tmp_path):
+    from dparena.llm.tiny import make_tiny_causal_lm
+
+    b = _reviews(assets)
+    lm = str(make_tiny_causal_lm(tmp_path / "lm", "llama", seed=0))
+    m = methods.create("pe-text", iterations=2, population_sizes=40,
+                       api_params={"llm": lm, "mode": "paraphrase", "max_new_tokens": 16})
+    result = audit_run(m, b.private, b.schema, Budget(10.0, 1e-5), seed=seed,
+                       options={"n_private": 200, "n_samples": 40, "canaries": 40},
+                       private_labels=b.private_labels)
+    assert not result.failed, result

@@ -23,6 +23,11 @@ random public label — far from natural images and from each other. The attack 
 distance from each canary to its nearest synthetic image and, abstaining on the middle, guesses IN
 for the closest quarter of the canaries and OUT for the farthest quarter (the one-run analysis
 allows any number r ≤ m of guesses). Only the one-run analysis is offered for images.
+
+Canaries for texts: each canary is a sentence of random pseudo-words (lowercase letter strings no
+language uses) with a random public label. The score is the largest share of the canary's words
+found in one synthetic text: a generator that copies or memorises a private text reproduces them,
+one that does not has no reason to. The guesses are ranked as for images (one-run analysis).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from dparena.datasets.schema import Categorical, ImageSchema, TableSchema
+from dparena.datasets.schema import Categorical, ImageSchema, TableSchema, TextSchema
 from dparena.errors import ConfigError
 
 
@@ -205,36 +210,91 @@ def nearest_distances(queries: np.ndarray, synthetic: np.ndarray, batch: int = 1
     return np.sqrt(np.clip(best, 0.0, None))
 
 
+TEXT_ATTACK = ("random pseudo-word text canaries; score = largest share of the canary's words "
+               "in one synthetic text; guess IN for the top quarter, OUT for the bottom quarter")
+
+
+def text_canaries(schema: TextSchema, m: int, rng: np.random.Generator,
+                  words: int = 8) -> tuple[list[str], np.ndarray]:
+    """``m`` canary texts of ``words`` random 7-letter pseudo-words, each with a random label."""
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+    texts = [" ".join("".join(rng.choice(letters, 7)) for _ in range(min(words, schema.max_words)))
+             for _ in range(m)]
+    return texts, rng.integers(0, schema.num_classes, m).astype(np.int64)
+
+
+def word_overlap(canaries: list[str], synthetic) -> np.ndarray:
+    """For each canary, the largest share of its words found in a single synthetic text."""
+    bags = [set(str(t).lower().split()) for t in synthetic]
+    out = np.zeros(len(canaries))
+    for i, canary in enumerate(canaries):
+        words = canary.split()
+        out[i] = max((sum(w in bag for w in words) / len(words) for bag in bags), default=0.0)
+    return out
+
+
+def _ranked_one_run(method, private, labels, canaries, canary_labels, schema, budget,
+                    n_samples: int, rng: np.random.Generator, closeness, attack: str,
+                    confidence: float) -> AuditResult:
+    """Insert each canary with probability 1/2, run ``method`` once, rank the canaries by
+    ``closeness(canaries, synthetic)`` and guess IN for the top quarter, OUT for the bottom one."""
+    from dparena.methods.base import Task
+    from dparena.privacy.ledger import Ledger
+
+    m = len(canaries)
+    included = rng.random(m) < 0.5
+    chosen = np.flatnonzero(included)
+    if isinstance(private, np.ndarray):
+        data = np.concatenate([private, np.asarray(canaries)[included]])
+    else:
+        data = list(private) + [canaries[i] for i in chosen]
+    data_labels = np.concatenate([np.asarray(labels), canary_labels[included]])
+    order = rng.permutation(len(data))
+    data = data[order] if isinstance(data, np.ndarray) else [data[i] for i in order]
+    task = Task(private=data, schema=schema, budget=budget, n_samples=n_samples,
+                seed=int(rng.integers(2**31)), private_labels=data_labels[order])
+    synthetic = method.generate(task, Ledger())
+    score = closeness(canaries, synthetic.data)
+    k = m // 4
+    ranked = np.argsort(-score, kind="stable")
+    guessed_in, guessed_out = ranked[:k], ranked[m - k:]
+    v = int(included[guessed_in].sum() + (~included[guessed_out]).sum())
+    bound = one_run_lower_bound(m, 2 * k, v, budget.delta, confidence)
+    return AuditResult(budget.epsilon, budget.delta, bound, confidence, "one-run", attack,
+                       m, 2 * k, v, 1)
+
+
+def _check_canaries(m: int) -> int:
+    if m < 4:
+        raise ConfigError("a ranked audit needs at least 4 canaries (--canaries)")
+    return m
+
+
 def audit_images(method, private: np.ndarray, labels: np.ndarray, schema: ImageSchema, budget,
                  n_samples: int, seed: int, canaries: int | None = None,
                  confidence: float = 0.95) -> AuditResult:
     """One-run audit of an image method with random-pattern canaries (see the module docstring)."""
-    from dparena.methods.base import Task
-    from dparena.privacy.ledger import Ledger
-
-    m = int(canaries or 100)
-    if m < 4:
-        raise ConfigError("an image audit needs at least 4 canaries (--canaries)")
+    m = _check_canaries(int(canaries or 100))
     rng = np.random.default_rng([seed, 0xA0D17, 1])
     images, canary_labels = image_canaries(schema, m, rng)
-    included = rng.random(m) < 0.5
-    data = np.concatenate([private, images[included]])
-    data_labels = np.concatenate([labels, canary_labels[included]])
-    order = rng.permutation(len(data))
-    task = Task(private=data[order], schema=schema, budget=budget, n_samples=n_samples,
-                seed=int(rng.integers(2**31)), private_labels=data_labels[order])
-    synthetic = method.generate(task, Ledger())
-    out = np.asarray(synthetic.data)
-    if out.ndim == 3:
-        out = out[..., None]
-    dist = nearest_distances(images, out)
-    k = m // 4
-    ranked = np.argsort(dist, kind="stable")
-    guessed_in, guessed_out = ranked[:k], ranked[m - k:]
-    v = int(included[guessed_in].sum() + (~included[guessed_out]).sum())
-    bound = one_run_lower_bound(m, 2 * k, v, budget.delta, confidence)
-    return AuditResult(budget.epsilon, budget.delta, bound, confidence, "one-run", IMAGE_ATTACK,
-                       m, 2 * k, v, 1)
+
+    def closeness(cans, synthetic):
+        out = np.asarray(synthetic)
+        return -nearest_distances(cans, out[..., None] if out.ndim == 3 else out)
+
+    return _ranked_one_run(method, private, labels, images, canary_labels, schema, budget,
+                           n_samples, rng, closeness, IMAGE_ATTACK, confidence)
+
+
+def audit_texts(method, private: list[str], labels: np.ndarray, schema: TextSchema, budget,
+                n_samples: int, seed: int, canaries: int | None = None,
+                confidence: float = 0.95) -> AuditResult:
+    """One-run audit of a text method with pseudo-word canaries (see the module docstring)."""
+    m = _check_canaries(int(canaries or 40))
+    rng = np.random.default_rng([seed, 0xA0D17, 2])
+    texts, canary_labels = text_canaries(schema, m, rng)
+    return _ranked_one_run(method, private, labels, texts, canary_labels, schema, budget,
+                           n_samples, rng, word_overlap, TEXT_ATTACK, confidence)
 
 
 def audit_run(method, private, schema, budget, seed: int, options: dict[str, Any],
@@ -249,16 +309,19 @@ def audit_run(method, private, schema, budget, seed: int, options: dict[str, Any
     rng = np.random.default_rng([seed, 0x5AB])
     idx = np.sort(rng.choice(len(private), n, replace=False))
     n_samples = int(options.get("n_samples") or 5 * n)
-    if isinstance(schema, ImageSchema):
+    if isinstance(schema, ImageSchema | TextSchema):
+        kind = "image" if isinstance(schema, ImageSchema) else "text"
         if private_labels is None:
-            raise ConfigError("an image audit needs the private labels")
+            raise ConfigError(f"a {kind} audit needs the private labels")
         if int(options.get("runs") or 1) > 1:
-            raise ConfigError("image audits use the one-run analysis only; drop --runs")
-        return audit_images(method, np.asarray(private)[idx], np.asarray(private_labels)[idx],
-                            schema, budget, int(options.get("n_samples") or n), seed,
-                            canaries=options.get("canaries"), confidence=confidence)
+            raise ConfigError(f"{kind} audits use the one-run analysis only; drop --runs")
+        sub = (np.asarray(private)[idx] if kind == "image" else [private[i] for i in idx])
+        audit = audit_images if kind == "image" else audit_texts
+        return audit(method, sub, np.asarray(private_labels)[idx], schema, budget,
+                     int(options.get("n_samples") or n), seed, canaries=options.get("canaries"),
+                     confidence=confidence)
     if not isinstance(schema, TableSchema):
-        raise ConfigError("privacy audits are implemented for tabular and image methods only")
+        raise ConfigError("privacy audits are implemented for tabular, image and text methods")
     sub = private.iloc[idx].reset_index(drop=True)
     return audit_tabular(method, sub, schema, budget, n_samples, seed,
                          canaries=options.get("canaries"), runs=int(options.get("runs") or 1),
