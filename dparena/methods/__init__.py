@@ -41,3 +41,8 @@ methods.register_lazy(
     "dp-standard", "dparena.methods.dp2stage.method:DPStandard", modality="tabular", extra="llm",
     description="DP-Standard: LM fine-tuned with DP-SGD on the serialized table (no stage 1)",
 )
+methods.register_lazy(
+    "dp-finetune-lm", "dparena.methods.baselines.lm_finetune:DPFinetuneLM", modality="text",
+    extra="llm",
+    description="DP-FT-Generator: LM fine-tuned with DP-SGD on label-prompted texts, then sampled",
+)
