@@ -147,7 +147,7 @@ def test_quick_suite_text_section_parses():
     text = [s for s in suite.specs if s.dataset == "rotten-tomatoes"]
     names = {s.method for s in text}
     assert names == {"pe-text", "public-only", "dp-finetune-lm", "real"}
-    eps = {s.budget.epsilon for s in text if s.method in ("pe-text", "dp-finetune-lm")}
+    eps = {s.epsilon for s in text if s.method in ("pe-text", "dp-finetune-lm")}
     assert eps == {1.0, 10.0}
     assert all(set(s.metrics) == {"embedding-fid", "precision-recall", "downstream-accuracy"}
                for s in text)
@@ -182,8 +182,8 @@ def test_dp_finetuning_learns_label_conditioned_text_at_large_epsilon():
     sentences = ("warm sun all day", "cold rain all night")
     labels = np.arange(128) % 2
     private = [sentences[c] for c in labels]
-    m = methods.create("dp-finetune-lm", model="tiny", epochs=30, batch_size=32,
-                       physical_batch_size=32, lr=1e-2, max_new_tokens=10, temperature=0.3)
+    m = methods.create("dp-finetune-lm", model="tiny", epochs=20, batch_size=32,
+                       physical_batch_size=32, lr=1e-2, max_new_tokens=24, temperature=0.3)
     task = Task(private=private, schema=schema, budget=Budget(1e4, 1e-5), n_samples=20, seed=0,
                 private_labels=labels)
     syn = m.generate(task, Ledger())
