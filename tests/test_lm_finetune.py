@@ -190,3 +190,16 @@ def test_dp_finetuning_learns_label_conditioned_text_at_large_epsilon():
     assert syn.info["loss_last"] < 0.5 * syn.info["loss_first"]
     hits = [sentences[c] in t for t, c in zip(syn.data, syn.labels, strict=True)]
     assert np.mean(hits) > 0.5
+
+
+def test_load_llm_tiny_names_the_shared_tiny_models():
+    from dparena.llm import load_llm
+    from dparena.llm.tiny import tiny_folder
+
+    assert tiny_folder("tiny") == tiny_folder("tiny") != tiny_folder("tiny-gpt2")
+    with pytest.raises(ConfigError):
+        tiny_folder("huge")
+    llm = load_llm("tiny")
+    a = llm.generate(["Write a review."], max_new_tokens=4, rng=np.random.default_rng(0))
+    b = llm.generate(["Write a review."], max_new_tokens=4, rng=np.random.default_rng(0))
+    assert a == b and len(a) == 1 and isinstance(a[0], str)
