@@ -64,7 +64,12 @@ class LLM(ABC):
 def load_llm(name: str, **kwargs: Any) -> LLM:
     """An LLM by name: ``openai`` / ``openai:MODEL`` is the HTTP endpoint backend (base URL and key
     from the environment); ``smollm2`` is the offline SmolLM2-135M-Instruct asset; anything else is
-    a local directory or hub id for transformers."""
+    a local directory or hub id for transformers; ``tiny`` / ``tiny-gpt2`` are the shared random-init
+    tiny models of :func:`dparena.llm.tiny.tiny_folder` (noise-like text; for CI and quick suites)."""
+    if name in ("tiny", "tiny-gpt2"):
+        from dparena.llm.tiny import tiny_folder
+
+        name = str(tiny_folder(name))
     if name == "smollm2":
         from dparena.llm.smollm2 import smollm2_folder
 

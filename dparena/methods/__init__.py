@@ -49,3 +49,8 @@ methods.register_lazy(
     "mst", "dparena.methods.baselines.aim_mst:MST", modality="tabular", extra="tabular",
     description="MST (McKenna et al. 2021) via OpenDP mbi: spanning tree of noisy 2-way marginals",
 )
+methods.register_lazy(
+    "dp-finetune-lm", "dparena.methods.baselines.lm_finetune:DPFinetuneLM", modality="text",
+    extra="llm",
+    description="DP-FT-Generator: LM fine-tuned with DP-SGD on label-prompted texts, then sampled",
+)
