@@ -18,7 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/dparena fetch adult
-	$(BIN)/dparena run benchmarks/suites/quick.toml
+	$(BIN)/dparena run benchmarks/suites/quick.toml --jobs 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
@@ -32,7 +32,7 @@ bench: $(STAMP)
 # Regenerate the published quick-suite results: results/quick/{leaderboard.md,.html,plots/},
 # results/baseline.json, and the table in README.md.
 publish: $(STAMP)
-	$(BIN)/dparena run benchmarks/suites/quick.toml --quiet
+	$(BIN)/dparena run benchmarks/suites/quick.toml --quiet --jobs 2
 	$(BIN)/dparena leaderboard --db results/quick/runs.sqlite --format json --out results/baseline.json
 	$(BIN)/python -m dparena.leaderboard.publish README.md results/quick/leaderboard.md
 
