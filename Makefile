@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/dparena fetch adult
+	$(BIN)/dparena fetch adult mnist rotten-tomatoes inception-fid all-minilm-l6-v2
 	$(BIN)/dparena run benchmarks/suites/quick.toml --jobs 2
 
 test: $(STAMP)

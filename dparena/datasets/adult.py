@@ -18,13 +18,11 @@ the UCI documentation (``adult.names``) and census coding rules, never from the 
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from dparena.assets import AssetStore
-from dparena.datasets.base import Dataset, DatasetBundle
+from dparena.datasets.base import DatasetBundle, SubsampledDataset
 from dparena.datasets.schema import Categorical, Numeric, TableSchema
-from dparena.errors import ConfigError
 from dparena.types import Modality
 
 MISSING = "?"
@@ -88,26 +86,14 @@ def read_adult_file(path, skip_first_line: bool = False) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-class TabularDataset(Dataset):
+class TabularDataset(SubsampledDataset):
     """Shared subsampling parameters for tables: ``n_private``/``n_eval`` rows (None = all)."""
 
     modality = Modality.TABULAR
 
-    def __init__(self, n_private: int | None = None, n_eval: int | None = None,
-                 subsample_seed: int = 0):
-        for key, value in (("n_private", n_private), ("n_eval", n_eval)):
-            if value is not None and (not isinstance(value, int) or value < 2):
-                raise ConfigError(f"{self.name}: {key} must be an integer >= 2 (got {value!r})")
-        self.n_private = n_private
-        self.n_eval = n_eval
-        self.subsample_seed = subsample_seed
-
     def _subsample(self, frame: pd.DataFrame, n: int | None, salt: int) -> pd.DataFrame:
-        if n is None or n >= len(frame):
-            return frame
-        rng = np.random.default_rng([self.subsample_seed, salt])
-        idx = np.sort(rng.choice(len(frame), size=n, replace=False))
-        return frame.iloc[idx].reset_index(drop=True)
+        idx = self.subsample_positions(len(frame), n, salt)
+        return frame if idx is None else frame.iloc[idx].reset_index(drop=True)
 
 
 class Adult(TabularDataset):

@@ -6,7 +6,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from dparena.assets import AssetStore
+from dparena.errors import ConfigError
 from dparena.types import Modality
 
 
@@ -56,3 +59,27 @@ class Dataset(ABC):
     def assets(self) -> list[str]:
         """Names of the assets ``load`` needs (for ``dparena fetch``)."""
         return []
+
+
+class SubsampledDataset(Dataset):
+    """A dataset with ``n_private`` / ``n_eval`` subsample parameters (None = the whole split).
+
+    A subsample is drawn without replacement by a generator seeded with ``subsample_seed`` and a
+    per-split salt (not the run's seed), so every run of a suite sees the same records.
+    """
+
+    def __init__(self, n_private: int | None = None, n_eval: int | None = None,
+                 subsample_seed: int = 0):
+        for key, value in (("n_private", n_private), ("n_eval", n_eval)):
+            if value is not None and (not isinstance(value, int) or value < 2):
+                raise ConfigError(f"{self.name}: {key} must be an integer >= 2 (got {value!r})")
+        self.n_private = n_private
+        self.n_eval = n_eval
+        self.subsample_seed = subsample_seed
+
+    def subsample_positions(self, total: int, n: int | None, salt: int) -> np.ndarray | None:
+        """Sorted positions of an ``n``-record subsample of ``total``; None to keep them all."""
+        if n is None or n >= total:
+            return None
+        rng = np.random.default_rng([self.subsample_seed, salt])
+        return np.sort(rng.choice(total, size=n, replace=False))

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from dparena.assets import AssetStore
-from dparena.datasets.base import Dataset, DatasetBundle
+from dparena.datasets.base import DatasetBundle, SubsampledDataset
 from dparena.datasets.schema import ImageSchema
-from dparena.errors import AssetError, ConfigError
+from dparena.errors import AssetError
 from dparena.types import Modality
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -26,31 +26,15 @@ CIFAR10_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                  "truck")
 
 
-class ImageDataset(Dataset):
-    """Shared subsampling of image splits: ``n_private`` / ``n_eval`` images (None = all).
-
-    A subsample is drawn without replacement by a generator seeded with ``subsample_seed`` (not
-    the run's seed), so every run of a suite sees the same private and eval images.
-    """
+class ImageDataset(SubsampledDataset):
+    """Shared subsampling of image splits: ``n_private`` / ``n_eval`` images (None = all)."""
 
     modality = Modality.IMAGE
     extra = "image"
 
-    def __init__(self, n_private: int | None = None, n_eval: int | None = None,
-                 subsample_seed: int = 0):
-        for key, value in (("n_private", n_private), ("n_eval", n_eval)):
-            if value is not None and (not isinstance(value, int) or value < 2):
-                raise ConfigError(f"{self.name}: {key} must be an integer >= 2 (got {value!r})")
-        self.n_private = n_private
-        self.n_eval = n_eval
-        self.subsample_seed = subsample_seed
-
     def _subsample(self, images: np.ndarray, labels: np.ndarray, n: int | None, salt: int):
-        if n is None or n >= len(images):
-            return images, labels
-        rng = np.random.default_rng([self.subsample_seed, salt])
-        idx = np.sort(rng.choice(len(images), size=n, replace=False))
-        return images[idx], labels[idx]
+        idx = self.subsample_positions(len(images), n, salt)
+        return (images, labels) if idx is None else (images[idx], labels[idx])
 
     def _bundle(self, private, private_labels, evaluation, eval_labels) -> DatasetBundle:
         private, private_labels = self._subsample(private, private_labels, self.n_private, 1)

@@ -145,6 +145,15 @@ class TableSchema:
         return {"columns": cols, "target": self.target}
 
 
+def _check_proportions(proportions, label_names) -> None:
+    """A public class prior must be a distribution over the label names (or absent)."""
+    if proportions is None:
+        return
+    p = np.asarray(proportions, dtype=float)
+    if len(p) != len(label_names) or (p < 0).any() or not np.isclose(p.sum(), 1.0):
+        raise ValueError("class_proportions must be a distribution over label_names")
+
+
 @dataclass(frozen=True)
 class ImageSchema:
     """The public description of a labelled image dataset.
@@ -168,10 +177,7 @@ class ImageSchema:
             raise ValueError("images need height, width >= 1 and 1 or 3 channels")
         if len(set(self.label_names)) != len(self.label_names):
             raise ValueError("duplicate label names")
-        if self.class_proportions is not None:
-            p = np.asarray(self.class_proportions, dtype=float)
-            if len(p) != len(self.label_names) or (p < 0).any() or not np.isclose(p.sum(), 1.0):
-                raise ValueError("class_proportions must be a distribution over label_names")
+        _check_proportions(self.class_proportions, self.label_names)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -237,10 +243,7 @@ class TextSchema:
             raise ValueError("label_prompt must contain '{label}'")
         if self.max_words < 1:
             raise ValueError("max_words must be >= 1")
-        if self.class_proportions is not None:
-            p = np.asarray(self.class_proportions, dtype=float)
-            if len(p) != len(self.label_names) or (p < 0).any() or not np.isclose(p.sum(), 1.0):
-                raise ValueError("class_proportions must be a distribution over label_names")
+        _check_proportions(self.class_proportions, self.label_names)
 
     @property
     def num_classes(self) -> int:

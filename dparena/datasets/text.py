@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from dparena.assets import AssetStore
-from dparena.datasets.base import Dataset, DatasetBundle
+from dparena.datasets.base import DatasetBundle, SubsampledDataset
 from dparena.datasets.schema import TextSchema
 from dparena.errors import AssetError, ConfigError
 from dparena.types import Modality
@@ -37,7 +37,7 @@ NEWS_OUTLETS = {
 }
 
 
-class TextDataset(Dataset):
+class TextDataset(SubsampledDataset):
     """Shared split and subsampling of text corpora.
 
     ``load_all`` returns every (text, label) of the corpus; a permutation seeded by ``split_seed``
@@ -51,22 +51,15 @@ class TextDataset(Dataset):
 
     def __init__(self, n_private: int | None = None, n_eval: int | None = None,
                  split_seed: int = 0, subsample_seed: int = 0):
-        for key, value in (("n_private", n_private), ("n_eval", n_eval)):
-            if value is not None and (not isinstance(value, int) or value < 2):
-                raise ConfigError(f"{self.name}: {key} must be an integer >= 2 (got {value!r})")
-        self.n_private = n_private
-        self.n_eval = n_eval
+        super().__init__(n_private, n_eval, subsample_seed)
         self.split_seed = split_seed
-        self.subsample_seed = subsample_seed
 
     def load_all(self, store: AssetStore) -> tuple[list[str], np.ndarray]:  # pragma: no cover
         raise NotImplementedError
 
     def _subsample(self, idx: np.ndarray, n: int | None, salt: int) -> np.ndarray:
-        if n is None or n >= len(idx):
-            return idx
-        rng = np.random.default_rng([self.subsample_seed, salt])
-        return np.sort(rng.choice(idx, size=n, replace=False))
+        pos = self.subsample_positions(len(idx), n, salt)
+        return idx if pos is None else idx[pos]
 
     def load(self, store: AssetStore) -> DatasetBundle:
         texts, labels = self.load_all(store)
