@@ -55,12 +55,15 @@ class PEMethod(Method):
 
     default_api: ClassVar[str]
     default_embedding: ClassVar[str]
+    default_selection: ClassVar[str] = "sample"
+    default_rank_copies: ClassVar[int] = 1
 
     def __init__(self, api: str | None = None, iterations: int = 5,
                  population_sizes: int | list[int] | None = None,
                  degrees: float | list[float] | None = None, num_nearest_neighbors: int = 1,
                  distance: str = "l2", lookahead: int = 0, threshold: float = 0.0,
-                 selection: str = "sample", rank_copies: int = 1, keep_selected: bool = False,
+                 selection: str | None = None, rank_copies: int | None = None,
+                 keep_selected: bool = False,
                  embedding: str | None = None, class_counts: str = "uniform",
                  count_budget_fraction: float = 0.1, api_params: dict[str, Any] | None = None,
                  batch_size: int = 1024):
@@ -82,8 +85,8 @@ class PEMethod(Method):
         self.distance = distance
         self.lookahead = lookahead
         self.threshold = threshold
-        self.selection = selection
-        self.rank_copies = rank_copies
+        self.selection = selection or self.default_selection
+        self.rank_copies = rank_copies if rank_copies is not None else self.default_rank_copies
         self.keep_selected = keep_selected
         self.embedding = embedding
         self.class_counts = class_counts
@@ -185,8 +188,10 @@ class PEText(PEMethod):
 
     The API is ``llm-text`` (:mod:`dparena.methods.pe.apis.text`): ``api_params`` name the LLM
     (``llm``: a model directory, a hub id or ``"openai:MODEL"``) and the variation ``mode``.
-    Votes in sentence embeddings (all-MiniLM-L6-v2). Default degrees (blank probability /
-    paraphrase temperature position) fall from 0.6 to 0.3 over t = 1..T.
+    Votes in sentence embeddings (all-MiniLM-L6-v2). As in Aug-PE, selection defaults to ``rank``
+    (the top ⌈N / L⌉ samples by noisy count, each varied ``rank_copies`` = L = 4 times; Aug-PE's Yelp
+    runs use L = 7). Default degrees (blank probability / paraphrase temperature position) fall
+    from 0.6 to 0.3 over t = 1..T.
     """
 
     name = "pe-text"
@@ -196,6 +201,8 @@ class PEText(PEMethod):
     version = "1"
     default_api = "llm-text"
     default_embedding = "sentence"
+    default_selection = "rank"  # Aug-PE: the top samples by noisy count, each varied L times
+    default_rank_copies = 4
 
     def default_degrees(self, iterations: int) -> list[float]:
         return [0.0] + [float(x) for x in np.linspace(0.6, 0.3, iterations)]
