@@ -134,7 +134,7 @@ def _task(frame, eps=4.0, n=20, seed=0):
     return Task(private=frame, schema=SCHEMA, budget=Budget(eps, 1e-5), n_samples=n, seed=seed)
 
 
-FAST = dict(epochs=1, batch_size=16, physical_batch_size=8, lr=5e-3, n_embd=32, n_layer=1,
+FAST = dict(model="tiny", epochs=1, batch_size=16, physical_batch_size=8, lr=5e-3, n_embd=32, n_layer=1,
             max_new_tokens=120, gen_batch_size=40)
 
 
@@ -299,7 +299,7 @@ def test_smollm2_lora_dp_step_and_fluency(adult_small):
 def test_impute_reprompts_invalid_rows_with_their_valid_prefix():
     lm = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)  # untrained: rows are invalid
     ser = Serializer(SCHEMA, "great")
-    method = methods.create("dp2stage", impute_retries=1, max_new_tokens=20)
+    method = methods.create("dp2stage", model="tiny", impute_retries=1, max_new_tokens=20)
     prefix = " income is >50K, age is 30,"
     texts = [prefix + " workclass is Nobody", None, prefix + " junk"]
     out = method._impute(lm, ser, texts, torch.Generator().manual_seed(0), None)

@@ -49,7 +49,7 @@ class DP2Stage(Method):
     version = "1"
     stages: ClassVar[int] = 2
 
-    def __init__(self, model: str = "tiny", pseudo: str = "uniform", serialization: str = "great",
+    def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
                  shuffle: bool = False, alpha: float = 0.65, epochs: int = 10,
                  batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
                  max_grad_norm: float = 1.0, accountant: str = "rdp",
