@@ -16,7 +16,7 @@ def _run(label, eps, seed, values, status="ok", method=None, direction="maximize
         "dataset_version": "1", "method": method or label, "label": label, "epsilon": eps,
         "delta": 1e-5, "seed": seed, "status": status, "error": error,
         "spent_epsilon": math.inf if eps is None else eps, "metric_errors": {},
-        "spec": json.dumps(spec),
+        "spec": json.dumps(spec), "created_at": "2026-01-01T00:00:00+00:00",
         "metrics": {name: {"value": v, "direction": direction, "metric": "m", "version": "1",
                            "headline": 1} for name, v in values.items()},
     }
@@ -116,3 +116,14 @@ def test_gate_detects_regressions_with_tolerance_and_ci():
     assert compare([], base)[0].status == "missing"
     changed = [dict(e, metric_version="2") for e in base]
     assert compare(changed, base)[0].status == "skipped"
+
+
+def test_superseded_runs_are_left_out_of_the_tables():
+    """A changed config records new runs beside the old ones: only the newest of each
+    (dataset, label, ε, seed) may count, or old and new results would be averaged."""
+    old = [_run("a", 1.0, s, {"m": 0.1}) for s in range(2)]
+    new = [dict(_run("a", 1.0, s, {"m": 0.9}), key=f"a-new-{s}",
+                created_at="2026-02-01T00:00:00+00:00") for s in range(2)]
+    table = build_tables(old + new)[0]
+    row = next(r for r in table.rows if r.label == "a")
+    assert row.n_runs == 2 and row.cells["m"].stat.mean == pytest.approx(0.9)

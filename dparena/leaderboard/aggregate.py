@@ -115,10 +115,29 @@ def dataset_key(run: dict[str, Any]) -> str:
     return f"{run['dataset']}({extra})" if extra else run["dataset"]
 
 
-def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[Table]:
-    """Group runs by dataset and ε into tables (references repeated in every ε of their dataset)."""
-    by_dataset: dict[str, list[dict[str, Any]]] = defaultdict(list)
+def latest_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The newest run of each (dataset, label, ε, seed).
+
+    A store keeps every run it ever recorded; when a suite's parameters (or a method's defaults)
+    change, the new runs get new keys beside the old ones. Only the latest of each slot describes
+    the suite as it is now, so older ones must not be averaged into its cells.
+    """
+    newest: dict[tuple, dict[str, Any]] = {}
     for run in runs:
+        slot = (dataset_key(run), run["label"], run["epsilon"], run["seed"])
+        best = newest.get(slot)
+        if best is None or (run["created_at"], run["key"]) > (best["created_at"], best["key"]):
+            newest[slot] = run
+    return [r for r in runs if newest[(dataset_key(r), r["label"], r["epsilon"], r["seed"])] is r]
+
+
+def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[Table]:
+    """Group runs by dataset and ε into tables (references repeated in every ε of their dataset).
+
+    Superseded runs (an older run of the same dataset, label, ε and seed) are left out.
+    """
+    by_dataset: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in latest_runs(runs):
         by_dataset[dataset_key(run)].append(run)
     tables = []
     for ds, ds_runs in sorted(by_dataset.items()):
