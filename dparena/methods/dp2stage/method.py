@@ -46,7 +46,7 @@ class DP2Stage(Method):
     modality = Modality.TABULAR
     description = "DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table"
     extra = "llm"
-    version = "1"
+    version = "2"  # 2: SmolLM2 + LoRA became the default model
     stages: ClassVar[int] = 2
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",

@@ -198,7 +198,7 @@ class PEText(PEMethod):
     modality = Modality.TEXT
     description = "Aug-PE: Private Evolution for text with an LLM API, steered by DP NN votes"
     extra = "text"
-    version = "1"
+    version = "2"  # 2: rank selection with 4 copies became the default
     default_api = "llm-text"
     default_embedding = "sentence"
     default_selection = "rank"  # Aug-PE: the top samples by noisy count, each varied L times
