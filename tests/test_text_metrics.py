@@ -54,3 +54,14 @@ def test_downstream_accuracy_on_texts_tracks_label_quality(reviews, tmp_path):
     single = _score("downstream-accuracy", b.private[:10], np.zeros(10, np.int64), b, tmp_path)
     assert good["downstream-accuracy"] > 0.7 and bad["downstream-accuracy"] < 0.6
     assert single["downstream-accuracy"] == pytest.approx(np.mean(b.eval_labels == 0))
+
+
+def test_mauve_separates_real_from_off_domain_text(reviews, tmp_path):
+    pytest.importorskip("mauve")
+    b = reviews
+    same = _score("mauve", b.private[:150], b.private_labels[:150], b, tmp_path)
+    junk = [f"the invoice number {i} is due on monday at office {i % 7}" for i in range(150)]
+    far = _score("mauve", junk, np.zeros(150, np.int64), b, tmp_path)
+    assert 0.0 < far["mauve"] < 0.2 < 0.8 < same["mauve"] <= 1.0
+    again = _score("mauve", b.private[:150], b.private_labels[:150], b, tmp_path)
+    assert again["mauve"] == same["mauve"]  # seeded k-means

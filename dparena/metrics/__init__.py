@@ -62,3 +62,7 @@ metrics.register_lazy(
     "dcr", "dparena.metrics.dcr:DCR", modality="tabular", extra="",
     description="Distance to closest record: share of synthetic rows closer to training than holdout",
 )
+metrics.register_lazy(
+    "mauve", "dparena.metrics.text:Mauve", modality="text", extra="text",
+    description="MAUVE (divergence frontier of k-means-quantised sentence embeddings) vs eval texts",
+)

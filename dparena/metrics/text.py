@@ -86,3 +86,38 @@ class EmbeddingFID(Metric):
                                  ref.mean(0), np.cov(ref, rowvar=False))
         return [self.value(self.name, max(score, 0.0)),
                 self.value(f"{self.name}/n", len(syn))]
+
+
+class Mauve(Metric):
+    """MAUVE between synthetic and real eval texts (higher is better, in (0, 1]).
+
+    Pillutla et al., "MAUVE: Measuring the Gap Between Neural Text and Human Text using Divergence
+    Frontiers" (NeurIPS 2021), computed by the authors' ``mauve-text`` package (k-means
+    quantisation of the joint embeddings, area under the divergence frontier, scaling factor 5).
+    The features are the all-MiniLM-L6-v2 sentence embeddings shared with ``embedding-fid``: the
+    package's default featurizer (GPT-2 large) is not obtainable offline, so values are comparable
+    only with MAUVE computed on the same embeddings. Deterministic under ``ctx.seed``.
+    """
+
+    name = "mauve"
+    modality = Modality.TEXT
+    description = "MAUVE (divergence frontier of k-means-quantised sentence embeddings) vs eval texts"
+    extra = "text"
+    lower, upper = 0.0, 1.0
+
+    def __init__(self, num_buckets: int | str = "auto", scaling_factor: float = 5.0):
+        self.num_buckets = num_buckets
+        self.scaling_factor = scaling_factor
+
+    def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
+        from dparena.errors import require
+
+        mauve = require("mauve", "text")
+        syn = synthetic_text_features(synthetic, ctx)
+        ref = eval_text_features(real, ctx)
+        if len(syn) < 2:
+            raise DparenaError("mauve needs at least 2 synthetic texts")
+        out = mauve.compute_mauve(p_features=ref, q_features=syn, num_buckets=self.num_buckets,
+                                  mauve_scaling_factor=self.scaling_factor, seed=ctx.seed,
+                                  verbose=False)
+        return [self.value(self.name, float(out.mauve))]
