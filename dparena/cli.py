@@ -318,7 +318,7 @@ def audit(
                                      "Clopper–Pearson bound."),
     n_private: int = typer.Option(300, help="Records of the private split to audit on."),
     n_samples: int = typer.Option(None, help="Synthetic records per run (default: 5 × n_private "
-                                             "rows for tables, n_private images)."),
+                                             "rows for tables, n_private images or texts)."),
     confidence: float = typer.Option(0.95, help="Confidence of the lower bound."),
     param: list[str] = typer.Option(None, help="Method parameter KEY=VALUE (repeatable)."),
     seed: int = typer.Option(0),
