@@ -149,8 +149,8 @@ def test_quick_suite_text_section_parses():
     assert names == {"pe-text", "public-only", "dp-finetune-lm", "real"}
     eps = {s.epsilon for s in text if s.method in ("pe-text", "dp-finetune-lm")}
     assert eps == {1.0, 10.0}
-    assert all(set(s.metrics) == {"embedding-fid", "precision-recall", "downstream-accuracy"}
-               for s in text)
+    wanted = {"embedding-fid", "mauve", "precision-recall", "downstream-accuracy"}
+    assert all(set(s.metrics) == wanted for s in text)
 
 
 def test_text_cpu_suite_parses():
