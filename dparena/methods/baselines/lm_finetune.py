@@ -180,7 +180,7 @@ class DPFinetuneLM(Method):
         torch = require("torch", "llm")
         from dparena.assets import AssetStore
         from dparena.methods.dp2stage.sample import generate
-        from dparena.methods.dp2stage.train import stage2_dp
+        from dparena.methods.dp2stage.train import book_dp_sgd, stage2_dp
 
         schema = task.schema
         eps, delta = task.budget.epsilon, task.budget.delta
@@ -205,17 +205,7 @@ class DPFinetuneLM(Method):
                            physical_batch_size=self.physical_batch_size, lr=self.lr,
                            max_grad_norm=self.max_grad_norm, alpha=-1.0, seed=int(seeds[1]),
                            accountant=self.accountant)
-        if result.epsilon > eps_sgd * (1 + 1e-9):
-            raise RuntimeError(f"Opacus realised ε={result.epsilon:.4g} above its target "
-                               f"{eps_sgd:.4g}")
-        ledger.approx(
-            f"DP-SGD on label-prompted texts ({result.steps} steps, q={result.sample_rate:.4g}, "
-            f"σ={result.noise_multiplier:.4g}, C={self.max_grad_norm}) via Opacus "
-            f"{result.accountant}", result.epsilon, result.delta, mechanism="dp-sgd",
-            noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
-            steps=result.steps, max_grad_norm=self.max_grad_norm, accountant=result.accountant,
-            target_epsilon=eps_sgd,
-        )
+        book_dp_sgd(ledger, result, "DP-SGD on label-prompted texts", eps_sgd, self.max_grad_norm)
         info.update({"train_s": time.monotonic() - t1, "dp_epsilon": result.epsilon,
                      "noise_multiplier": result.noise_multiplier, "dp_steps": result.steps,
                      "loss_first": result.loss_first, "loss_last": result.loss_last})

@@ -195,6 +195,8 @@ class DP2Stage(Method):
             torch.set_num_threads(prev_threads)
 
     def _run(self, task, ledger, torch, store, stage1, stage2_dp, first, t_start, deadline):
+        from dparena.methods.dp2stage.train import book_dp_sgd
+
         schema, rng = task.schema, task.rng
         seeds = rng.integers(0, 2**31 - 1, 4)
         info: dict = {"model": self.model}
@@ -230,17 +232,7 @@ class DP2Stage(Method):
                            physical_batch_size=self.physical_batch_size, lr=self.lr,
                            max_grad_norm=self.max_grad_norm, alpha=self.alpha,
                            seed=int(seeds[2]), accountant=self.accountant)
-        if result.epsilon > eps_sgd * (1 + 1e-9):
-            raise RuntimeError(f"Opacus realised ε={result.epsilon:.4g} above its target "
-                               f"{eps_sgd:.4g}")
-        ledger.approx(
-            f"DP-SGD ({result.steps} steps, q={result.sample_rate:.4g}, "
-            f"σ={result.noise_multiplier:.4g}, C={self.max_grad_norm}) via Opacus "
-            f"{result.accountant}", result.epsilon, result.delta, mechanism="dp-sgd",
-            noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
-            steps=result.steps, max_grad_norm=self.max_grad_norm, accountant=result.accountant,
-            target_epsilon=eps_sgd,
-        )
+        book_dp_sgd(ledger, result, "DP-SGD", eps_sgd, self.max_grad_norm)
         info.update({"stage2_s": time.monotonic() - t2, "dp_epsilon": result.epsilon,
                      "noise_multiplier": result.noise_multiplier, "dp_steps": result.steps,
                      "stage2_loss_first": result.loss_first, "stage2_loss_last": result.loss_last})

@@ -142,3 +142,23 @@ def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, losse
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 losses.append(float(loss.detach()))
+
+
+def book_dp_sgd(ledger, result: DPResult, what: str, target_epsilon: float,
+                max_grad_norm: float) -> None:
+    """Check the realised ε of a DP-SGD run against its target and book it (one (ε, δ) entry).
+
+    Opacus calibrates the noise to the target, so a realised ε above it is a bug, never a user
+    error: the run fails rather than book more than it was given.
+    """
+    if result.epsilon > target_epsilon * (1 + 1e-9):
+        raise RuntimeError(f"Opacus realised ε={result.epsilon:.4g} above its target "
+                           f"{target_epsilon:.4g}")
+    ledger.approx(
+        f"{what} ({result.steps} steps, q={result.sample_rate:.4g}, "
+        f"σ={result.noise_multiplier:.4g}, C={max_grad_norm}) via Opacus {result.accountant}",
+        result.epsilon, result.delta, mechanism="dp-sgd",
+        noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
+        steps=result.steps, max_grad_norm=max_grad_norm, accountant=result.accountant,
+        target_epsilon=target_epsilon,
+    )
