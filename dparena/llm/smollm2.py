@@ -6,8 +6,6 @@ The asset is dequantized once and saved as a plain transformers folder under
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 from dparena.errors import require
@@ -18,33 +16,25 @@ ASSET = "smollm2-135m-instruct-gguf"
 def smollm2_folder(store=None) -> Path:
     """A plain transformers copy of the SmolLM2-135M-Instruct asset, made once from the GGUF."""
     from dparena.assets import AssetStore
+    from dparena.llm.base import build_folder_once
 
     store = store or AssetStore()
-    folder = store.home / "models" / "smollm2-135m-instruct"
-    if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
-        return folder
-    gguf = store.path(ASSET)
-    torch = require("torch", "llm")
-    transformers = require("transformers", "llm")
-    require("gguf", "llm")
-    tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    quantized = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                                  dtype=torch.float32)
-    cfg = quantized.config
-    if hasattr(cfg, "quantization_config"):
-        del cfg.quantization_config
-    plain = transformers.AutoModelForCausalLM.from_config(cfg)
-    plain.load_state_dict(quantized.state_dict())
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".part-"))
-    try:
+
+    def build(tmp: Path) -> None:
+        gguf = store.path(ASSET)
+        torch = require("torch", "llm")
+        transformers = require("transformers", "llm")
+        require("gguf", "llm")
+        tok = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        quantized = transformers.AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        cfg = quantized.config
+        if hasattr(cfg, "quantization_config"):
+            del cfg.quantization_config
+        plain = transformers.AutoModelForCausalLM.from_config(cfg)
+        plain.load_state_dict(quantized.state_dict())
         plain.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first: keep its copy
-            if not (folder / "model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+
+    return build_folder_once(store.home / "models" / "smollm2-135m-instruct", "model.safetensors",
+                             build)

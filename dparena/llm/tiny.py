@@ -93,27 +93,13 @@ def tiny_folder(name: str = "tiny", store=None) -> Path:
     """The shared tiny model ``name`` ("tiny" = Llama with the ChatML template, "tiny-gpt2" = GPT-2
     without one), written once (seed 0, the public built-in corpus) under ``$DPARENA_HOME/models/``
     and reused."""
-    import shutil
-    import tempfile
-
     from dparena.assets import AssetStore
+    from dparena.llm.base import build_folder_once
 
     if name not in TINY_NAMES:
         raise ConfigError(f"unknown tiny model {name!r}; use one of {', '.join(TINY_NAMES)}")
     store = store or AssetStore()
-    folder = store.home / "models" / f"{name}-v1"
-    if (folder / "config.json").exists():
-        return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".part-"))
-    try:
-        make_tiny_causal_lm(tmp, TINY_NAMES[name], seed=0,
-                            chat_template=TINY_NAMES[name] == "llama")
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first: keep its copy
-            if not (folder / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    arch = TINY_NAMES[name]
+    return build_folder_once(
+        store.home / "models" / f"{name}-v1", "config.json",
+        lambda tmp: make_tiny_causal_lm(tmp, arch, seed=0, chat_template=arch == "llama"))
