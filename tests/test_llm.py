@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
+from dparena import torch_utils
 from dparena.errors import ConfigError
 from dparena.llm import LLMError, load_llm
 from dparena.llm.openai import OpenAIChatLM
@@ -21,10 +22,8 @@ PROMPTS = ["Write a fresh movie review.", "Rewrite: the plot is thin and the jok
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_utils.one_thread(torch):
+        yield
 
 
 @pytest.fixture(scope="module", params=["llama", "gpt2"])

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dparena import torch_utils
 from dparena.embeddings.text import embed_texts, load_text_encoder
 from dparena.errors import ConfigError
 
@@ -17,10 +18,8 @@ TEXTS = ["A warm and funny film, one of the best comedies of the year.",
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_utils.one_thread(torch):
+        yield
 
 
 def test_shape_norm_and_similarity(assets):

@@ -16,6 +16,8 @@ import time
 import numpy as np
 import pytest
 
+from dparena import torch_utils
+
 torch = pytest.importorskip("torch")
 
 PROMPTS = [f"Write a short movie review of a {genre} film. Reply with the review only."
@@ -27,10 +29,8 @@ RESULTS: dict[str, float] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with torch_utils.one_thread(torch):
+        yield
 
 
 def _models(tmp_path_factory):
