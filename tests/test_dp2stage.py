@@ -188,6 +188,11 @@ def test_same_seed_same_rows_and_stage1_cache(adult_small, tmp_path, monkeypatch
     assert a.info["stage1_loss_last"] == b.info["stage1_loss_last"]
     assert a.info["stage2_loss_last"] == b.info["stage2_loss_last"]
     assert a.data.equals(b.data) and a.info["attempts"] == b.info["attempts"]
+    # stage 1's own batch size: twice the steps over the same pseudo rows, its own cache entry
+    c = methods.create("dp2stage", **kw, stage1_batch_size=8).generate(_task(private, n=10, seed=3),
+                                                                       Ledger())
+    assert a.info["stage1_steps"] == 4 and c.info["stage1_steps"] == 8  # 64 rows / 16, / 8
+    assert c.info["stage1_cached"] is False
     ledger = Ledger()
     methods.create("dp2stage", **kw).generate(_task(private, n=10, seed=3), ledger)
     assert [e.mechanism for e in ledger.entries] == ["dp-sgd"]  # public prompts: DP-SGD only
@@ -249,6 +254,8 @@ def test_bad_parameters_are_config_errors():
         methods.create("dp2stage", model="llama")
     with pytest.raises(ConfigError, match="no stage 1"):
         methods.create("dp-standard", pseudo="uniform")
+    with pytest.raises(ConfigError, match="stage1_batch_size must be a positive integer"):
+        methods.create("dp2stage", stage1_batch_size=0)
     with pytest.raises(ConfigError, match="unknown pseudo data"):
         from dparena.methods.dp2stage.pseudo import pseudo_table
 
@@ -269,6 +276,38 @@ def test_validity_metric_reads_info():
     assert m.compute(Synthetic(pd.DataFrame(), info={"validity_rate": 0.25}), None,
                      MetricContext())[0].value == 0.25
     assert m.compute(Synthetic(pd.DataFrame()), None, MetricContext()) == []
+
+
+@pytest.mark.parametrize("lora_r", [0, 4])
+def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
+    """The ``gpt2`` loader (the paper's model; hub weights) on a random-init tiny GPT-2 of the same
+    architecture: full fine-tuning, or LoRA on the Conv1D ``c_attn`` (fan_in_fan_out) under Opacus;
+    a DP-SGD epoch moves exactly the trained weights and books ε within its target."""
+    from dparena.llm.tiny import tiny_folder
+    from dparena.methods.dp2stage import lm as lm_module
+    from dparena.methods.dp2stage.train import stage2_dp
+
+    monkeypatch.setattr(lm_module, "GPT2_SOURCE", str(tiny_folder("tiny-gpt2")))
+    lm = load_lm("gpt2", SCHEMA, seed=0, lora_r=lora_r)
+    assert type(lm.model.base_model if lora_r else lm.model).__name__ in (
+        "GPT2LMHeadModel", "LoraModel")
+    ser = Serializer(SCHEMA, "great")
+    texts = [ser.serialize(r) for r in adult_small.private.head(32).to_dict("records")]
+    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+                    lm.eos_id)
+    before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    res = stage2_dp(lm.model, rows, lm.pad_id, epsilon=4.0, delta=1e-5, epochs=1, batch_size=8,
+                    physical_batch_size=4, lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0)
+    assert 0 < res.epsilon <= 4.0 and res.steps == 4
+    moved = {n for n, p in lm.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    trained = {n for n, p in lm.model.named_parameters() if p.requires_grad}
+    assert moved and moved <= trained
+    if lora_r:
+        assert all("lora_" in n for n in trained)
+        assert any("c_attn" in n for n in moved)
+    out = generate(lm, [ser.prompt("income", ">50K")] * 3, max_new_tokens=8,
+                   generator=torch.Generator().manual_seed(0))
+    assert all(t.startswith(" income is >50K,") for t in out)
 
 
 @pytest.mark.slow

@@ -27,6 +27,9 @@ from dparena.errors import AssetError, ConfigError, require
 from dparena.llm.smollm2 import smollm2_folder
 
 MODELS = ("tiny", "smollm2", "gpt2")
+# where ``gpt2`` comes from: the hub id (or its local cache); tests point it at a random-init tiny
+# GPT-2 folder of the same architecture
+GPT2_SOURCE = "gpt2"
 EOS = "<|endoftext|>"
 
 
@@ -133,9 +136,9 @@ def load_lm(name: str, schema, seed: int, store=None, lora_r: int = 8, lora_alph
         if name == "gpt2":
             try:
                 tok = transformers.AutoTokenizer.from_pretrained(
-                    "gpt2", local_files_only=local_only)
+                    GPT2_SOURCE, local_files_only=local_only)
                 model = transformers.AutoModelForCausalLM.from_pretrained(
-                    "gpt2", local_files_only=local_only)
+                    GPT2_SOURCE, local_files_only=local_only)
             except Exception as exc:  # noqa: BLE001 - offline or no cache: one clear line
                 raise AssetError(
                     "gpt2 weights are not in the local Hugging Face cache and the hub is not "

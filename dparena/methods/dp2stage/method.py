@@ -54,7 +54,7 @@ class DP2Stage(Method):
                  batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
                  max_grad_norm: float = 1.0, accountant: str = "rdp",
                  stage1_epochs: float = 5.0, stage1_rows: int = 2000, stage1_lr: float | None = None,
-                 stage1_seed: int = 0, cache_stage1: bool = True,
+                 stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
                  prompt_column: str | None = None, prompt_dist: str = "dp",
                  prompt_share: float = 0.05, temperature: float = 1.0, top_p: float = 1.0,
                  gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 3.0,
@@ -74,7 +74,9 @@ class DP2Stage(Method):
         if not 0.0 < prompt_share < 1.0:
             raise ConfigError(f"{self.name}: prompt_share must lie in (0, 1)")
         for key, value in (("epochs", epochs), ("batch_size", batch_size),
-                           ("physical_batch_size", physical_batch_size)):
+                           ("physical_batch_size", physical_batch_size),
+                           ("stage1_batch_size",
+                            batch_size if stage1_batch_size is None else stage1_batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{self.name}: {key} must be a positive integer")
         if not (lr > 0 and max_grad_norm > 0 and temperature > 0 and 0 < top_p <= 1):
@@ -88,6 +90,7 @@ class DP2Stage(Method):
         self.max_grad_norm, self.accountant = max_grad_norm, accountant
         self.stage1_epochs, self.stage1_rows, self.stage1_lr = stage1_epochs, stage1_rows, stage1_lr
         self.stage1_seed, self.cache_stage1 = stage1_seed, cache_stage1
+        self.stage1_batch_size = batch_size if stage1_batch_size is None else stage1_batch_size
         self.prompt_column, self.prompt_dist, self.prompt_share = (prompt_column, prompt_dist,
                                                                    prompt_share)
         self.temperature, self.top_p = temperature, top_p
@@ -118,10 +121,12 @@ class DP2Stage(Method):
         return domain.decode_column(col, codes, rng), info
 
     def _stage1_key(self) -> dict:
-        keys = ("model", "pseudo", "serialization", "shuffle", "alpha", "batch_size",
+        # "batch_size" is stage 1's batch (stage 2's batch does not touch stage 1)
+        keys = ("model", "pseudo", "serialization", "shuffle", "alpha",
                 "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column", "lora_r",
                 "n_layer", "n_embd")
-        return {**{k: getattr(self, k) for k in keys}, "stage1_lr": self.stage1_lr or self.lr}
+        return {**{k: getattr(self, k) for k in keys}, "batch_size": self.stage1_batch_size,
+                "stage1_lr": self.stage1_lr or self.lr}
 
     def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline):
         """The LM after stage 1: trained here, or loaded from the stage-1 cache.
@@ -153,7 +158,8 @@ class DP2Stage(Method):
         rows = self._encode(lm, pseudo_ser, frame, rng, pfirst)
         t0 = time.monotonic()
         info = stage1(lm.model, rows, lm.pad_id, epochs=self.stage1_epochs,
-                      batch_size=self.batch_size, lr=self.stage1_lr or self.lr, alpha=self.alpha,
+                      batch_size=self.stage1_batch_size, lr=self.stage1_lr or self.lr,
+                      alpha=self.alpha,
                       generator=torch.Generator().manual_seed(self.stage1_seed), deadline=deadline)
         info["stage1_s"] = time.monotonic() - t0
         if self.cache_stage1:
@@ -310,7 +316,8 @@ class DPStandard(DP2Stage):
     def __init__(self, **kwargs):
         if "pseudo" in kwargs:
             raise ConfigError("dp-standard has no stage 1: drop the 'pseudo' parameter")
-        for key in ("stage1_epochs", "stage1_rows", "stage1_lr", "stage1_seed", "cache_stage1"):
+        for key in ("stage1_epochs", "stage1_rows", "stage1_lr", "stage1_batch_size", "stage1_seed",
+                    "cache_stage1"):
             if key in kwargs:
                 raise ConfigError(f"dp-standard has no stage 1: drop the {key!r} parameter")
         super().__init__(**kwargs)
