@@ -411,11 +411,14 @@ def main() -> None:
     except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+    except Exception as exc:
+        # click's usage errors (unknown command or option, missing argument); typer vendors its
+        # own copy of click, so match the class by name rather than by click's type
+        if any(cls.__name__ == "ClickException" for cls in type(exc).__mro__):
+            message = " ".join(exc.format_message().split())
+            if "command" in message:
+                message = message.rstrip(".") + "; run 'dparena --help' for the commands"
+            typer.echo(f"error: {message}", err=True)
             sys.exit(exc.exit_code)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -59,6 +59,12 @@ def test_list_json():
     assert_user_error(dparena("list", "widgets"), "unknown kind 'widgets'")
 
 
+def test_usage_mistakes_are_one_line_errors():
+    assert_user_error(dparena("show"), "No such command 'show'", "dparena --help")
+    assert_user_error(dparena("list", "methods", "--jsn"), "--jsn")
+    assert_user_error(dparena("run"), "suite")
+
+
 def test_malformed_toml_names_the_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\nseeds = [0,\nepsilons = 1\n')
