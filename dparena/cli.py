@@ -144,6 +144,8 @@ def run(
             if rec.status != "ok":
                 console.print(f"[{'red' if rec.status == 'failed' else 'yellow'}]{rec.status}"
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
+            elif rec.info.get("warning"):  # e.g. an LM that produced no valid row
+                console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
 
         runner.on_start, runner.on_done = started, done
         summary = runner.run(specs, retry_failed)

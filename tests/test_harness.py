@@ -82,6 +82,7 @@ def test_end_to_end_tiny_suite_and_resume(suite_file, tmp_path):
     assert 0.5 < ok["metrics"]["histogram-intersection"]["value"] <= 1
     assert ok["peak_rss_mb"] > 10 and ok["timings"]["generate_s"] > 0
     assert ok["versions"]["dparena"]
+    assert ok["info"]["sigma"] > 0  # the method's Synthetic.info is kept with the run
 
     over = runs[("test-overspend", 1.0, 0)]
     assert over["status"] == "invalid" and "exceeds the budget" in over["error"]
@@ -159,3 +160,22 @@ def test_ledger_json_has_no_private_values(suite_file, tmp_path):
     ledger = store.runs()[0]["ledger"]
     assert json.dumps(ledger)  # serialisable
     assert set(ledger[0]["params"]) == {"sigma", "sensitivity", "histograms", "bins"}
+
+
+def test_store_adds_the_info_column_to_an_older_database(tmp_path):
+    """A database written before runs kept the method's info gains the column; old rows read {}."""
+    from dparena.harness.store import SCHEMA, json_safe_info
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript(SCHEMA.replace(",\n    info TEXT NOT NULL DEFAULT '{}'", ""))
+    assert "info" not in {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    con.execute("INSERT INTO runs (key, name, dataset, method, label, private, status, spec, "
+                "created_at) VALUES ('k', 'n', 'adult', 'real', 'real', 0, 'ok', '{}', 'now')")
+    con.commit()
+    con.close()
+    store = Store(path)
+    [run] = store.runs()
+    assert run["info"] == {} and run["key"] == "k"
+    big = json_safe_info({"sigma": 1.5, "history": list(range(10_000)), 3: "x"})
+    assert big["sigma"] == 1.5 and big["3"] == "x" and big["history"].startswith("<")

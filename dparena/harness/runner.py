@@ -26,7 +26,7 @@ from typing import Any
 import dparena
 from dparena.assets import AssetStore
 from dparena.datasets.base import DatasetBundle
-from dparena.harness.store import RunRecord, Store, write_synthetic
+from dparena.harness.store import RunRecord, Store, json_safe_info, write_synthetic
 from dparena.harness.suite import RunSpec
 from dparena.metrics.base import EvalData, MetricContext
 from dparena.privacy import Ledger
@@ -69,6 +69,7 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
         t0 = time.perf_counter()
         synthetic = method.generate(task, ledger)
         timings["generate_s"] = time.perf_counter() - t0
+        rec.info = json_safe_info(synthetic.info)
 
         spent_eps, spent_delta = ledger.spent(spec.delta)
         rec.spent_epsilon, rec.spent_delta, rec.ledger = spent_eps, spent_delta, ledger.to_list()

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS runs (
     spent_epsilon REAL, spent_delta REAL,
     ledger TEXT, timings TEXT, peak_rss_mb REAL, versions TEXT,
     error TEXT NOT NULL DEFAULT '', metric_errors TEXT NOT NULL DEFAULT '{}',
-    artifact TEXT, audit TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL
+    artifact TEXT, audit TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL,
+    info TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS metric_values (
     key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
@@ -43,6 +44,25 @@ CREATE TABLE IF NOT EXISTS metric_values (
     PRIMARY KEY (key, name)
 );
 """
+
+RUN_COLUMNS = ("key", "name", "suite", "section", "dataset", "dataset_version", "dataset_params",
+               "method", "method_version", "method_params", "label", "private", "epsilon", "delta",
+               "seed", "n_samples", "status", "spent_epsilon", "spent_delta", "ledger", "timings",
+               "peak_rss_mb", "versions", "error", "metric_errors", "artifact", "audit", "spec",
+               "created_at", "info")
+INFO_LIMIT = 20_000  # characters of one info value's JSON kept in the store
+
+
+def json_safe_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The method's ``Synthetic.info`` as stored: JSON-safe, each value at most INFO_LIMIT chars."""
+    out: dict[str, Any] = {}
+    for key, value in info.items():
+        text = json.dumps(value, default=_default)
+        if len(text) > INFO_LIMIT:
+            out[str(key)] = f"<{len(text):,} characters of JSON, not stored>"
+        else:
+            out[str(key)] = json.loads(text)
+    return out
 
 
 @dataclass
@@ -63,6 +83,7 @@ class RunRecord:
     artifact: str | None = None
     audit: dict[str, Any] | None = None
     created_at: str = ""
+    info: dict[str, Any] = field(default_factory=dict)  # the method's Synthetic.info (JSON-safe)
 
 
 class Store:
@@ -72,6 +93,9 @@ class Store:
         self.artifacts = self.path.parent / "artifacts"
         with self._connect() as con:
             con.executescript(SCHEMA)
+            columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+            if "info" not in columns:  # a database written before runs kept the method's info
+                con.execute("ALTER TABLE runs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=60)
@@ -96,12 +120,14 @@ class Store:
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
             json.dumps(rec.metric_errors), rec.artifact,
             json.dumps(rec.audit) if rec.audit is not None else None, s.to_json(), rec.created_at,
+            json.dumps(rec.info, default=_default),
         )
         con = self._connect()
         try:
             with con:
                 con.execute("DELETE FROM metric_values WHERE key = ?", (s.key,))
-                con.execute(f"INSERT OR REPLACE INTO runs VALUES ({','.join('?' * len(row))})", row)
+                con.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) "
+                            f"VALUES ({','.join('?' * len(row))})", row)
                 con.executemany(
                     "INSERT INTO metric_values VALUES (?,?,?,?,?,?,?)",
                     [(s.key, m["metric"], m["name"], _finite_or_none(m["value"]), m["direction"],
@@ -124,7 +150,7 @@ class Store:
         for run in runs:
             run["metrics"] = values.get(run["key"], {})
             for col in ("ledger", "timings", "versions", "metric_errors", "method_params",
-                        "dataset_params"):
+                        "dataset_params", "info"):
                 run[col] = json.loads(run[col]) if run[col] else {}
             run["audit"] = json.loads(run["audit"]) if run["audit"] else None
         return runs
@@ -138,8 +164,8 @@ def _finite_or_none(value: float) -> float | None:
 
 
 def _default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, np.generic | np.ndarray):
+        return obj.tolist()
     return str(obj)
 
 
