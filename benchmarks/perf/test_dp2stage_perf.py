@@ -60,13 +60,19 @@ def _steps(lm, batch, private: bool):
     return step, module
 
 
-def _compare(benchmark, key, lm, batch, private):
+def _compare(benchmark, config, title, lm, batch, private):
+    """Time one step of ``config``; the DP run also reports its ratio to the plain run's time."""
     step, module = _steps(lm, batch, private)
     step()  # warm-up
     benchmark.pedantic(step, rounds=5, iterations=1)
-    RESULTS[key] = benchmark.stats.stats.median
+    RESULTS[f"{config}-{private}"] = benchmark.stats.stats.median
     if private:
         module._close()
+        if f"{config}-False" in RESULTS:
+            plain, dp = RESULTS[f"{config}-False"], RESULTS[f"{config}-True"]
+            benchmark.extra_info["dp_over_plain"] = dp / plain
+            print(f"\n{title}: DP-SGD / plain step = {dp / plain:.2f}x "
+                  f"({plain:.3f} s -> {dp:.3f} s)")
 
 
 @pytest.fixture(scope="module")
@@ -84,12 +90,8 @@ def adult_rows():
 
 @pytest.mark.parametrize("private", [False, True], ids=["plain", "dp"])
 def test_tiny_step(benchmark, tiny_lm, adult_rows, private):
-    _compare(benchmark, f"tiny-{private}", tiny_lm, _batch(tiny_lm, adult_rows, 32), private)
-    if private and "tiny-False" in RESULTS:
-        ratio = RESULTS["tiny-True"] / RESULTS["tiny-False"]
-        benchmark.extra_info["dp_over_plain"] = ratio
-        print(f"\ntiny GPT-2 (batch 32): DP-SGD / plain step = {ratio:.2f}x "
-              f"({RESULTS['tiny-False']:.3f} s -> {RESULTS['tiny-True']:.3f} s)")
+    _compare(benchmark, "tiny", "tiny GPT-2 (batch 32)", tiny_lm, _batch(tiny_lm, adult_rows, 32),
+             private)
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +101,8 @@ def smol_lm():
 
 @pytest.mark.parametrize("private", [False, True], ids=["plain", "dp"])
 def test_smollm2_lora_step(benchmark, smol_lm, adult_rows, private):
-    _compare(benchmark, f"smol-{private}", smol_lm, _batch(smol_lm, adult_rows, 8), private)
-    if private and "smol-False" in RESULTS:
-        ratio = RESULTS["smol-True"] / RESULTS["smol-False"]
-        benchmark.extra_info["dp_over_plain"] = ratio
-        print(f"\nSmolLM2-135M + LoRA r=8 (batch 8): DP-SGD / plain step = {ratio:.2f}x "
-              f"({RESULTS['smol-False']:.3f} s -> {RESULTS['smol-True']:.3f} s)")
+    _compare(benchmark, "smol", "SmolLM2-135M + LoRA r=8 (batch 8)", smol_lm,
+             _batch(smol_lm, adult_rows, 8), private)
 
 
 def test_tiny_generation_rows_per_second(benchmark, tiny_lm):

@@ -26,6 +26,7 @@ import numpy as np
 
 from dparena.errors import ConfigError, require
 from dparena.methods.base import Method, Task
+from dparena.methods.dp2stage.train import check_training_params
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.types import Modality, Synthetic
 
@@ -111,17 +112,12 @@ class DPFinetuneLM(Method):
         if not isinstance(model, str) or not model:
             raise ConfigError(f"{self.name}: model must be one of {', '.join(MODELS)}, a model "
                               "directory or a hub id")
-        for key, value in (("epochs", epochs), ("batch_size", batch_size),
-                           ("physical_batch_size", physical_batch_size),
-                           ("max_tokens", max_tokens), ("gen_batch_size", gen_batch_size),
-                           ("threads", threads)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{self.name}: {key} must be a positive integer (got {value!r})")
+        check_training_params(
+            self.name, lr=lr, max_grad_norm=max_grad_norm, temperature=temperature, top_p=top_p,
+            epochs=epochs, batch_size=batch_size, physical_batch_size=physical_batch_size,
+            max_tokens=max_tokens, gen_batch_size=gen_batch_size, threads=threads)
         if max_tokens < 4:
             raise ConfigError(f"{self.name}: max_tokens must be >= 4")
-        if not (lr > 0 and max_grad_norm > 0 and temperature > 0 and 0 < top_p <= 1):
-            raise ConfigError(f"{self.name}: lr, max_grad_norm and temperature must be > 0 and "
-                              "top_p in (0, 1]")
         if class_counts not in ("uniform", "dp"):
             raise ConfigError(f"{self.name}: class_counts must be 'uniform' or 'dp'")
         if not 0.0 < count_share < 1.0:

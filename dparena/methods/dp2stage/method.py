@@ -30,6 +30,7 @@ from dparena.methods.dp2stage.loss import encode
 from dparena.methods.dp2stage.pseudo import pseudo_table
 from dparena.methods.dp2stage.sample import LMScorer, generate
 from dparena.methods.dp2stage.serialize import FORMATS, Serializer, column_orders
+from dparena.methods.dp2stage.train import check_training_params
 from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.types import Modality, Synthetic
@@ -73,15 +74,10 @@ class DP2Stage(Method):
             raise ConfigError(f"{self.name}: prompt_dist must be 'dp' or 'public'")
         if not 0.0 < prompt_share < 1.0:
             raise ConfigError(f"{self.name}: prompt_share must lie in (0, 1)")
-        for key, value in (("epochs", epochs), ("batch_size", batch_size),
-                           ("physical_batch_size", physical_batch_size),
-                           ("stage1_batch_size",
-                            batch_size if stage1_batch_size is None else stage1_batch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{self.name}: {key} must be a positive integer")
-        if not (lr > 0 and max_grad_norm > 0 and temperature > 0 and 0 < top_p <= 1):
-            raise ConfigError(f"{self.name}: lr, max_grad_norm, temperature must be > 0 and "
-                              "top_p in (0, 1]")
+        check_training_params(
+            self.name, lr=lr, max_grad_norm=max_grad_norm, temperature=temperature, top_p=top_p,
+            epochs=epochs, batch_size=batch_size, physical_batch_size=physical_batch_size,
+            stage1_batch_size=batch_size if stage1_batch_size is None else stage1_batch_size)
         if alpha > 1:
             raise ConfigError(f"{self.name}: alpha must be <= 1 (alpha < 0 = plain CE)")
         self.model, self.pseudo, self.serialization = model, pseudo, serialization

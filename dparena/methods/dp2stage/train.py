@@ -14,8 +14,21 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dparena.errors import require
+from dparena.errors import ConfigError, require
 from dparena.methods.dp2stage.loss import collate, weighted_loss
+
+
+def check_training_params(method: str, *, lr: float, max_grad_norm: float, temperature: float,
+                          top_p: float, **counts: int) -> None:
+    """The parameter checks shared by the DP-SGD fine-tuning methods (dp2stage, dp-standard,
+    dp-finetune-lm): every name in ``counts`` a positive integer, lr, C and temperature > 0, top_p
+    in (0, 1]. One ConfigError line naming the method and the parameter."""
+    for key, value in counts.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{method}: {key} must be a positive integer (got {value!r})")
+    if not (lr > 0 and max_grad_norm > 0 and temperature > 0 and 0 < top_p <= 1):
+        raise ConfigError(f"{method}: lr, max_grad_norm and temperature must be > 0 and "
+                          "top_p in (0, 1]")
 
 
 class _Forward:
