@@ -13,6 +13,7 @@ import functools
 import multiprocessing as mp
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -49,7 +50,8 @@ def load_bundle(spec: RunSpec, assets: AssetStore) -> DatasetBundle:
     return datasets.create(spec.dataset, **spec.dataset_params).load(assets)
 
 
-def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path) -> RunRecord:
+def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
+            work_dir: Path | None = None) -> RunRecord:
     """Run one spec in this process and return its record (never raises)."""
     from dparena.methods import methods
     from dparena.methods.base import Task
@@ -64,7 +66,7 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
         task = Task(
             private=bundle.private, schema=bundle.schema, budget=spec.budget,
             n_samples=spec.n_samples, seed=spec.seed, public=bundle.public,
-            private_labels=bundle.private_labels, workdir=artifact_dir / "work",
+            private_labels=bundle.private_labels, workdir=work_dir,
         )
         t0 = time.perf_counter()
         synthetic = method.generate(task, ledger)
@@ -170,12 +172,12 @@ def _die_with_parent() -> None:
 
 
 def _worker(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
-            threads: int, conn: Connection) -> None:
+            work_dir: Path, threads: int, conn: Connection) -> None:
     _die_with_parent()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:  # configure torch only where it is already loaded
         sys.modules["torch"].set_num_threads(threads)
-    rec = execute(spec, bundle, artifact_dir, cache_dir)
+    rec = execute(spec, bundle, artifact_dir, cache_dir, work_dir)
     rec.peak_rss_mb = _peak_rss_mb()
     conn.send(rec)
     conn.close()
@@ -223,7 +225,8 @@ class Runner:
                 recv, send = ctx.Pipe(duplex=False)
                 proc = ctx.Process(
                     target=_worker,
-                    args=(spec, bundle, self.store.artifact_dir(spec), cache_dir, threads, send),
+                    args=(spec, bundle, self.store.artifact_dir(spec), cache_dir,
+                          self.store.work_dir(spec), threads, send),
                     daemon=True,
                 )
                 proc.start()
@@ -274,6 +277,8 @@ class Runner:
 
     def _finish(self, summary: Summary, rec: RunRecord) -> None:
         self.store.record(rec)
+        if rec.status in ("ok", "invalid"):  # finished for good: no state to resume from
+            shutil.rmtree(self.store.work_dir(rec.spec), ignore_errors=True)
         if rec.status == "ok":
             summary.ok += 1
         elif rec.status == "invalid":
@@ -328,7 +333,8 @@ class RayRunner(Runner):
             if self.on_start:
                 self.on_start(spec)
             ref = task.options(**res).remote(spec, refs[bkey], self.store.artifact_dir(spec),
-                                             cache_dir, int(res.get("num_cpus", 1)))
+                                             cache_dir, self.store.work_dir(spec),
+                                             int(res.get("num_cpus", 1)))
             futures[ref] = (spec, time.monotonic())
         while futures:
             done, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
@@ -351,9 +357,9 @@ class RayRunner(Runner):
 
 
 def _ray_execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
-                 threads: int) -> RunRecord:
+                 work_dir: Path, threads: int) -> RunRecord:
     os.environ["OMP_NUM_THREADS"] = str(threads)
-    rec = execute(spec, bundle, artifact_dir, cache_dir)
+    rec = execute(spec, bundle, artifact_dir, cache_dir, work_dir)
     rec.peak_rss_mb = _peak_rss_mb()
     return rec
 

@@ -158,6 +158,14 @@ class Store:
     def artifact_dir(self, spec: RunSpec) -> Path:
         return self.artifacts / spec.key
 
+    def work_dir(self, spec: RunSpec) -> Path:
+        """A run's private scratch space (resumable method state such as PE checkpoints).
+
+        It lies outside ``artifacts/`` (which is published) and is deleted once the run is
+        recorded as ok or invalid; only a failed or killed run leaves it, to resume from.
+        """
+        return self.path.parent / "work" / spec.key
+
 
 def _finite_or_none(value: float) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value

@@ -10,7 +10,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dparena.errors import ConfigError
 from dparena.privacy import Ledger
+from dparena.privacy.noise import SecureNoise, SeededNoise, make_noise
 from dparena.types import Budget, Modality, Synthetic
 
 
@@ -30,10 +32,21 @@ class Task:
     public: Any = None
     private_labels: Any = None
     workdir: Path | None = None
+    public_size: int | None = None
+    secure_noise: bool = False
     rng: np.random.Generator = field(init=False)
+    noise: SeededNoise | SecureNoise = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
+        self.noise = make_noise(self.secure_noise, self.rng)
+
+    def size(self, method: str) -> int:
+        """The public dataset size N (a ConfigError naming ``method`` when none was declared)."""
+        if self.public_size is None or self.public_size < 1:
+            raise ConfigError(f"{method} needs the public dataset size N (Task.public_size); it is "
+                              "never read from the private split")
+        return int(self.public_size)
 
 
 class Method(ABC):
