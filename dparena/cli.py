@@ -106,6 +106,8 @@ def run(
     executor: str = typer.Option("local", help="local (forked processes) or ray."),
     address: str = typer.Option(None, help="Ray cluster address (with --executor ray)."),
     quiet: bool = typer.Option(False, help="Do not print the leaderboard at the end."),
+    secure_noise: bool = typer.Option(False, help="Draw every DP noise sample from OS entropy "
+                                      "(not reproducible; use it when the output is released)."),
 ):
     """Run a suite, skipping runs already in the database; write the leaderboard next to it.
 
@@ -122,7 +124,7 @@ def run(
         raise ConfigError("--jobs must be >= 1")
     if executor not in ("local", "ray"):
         raise ConfigError(f"unknown executor {executor!r}: use local or ray")
-    spec = load_suite(suite)
+    spec = load_suite(suite, secure_noise=secure_noise)
     specs = spec.filter(only) if only else spec.specs
     if not specs:
         raise ConfigError("no run matches the --only filters")
@@ -146,6 +148,10 @@ def run(
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
             elif rec.info.get("warning"):  # e.g. an LM that produced no valid row
                 console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
+            if rec.spec.private and rec.spent_epsilon is not None:
+                console.print(f"[dim]ε spent {rec.spent_epsilon:.4g} of {rec.spec.epsilon:g} "
+                              f"(δ {rec.spec.delta:.3g}, accountant {rec.accountant}): "
+                              f"{rec.spec.name}[/]", highlight=False)
 
         runner.on_start, runner.on_done = started, done
         summary = runner.run(specs, retry_failed)

@@ -130,28 +130,66 @@ def test_alpha_weighting_matches_a_hand_computation():
     assert torch.allclose(plain, model(input_ids=one, labels=one).loss, atol=1e-6)
 
 
-def _task(frame, eps=4.0, n=20, seed=0):
-    return Task(private=frame, schema=SCHEMA, budget=Budget(eps, 1e-5), n_samples=n, seed=seed)
+def _task(frame, eps=4.0, n=20, seed=0, public_size=None):
+    # the test declares N (a dataset declares it from its documentation or subsample size)
+    return Task(private=frame, schema=SCHEMA, budget=Budget(eps, 1e-5), n_samples=n, seed=seed,
+                public_size=len(frame) if public_size is None else public_size)
 
 
 FAST = dict(model="tiny", epochs=1, batch_size=16, physical_batch_size=8, lr=5e-3, n_embd=32, n_layer=1,
             max_new_tokens=120, gen_batch_size=40)
 
 
-def test_dp_standard_books_realised_epsilon_within_target(adult_small):
+def test_dp_standard_composes_histogram_and_dp_sgd_in_prv(adult_small):
+    """The prompt histogram and DP-SGD are one PRV composition that lands on the target ε (not
+    basic composition with δ halved), and the noise is calibrated to that same accountant."""
+    from dparena.privacy.accountants import sgm_epsilon
+
     private = adult_small.private.iloc[:96]
     ledger = Ledger()
     syn = methods.create("dp-standard", **FAST).generate(_task(private), ledger)
     sgd = [e for e in ledger.entries if e.mechanism == "dp-sgd"]
     gauss = [e for e in ledger.entries if e.mechanism == "gaussian"]
     assert len(sgd) == 1 and len(gauss) == 1
-    target = sgd[0].params["target_epsilon"]
-    assert 0 < sgd[0].epsilon <= target and sgd[0].delta == pytest.approx(0.5e-5)
-    assert target == pytest.approx(4.0 * 0.95)
+    assert sgd[0].accountant == "prv" and ledger.accountant() == "PRV"
+    assert sgd[0].steps == 6 and sgd[0].sample_rate == pytest.approx(16 / 96)  # 1 epoch, q = B/N
     eps, delta = ledger.spent(1e-5)
-    assert eps <= 4.0 + 1e-9 and delta <= 1e-5
-    assert sgd[0].params["steps"] == 6  # 1 epoch of Poisson batches at q = 16/96
-    assert syn.info["dp_epsilon"] == sgd[0].epsilon and "validity_rate" in syn.info
+    assert 4.0 * 0.99 <= eps <= 4.0 + 1e-9 and delta == 1e-5  # calibrated to spend the budget
+    joint = sgm_epsilon([sgd[0].sgm_step(), gauss[0].sgm_step()], 1e-5, "prv")
+    assert eps == pytest.approx(joint)
+    # basic composition of the same two parts would report more
+    assert gauss[0].epsilon_at(0.5e-5) + sgd[0].epsilon_at(0.5e-5) > eps
+    assert syn.info["noise_multiplier"] == sgd[0].noise_multiplier and "validity_rate" in syn.info
+
+
+def test_rdp_accountant_is_kept_for_papers_and_needs_more_noise(adult_small):
+    private = adult_small.private.iloc[:96]
+    prv, rdp = Ledger(), Ledger()
+    kw = dict(FAST, prompt_dist="public", max_new_tokens=4, gen_batch_size=4, give_up_after=1)
+    methods.create("dp-standard", **kw).generate(_task(private, n=1), prv)
+    methods.create("dp-standard", **kw, accountant="rdp").generate(_task(private, n=1), rdp)
+    assert rdp.accountant() == "RDP" and rdp.spent(1e-5)[0] <= 4.0 + 1e-9
+    assert rdp.entries[0].noise_multiplier > prv.entries[0].noise_multiplier
+    with pytest.raises(ConfigError, match="accountant"):
+        methods.create("dp-standard", **dict(FAST, accountant="gdp"))
+
+
+def test_sampling_rate_and_steps_come_from_the_public_size(adult_small):
+    """q = B/N and ⌊N/B⌋ steps per epoch with the declared N, whatever len(private) is; removing a
+    row changes neither σ nor the steps."""
+    private = adult_small.private.iloc[:96]
+    kw = dict(FAST, prompt_dist="public", max_new_tokens=4, gen_batch_size=4, give_up_after=1)
+    a, b = Ledger(), Ledger()
+    methods.create("dp-standard", **kw).generate(_task(private, n=1, public_size=160), a)
+    methods.create("dp-standard", **kw).generate(_task(private.iloc[1:], n=1, public_size=160), b)
+    for ledger in (a, b):
+        assert ledger.entries[0].sample_rate == pytest.approx(16 / 160)
+        assert ledger.entries[0].steps == 10
+    assert a.entries[0].noise_multiplier == b.entries[0].noise_multiplier
+    with pytest.raises(ConfigError, match="public dataset size"):
+        methods.create("dp-standard", **kw).generate(
+            Task(private=private, schema=SCHEMA, budget=Budget(4.0, 1e-5), n_samples=1, seed=0),
+            Ledger())
 
 
 def test_opacus_accountants_against_exact_gdp():
@@ -185,8 +223,8 @@ def test_same_seed_same_rows_and_stage1_cache(adult_small, tmp_path, monkeypatch
     a = methods.create("dp2stage", **kw).generate(_task(private, n=10, seed=3), Ledger())
     b = methods.create("dp2stage", **kw).generate(_task(private, n=10, seed=3), Ledger())
     assert a.info["stage1_cached"] is False and b.info["stage1_cached"] is True
-    assert a.info["stage1_loss_last"] == b.info["stage1_loss_last"]
-    assert a.info["stage2_loss_last"] == b.info["stage2_loss_last"]
+    assert a.info["stage1_loss_last"] == b.info["stage1_loss_last"]  # public pseudo data
+    assert not any("stage2_loss" in k for k in a.info)  # a raw private loss is never released
     assert a.data.equals(b.data) and a.info["attempts"] == b.info["attempts"]
     # stage 1's own batch size: twice the steps over the same pseudo rows, its own cache entry
     c = methods.create("dp2stage", **kw, stage1_batch_size=8).generate(_task(private, n=10, seed=3),
@@ -196,7 +234,7 @@ def test_same_seed_same_rows_and_stage1_cache(adult_small, tmp_path, monkeypatch
     ledger = Ledger()
     methods.create("dp2stage", **kw).generate(_task(private, n=10, seed=3), ledger)
     assert [e.mechanism for e in ledger.entries] == ["dp-sgd"]  # public prompts: DP-SGD only
-    assert ledger.entries[0].delta == 1e-5
+    assert ledger.spent(1e-5)[1] == 1e-5
 
 
 def adult_small_assets():
@@ -285,7 +323,7 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
     a DP-SGD epoch moves exactly the trained weights and books ε within its target."""
     from dparena.llm.tiny import tiny_folder
     from dparena.methods.dp2stage import lm as lm_module
-    from dparena.methods.dp2stage.train import stage2_dp
+    from dparena.methods.dp2stage.train import plan_dp_sgd, stage2_dp
 
     monkeypatch.setattr(lm_module, "GPT2_SOURCE", str(tiny_folder("tiny-gpt2")))
     lm = load_lm("gpt2", SCHEMA, seed=0, lora_r=lora_r)
@@ -296,9 +334,11 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
     rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
-    res = stage2_dp(lm.model, rows, lm.pad_id, epsilon=4.0, delta=1e-5, epochs=1, batch_size=8,
-                    physical_batch_size=4, lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0)
-    assert 0 < res.epsilon <= 4.0 and res.steps == 4
+    plan = plan_dp_sgd(epsilon=4.0, delta=1e-5, public_size=32, batch_size=8, epochs=1,
+                       accountant="prv")
+    steps = stage2_dp(lm.model, rows, lm.pad_id, plan=plan, epochs=1, physical_batch_size=4,
+                      lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0)
+    assert steps == plan.steps == 4
     moved = {n for n, p in lm.model.named_parameters() if not torch.equal(p.detach(), before[n])}
     trained = {n for n, p in lm.model.named_parameters() if p.requires_grad}
     assert moved and moved <= trained
@@ -313,7 +353,7 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
 @pytest.mark.slow
 def test_smollm2_lora_dp_step_and_fluency(adult_small):
     """SmolLM2-135M (asset) with LoRA: one DP-SGD epoch on 16 rows; fluency scorer ranks text."""
-    from dparena.methods.dp2stage.train import stage2_dp
+    from dparena.methods.dp2stage.train import plan_dp_sgd, stage2_dp
 
     lm = load_lm("smollm2", SCHEMA, seed=0, lora_r=4)
     ser = Serializer(SCHEMA, "great")
@@ -321,9 +361,10 @@ def test_smollm2_lora_dp_step_and_fluency(adult_small):
     rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters() if p.requires_grad}
-    res = stage2_dp(lm.model, rows, lm.pad_id, epsilon=8.0, delta=1e-5, epochs=1, batch_size=8,
-                    physical_batch_size=4, lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0)
-    assert 0 < res.epsilon <= 8.0
+    plan = plan_dp_sgd(epsilon=8.0, delta=1e-5, public_size=16, batch_size=8, epochs=1,
+                       accountant="prv")
+    assert stage2_dp(lm.model, rows, lm.pad_id, plan=plan, epochs=1, physical_batch_size=4,
+                     lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0) == 2
     moved = [n for n, p in lm.model.named_parameters() if p.requires_grad
              and not torch.equal(p, before[n])]
     assert moved and all("lora_" in n for n in moved)

@@ -21,10 +21,13 @@ def digits(assets):
     return datasets.create("digits").load(assets)
 
 
-def _run(bundle, eps, seed=0, n=500, private=None, labels=None, **params):
-    task = Task(private=bundle.private if private is None else private, schema=bundle.schema,
+def _run(bundle, eps, seed=0, n=500, private=None, labels=None, public_size=None, **params):
+    private = bundle.private if private is None else private
+    # the test declares N: the size of the set it built (a dataset declares it from documentation)
+    task = Task(private=private, schema=bundle.schema,
                 budget=Budget(eps, DELTA), n_samples=n, seed=seed,
-                private_labels=bundle.private_labels if labels is None else labels)
+                private_labels=bundle.private_labels if labels is None else labels,
+                public_size=len(private) if public_size is None else public_size)
     ledger = Ledger()
     syn = methods.create("dp-merf", **params).generate(task, ledger)
     return syn, ledger
@@ -45,12 +48,38 @@ def test_one_gaussian_release_booked_within_budget(digits, eps10):
     assert len(ledger) == 1
     entry = ledger.entries[0]
     n = len(digits.private)
-    assert entry.params["sensitivity"] == pytest.approx(2.0 / n)
-    assert entry.params["sigma"] == pytest.approx(gaussian_sigma(10.0, DELTA, 2.0 / n))
+    assert entry.params["sensitivity"] == pytest.approx(1.0 / n)  # add/remove, public N
+    assert entry.params["sigma"] == pytest.approx(gaussian_sigma(10.0, DELTA, 1.0 / n))
     eps, delta = ledger.spent(DELTA)
     assert eps <= 10.0 + 1e-9 and delta <= DELTA
     assert syn.data.shape == (500, 8, 8, 1) and syn.data.dtype == np.uint8
     assert syn.labels.shape == (500,) and set(np.unique(syn.labels)) <= set(range(10))
+
+
+def test_noise_scale_does_not_depend_on_the_private_rows(digits):
+    """Removing one private record must not move σ: the divisor is the public N (Digits: 1,297),
+    not len(private); the sensitivity is the add/remove bound 1/N."""
+    _, full = _run(digits, 1.0, n=20, steps=2, public_size=1297)
+    _, minus = _run(digits, 1.0, n=20, steps=2, private=digits.private[1:],
+                    labels=digits.private_labels[1:], public_size=1297)
+    assert full.entries[0].params["sigma"] == minus.entries[0].params["sigma"]
+    assert full.entries[0].params["sensitivity"] == pytest.approx(1.0 / 1297)
+
+
+def test_without_a_public_size_it_refuses_to_run(digits):
+    task = Task(private=digits.private, schema=digits.schema, budget=Budget(1.0, DELTA),
+                n_samples=10, seed=0, private_labels=digits.private_labels)
+    with pytest.raises(ConfigError, match="public dataset size"):
+        methods.create("dp-merf", steps=1).generate(task, Ledger())
+
+
+def test_canary_audit_at_300_rows_stays_below_the_claim(digits):
+    from dparena.privacy.audit import audit_run
+
+    result = audit_run(methods.create("dp-merf", steps=30), digits.private, digits.schema,
+                       Budget(1.0, DELTA), 0, {"n_private": 300, "canaries": 100},
+                       private_labels=digits.private_labels)
+    assert result.lower_bound <= 1.0
 
 
 def test_beats_random_noise_on_downstream_accuracy_at_eps_10(digits, eps10):

@@ -110,9 +110,6 @@ class Adult(TabularDataset):
     def assets(self) -> list[str]:
         return ["adult-data", "adult-test"]
 
-    def private_size(self, store: AssetStore) -> int:
-        return min(self.n_private or self.N_PRIVATE, self.N_PRIVATE)
-
     def load(self, store: AssetStore) -> DatasetBundle:
         private = read_adult_file(store.path("adult-data"))
         evaluation = read_adult_file(store.path("adult-test"), skip_first_line=True)

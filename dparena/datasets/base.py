@@ -24,6 +24,7 @@ class DatasetBundle:
     private_labels: Any = None
     eval_labels: Any = None
     info: dict[str, Any] = field(default_factory=dict)
+    public_size: int | None = None  # N under add/remove: Dataset.private_size, never len(private)
 
     @property
     def n_private(self) -> int:
@@ -53,8 +54,20 @@ class Dataset(ABC):
         """Read the splits (fetching assets through ``store`` as needed)."""
 
     def private_size(self, store: AssetStore) -> int:
-        """Number of private records (public knowledge; used by delta rules such as 1/(n ln n))."""
-        return len(self.load(store).private)
+        """The public dataset size N of the private split, from documentation or the suite's own
+        subsample parameter — never counted from the private rows. Everything that depends on
+        "n" uses it: δ rules such as 1/(n ln n), ``n_samples = "private"``, DP-SGD's sampling rate
+        and steps, divisors of mean embeddings (dparena's neighbouring relation: add or remove one
+        record, N public). The default is the class's documented ``N_PRIVATE``, or the
+        ``n_private`` subsample size when that is smaller."""
+        total = getattr(self, "N_PRIVATE", None)
+        wanted = getattr(self, "n_private", None)
+        if total is None and wanted is None:
+            raise ConfigError(f"dataset {self.name!r} declares no public size of its private split "
+                              "(set N_PRIVATE from its documentation, or n_private)")
+        if total is None:
+            return int(wanted)
+        return int(min(wanted or total, total))
 
     def assets(self) -> list[str]:
         """Names of the assets ``load`` needs (for ``dparena fetch``)."""

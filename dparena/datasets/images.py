@@ -42,9 +42,6 @@ class ImageDataset(SubsampledDataset):
         return DatasetBundle(private=private, eval=evaluation, schema=self.schema,
                              private_labels=private_labels, eval_labels=eval_labels)
 
-    def private_size(self, store: AssetStore) -> int:
-        return min(self.n_private or self.N_PRIVATE, self.N_PRIVATE)  # type: ignore[attr-defined]
-
 
 class MNIST(ImageDataset):
     """MNIST digits, 28×28 grey: private = the 50,000 training images, eval = the 10,000 test images.

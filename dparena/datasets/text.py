@@ -48,6 +48,12 @@ class TextDataset(SubsampledDataset):
     modality = Modality.TEXT
     extra = "text"
     N_EVAL: int = 0
+    N_TOTAL: int = 0
+
+    @property
+    def N_PRIVATE(self) -> int:  # noqa: N802 - the documented size, as other datasets declare it
+        """The corpus' documented size less the eval split (public: the corpus is public)."""
+        return self.N_TOTAL - self.N_EVAL
 
     def __init__(self, n_private: int | None = None, n_eval: int | None = None,
                  split_seed: int = 0, subsample_seed: int = 0):
@@ -119,9 +125,6 @@ class RottenTomatoes(TextDataset):
         return _drop_conflicts(frame["text"].astype(str).str.strip().tolist(),
                                frame["category"].map(lookup).tolist())
 
-    def private_size(self, store: AssetStore) -> int:
-        n = self.N_TOTAL - self.N_EVAL
-        return n if self.n_private is None else min(self.n_private, n)
 
 
 class News(TextDataset):
@@ -181,9 +184,6 @@ class News(TextDataset):
             raise AssetError(f"news: unexpected outlet domains {unknown}")
         return texts, np.asarray([lookup[NEWS_OUTLETS[d]] for d in domains], dtype=np.int64)
 
-    def private_size(self, store: AssetStore) -> int:
-        n = self.N_TOTAL - self.N_EVAL
-        return n if self.n_private is None else min(self.n_private, n)
 
 
 class HubTextDataset(TextDataset):
@@ -242,7 +242,12 @@ class HubTextDataset(TextDataset):
                              eval_labels=elabels[ev], info={"hub_id": self.hub_id})
 
     def private_size(self, store: AssetStore) -> int:
-        return len(self.load(store).private)
+        """The hub card's train-split size (``N_PRIVATE``) or ``n_private``; for another
+        ``hub_id`` only ``n_private`` is public knowledge here, so it must be given."""
+        if self.hub_id != self.HUB_ID and self.n_private is None:
+            raise ConfigError(f"{self.name}: with hub_id={self.hub_id!r} give n_private, the public "
+                              "size N of the private split (it is never counted from the data)")
+        return super().private_size(store)
 
 
 class Yelp(HubTextDataset):
@@ -255,6 +260,7 @@ class Yelp(HubTextDataset):
     description = "Yelp reviews, 1-5 stars (hub Yelp/yelp_review_full); needs the datasets library"
     version = "1"
     HUB_ID = "Yelp/yelp_review_full"
+    N_PRIVATE = 650_000  # train rows, from the dataset card
     schema = TextSchema(("1 star", "2 stars", "3 stars", "4 stars", "5 stars"),
                         domain="business review", label_prompt="a {label} Yelp review",
                         max_words=128,
@@ -272,6 +278,7 @@ class PubMed(HubTextDataset):
     description = "PubMed abstracts, unlabelled (hub ccdv/pubmed-summarization); needs datasets"
     version = "1"
     HUB_ID = "ccdv/pubmed-summarization"
+    N_PRIVATE = 119_924  # train rows, from the dataset card
     TEXT_FIELD = "abstract"
     LABEL_FIELD = None
     schema = TextSchema(("abstract",), domain="medical research abstract",

@@ -45,9 +45,13 @@ class Summary:
 
 
 def load_bundle(spec: RunSpec, assets: AssetStore) -> DatasetBundle:
+    """The spec's dataset, with its public size N (declared, never counted) set on the bundle."""
     from dparena.datasets import datasets
 
-    return datasets.create(spec.dataset, **spec.dataset_params).load(assets)
+    dataset = datasets.create(spec.dataset, **spec.dataset_params)
+    bundle = dataset.load(assets)
+    bundle.public_size = dataset.private_size(assets)
+    return bundle
 
 
 def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,
@@ -67,6 +71,7 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
             private=bundle.private, schema=bundle.schema, budget=spec.budget,
             n_samples=spec.n_samples, seed=spec.seed, public=bundle.public,
             private_labels=bundle.private_labels, workdir=work_dir,
+            public_size=bundle.public_size, secure_noise=spec.secure_noise,
         )
         t0 = time.perf_counter()
         synthetic = method.generate(task, ledger)
@@ -75,6 +80,7 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
 
         spent_eps, spent_delta = ledger.spent(spec.delta)
         rec.spent_epsilon, rec.spent_delta, rec.ledger = spent_eps, spent_delta, ledger.to_list()
+        rec.accountant = ledger.accountant() if spec.private else "none"
         if spec.private:
             within = (spent_eps <= spec.epsilon + EPS_TOLERANCE
                       and spent_delta <= spec.delta * (1 + 1e-9))

@@ -84,6 +84,7 @@ class RunRecord:
     audit: dict[str, Any] | None = None
     created_at: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # the method's Synthetic.info (JSON-safe)
+    accountant: str = ""  # how the ledger was composed (Ledger.accountant), e.g. "PRV"
 
 
 class Store:

@@ -21,9 +21,10 @@ from dparena.errors import ConfigError
 from dparena.types import Budget, resolve_delta
 
 _SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section", "timeout_s",
-               "memory_mb"}
+               "memory_mb", "secure_noise"}
 _SECTION_KEYS = {"name", "dataset", "dataset_params", "n_samples", "metrics", "metric_params",
-                 "methods", "seeds", "epsilons", "delta", "audit", "timeout_s", "memory_mb"}
+                 "methods", "seeds", "epsilons", "delta", "audit", "timeout_s", "memory_mb",
+                 "secure_noise"}
 _AUDIT_KEYS = {"canaries", "runs", "confidence", "n_private", "n_samples"}
 _METHOD_KEYS = {"name", "params", "label"}
 
@@ -52,6 +53,7 @@ class RunSpec:
     timeout_s: float | None = None  # execution limits: not part of the run's identity
     memory_mb: float | None = None
     package_version: str = dparena.__version__
+    secure_noise: bool = False  # DP noise from OS entropy (part of the identity only when on)
 
     @property
     def budget(self) -> Budget:
@@ -70,6 +72,8 @@ class RunSpec:
     def key(self) -> str:
         payload = {k: v for k, v in asdict(self).items()
                    if k not in {"suite", "section", "label", "timeout_s", "memory_mb"}}
+        if not self.secure_noise:  # keys of seeded runs stay what they were
+            payload.pop("secure_noise")
         blob = json.dumps(payload, sort_keys=True, default=str, allow_nan=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -135,7 +139,7 @@ def _float_eq(a: float, text: str) -> bool:
         raise ConfigError(f"--only eps takes a number or 'ref', got {text!r}") from None
 
 
-def load_suite(path: str | Path, store=None) -> Suite:
+def load_suite(path: str | Path, store=None, secure_noise: bool = False) -> Suite:
     """Parse and validate a suite file; every mistake becomes a one-line ConfigError."""
     path = Path(path)
     if not path.exists():
@@ -144,10 +148,12 @@ def load_suite(path: str | Path, store=None) -> Suite:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-    return parse_suite(raw, path=path, store=store)
+    return parse_suite(raw, path=path, store=store, secure_noise=secure_noise)
 
 
-def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Suite:
+def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
+                secure_noise: bool = False) -> Suite:
+    """``secure_noise`` (the CLI's --secure-noise) turns OS-entropy noise on for every section."""
     from dparena.assets import AssetStore
     from dparena.datasets import datasets
     from dparena.methods import methods
@@ -197,6 +203,10 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
             if m not in metric_names:
                 raise ConfigError(f"{swhere}: metric_params for {m!r}, which is not in metrics")
         audit = _audit_options(sec.get("audit"), swhere)
+        secure = sec.get("secure_noise", raw.get("secure_noise", False))
+        if not isinstance(secure, bool):
+            raise ConfigError(f"{swhere}: secure_noise must be true or false")
+        secure = secure or secure_noise
         limits = {}
         for key in ("timeout_s", "memory_mb"):
             value = sec.get(key, raw.get(key))
@@ -239,6 +249,7 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None) -> Su
                         private=cls.private, epsilon=eps, delta=delta, seed=seed,
                         n_samples=n_samples, metrics=metric_names, metric_params=metric_params,
                         audit=audit if cls.private else None, **limits,
+                        secure_noise=bool(secure and cls.private),
                     ))
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):

@@ -153,3 +153,76 @@ def zcdp_rho(epsilon: float, delta: float) -> float:
         if hi - lo <= 1e-12 * hi:
             break
     return float(lo)
+
+
+def sgm_epsilon(history: list[tuple[float, float, int]], delta: float,
+                accountant: str = "prv") -> float:
+    """ε at ``delta`` of composed Poisson-subsampled Gaussian mechanisms.
+
+    ``history`` lists (noise multiplier σ, sampling rate q, steps) as Opacus' accountants take it;
+    a Gaussian release of sensitivity Δ with noise s is (s/Δ, 1, 1). ``accountant`` is "prv"
+    (Gopi, Lee & Wutschitz 2021: Opacus' default since 1.5; its ``get_epsilon`` returns an upper
+    bound that includes its numerical error) or "rdp" (Mironov 2017, the looser bound most DP-SGD
+    papers report). Where RDP already says ε > 64, PRV's grid would need hundreds of GiB; the RDP
+    value, also a valid upper bound, is returned there.
+    """
+    import warnings
+
+    _check_delta(delta)
+    if not history:
+        return 0.0
+    from opacus.accountants import PRVAccountant, RDPAccountant
+
+    acc = {"prv": PRVAccountant, "rdp": RDPAccountant}.get(accountant)
+    if acc is None:
+        raise ValueError(f"unknown DP-SGD accountant {accountant!r}; use 'prv' or 'rdp'")
+    items = [(float(s), float(q), int(t)) for s, q, t in history]
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # q = 1 entries make harmless log(0) warnings in PRV
+        rdp = RDPAccountant()
+        rdp.history = items
+        bound = float(rdp.get_epsilon(delta))
+        if accountant == "rdp" or bound > 64.0:
+            return bound
+        a = acc()
+        a.history = items
+        return min(bound, float(a.get_epsilon(delta)))
+
+
+def dp_sgd_noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int,
+                            accountant: str = "prv",
+                            others: list[tuple[float, float, int]] | None = None) -> float:
+    """Smallest noise multiplier σ (to 0.1%, rounded up) such that ``steps`` DP-SGD steps at rate
+    ``sample_rate``, composed with ``others`` (e.g. a Gaussian histogram as (σ_h, 1, 1)) in
+    ``accountant``, stay within (ε, δ). The same accountant then books the run, so the printed ε is
+    the one the noise was calibrated for."""
+    _check_delta(delta)
+    if epsilon <= 0 or not math.isfinite(epsilon):
+        raise ValueError("epsilon must be finite and > 0")
+    rest = list(others or [])
+
+    def ok(sigma: float) -> bool:
+        # the ledger lists DP-SGD first too, so it recomputes exactly this value; the margin keeps
+        # the run clear of the harness' overspending check
+        return (sgm_epsilon([(sigma, sample_rate, steps), *rest], delta, accountant)
+                <= epsilon * (1.0 - 1e-6))
+
+    if rest and sgm_epsilon(rest, delta, accountant) >= epsilon:
+        raise ValueError("the other mechanisms alone spend the whole budget")
+    hi = 1.0
+    while not ok(hi):
+        hi *= 2.0
+        if hi > 1e4:
+            raise ValueError("no noise multiplier below 1e4 reaches the target ε")
+    lo = hi / 2.0
+    while ok(lo):
+        hi, lo = lo, lo / 2.0
+        if lo < 1e-3:
+            return float(hi)
+    while hi / lo > 1.001:
+        mid = math.sqrt(lo * hi)
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)

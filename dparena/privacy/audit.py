@@ -160,8 +160,10 @@ def audit_tabular(method, private: pd.DataFrame, schema: TableSchema, budget, n_
         included = rng.random(len(chosen)) < 0.5
         data = pd.concat([private, rows[included]], ignore_index=True)
         data = data.iloc[rng.permutation(len(data))].reset_index(drop=True)
+        # N is the audit's own declared subsample size; the canaries it adds at random are the
+        # neighbouring records the guarantee is about
         task = Task(private=data, schema=schema, budget=budget, n_samples=n_samples,
-                    seed=int(rng.integers(2**31)))
+                    seed=int(rng.integers(2**31)), public_size=len(private))
         synthetic = method.generate(task, Ledger())
         guesses = canary_scores(synthetic.data, chosen) > 0
         return included, guesses
@@ -252,7 +254,8 @@ def _ranked_one_run(method, private, labels, canaries, canary_labels, schema, bu
     order = rng.permutation(len(data))
     data = data[order] if isinstance(data, np.ndarray) else [data[i] for i in order]
     task = Task(private=data, schema=schema, budget=budget, n_samples=n_samples,
-                seed=int(rng.integers(2**31)), private_labels=data_labels[order])
+                seed=int(rng.integers(2**31)), private_labels=data_labels[order],
+                public_size=len(labels))  # the audit's declared size, canaries not counted
     synthetic = method.generate(task, Ledger())
     score = closeness(canaries, synthetic.data)
     k = m // 4

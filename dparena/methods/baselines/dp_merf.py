@@ -8,14 +8,17 @@ Images are flattened and scaled to [0, 1]. The feature map is
     φ(x) = [α, √(1−α²) · rff(x)],   rff(x) = [cos(Wx), sin(Wx)] / √(D/2),   W ~ N(0, I / ℓ²)
 
 so ‖φ(x)‖₂ = 1 for every x (the random Fourier features of a Gaussian kernel with length scale ℓ,
-Rahimi & Recht 2007, are unit-norm by construction). The class-conditional mean embedding
-E = (1/n) Σᵢ φ(xᵢ) ⊗ onehot(yᵢ) has Frobenius sensitivity 2/n when one record is replaced (the
-paper's bound; it also covers add/remove with the fixed divisor n, where it is 1/n). E is released
+Rahimi & Recht 2007, are unit-norm by construction). The class-conditional mean embedding is
+E = (1/N) Σᵢ φ(xᵢ) ⊗ onehot(yᵢ) with N the PUBLIC dataset size (``Task.public_size``, declared by
+the dataset or the suite — never the private row count, which would make the noise scale itself
+depend on the private data). Under dparena's neighbouring relation (add or remove one record)
+one record moves E by φ(x) ⊗ onehot(y) / N, of Frobenius norm exactly 1/N: that is the
+sensitivity (the paper's 2/n is the replace-one bound, twice the noise needed here). E is released
 ONCE with the Gaussian mechanism, σ calibrated by :func:`dparena.privacy.gaussian_sigma` to the
-run's (ε, δ), and booked in the ledger; n is the private split's size, public in dparena.
+run's (ε, δ), and booked in the ledger.
 
 The constant coordinate α (``const_weight``) is a dparena addition: its row of the released E is
-α · n_c / n, so the class proportions used to sample labels are read from the same release at no
+α · n_c / N, so the class proportions used to sample labels are read from the same release at no
 extra cost (``const_weight=0`` gives the paper's uniform labels). The generator (an MLP from a
 Gaussian code and a one-hot label to pixels, sigmoid output, as the paper's "FCCondGen") is then
 trained by Adam to minimise ‖E_noisy − Ê_gen‖²_F, where Ê_gen is the same embedding of a generated
@@ -43,6 +46,7 @@ class DPMERF(Method):
     modality = Modality.IMAGE
     description = "DP-MERF: one Gaussian release of a class-conditional RFF mean embedding, generator fit to it"
     extra = "image"
+    version = "2"  # 2: divisor = public N, add/remove sensitivity 1/N (was len(private), 2/n)
 
     def __init__(self, n_features: int = 1000, length_scale2: float | None = None,
                  const_weight: float = 0.5, code_dim: int = 5, hidden: tuple[int, ...] | list[int]
@@ -91,6 +95,7 @@ class DPMERF(Method):
         n, k = len(images), schema.num_classes
         if n < 1:
             raise SchemaError("dp-merf: the private split is empty")
+        size = task.size(self.name)  # the public N: the divisor of the mean embedding
         d = int(np.prod(schema.shape))
         ell2 = self.length_scale2 if self.length_scale2 is not None else 127.0 * d / 784.0
         rng = task.rng
@@ -101,10 +106,10 @@ class DPMERF(Method):
             x = torch.from_numpy(images.reshape(n, d)).float() / 255.0
             onehot = torch.nn.functional.one_hot(torch.from_numpy(labels), k).float()
             # --- the one private release -------------------------------------------------------
-            sensitivity = 2.0 / n
+            sensitivity = 1.0 / size
             sigma = gaussian_sigma(task.budget.epsilon, task.budget.delta, sensitivity)
-            noise = rng.standard_normal((self.n_features + 1, k)) * sigma
-            released = self._embedding(torch, x, onehot, w) / n + torch.from_numpy(noise).float()
+            noise = task.noise.normal(0.0, sigma, (self.n_features + 1, k))
+            released = self._embedding(torch, x, onehot, w) / size + torch.from_numpy(noise).float()
             ledger.gaussian("class-conditional RFF mean embedding (DP-MERF)", sigma=sigma,
                             sensitivity=sensitivity, n_features=self.n_features,
                             classes=k, length_scale2=ell2)
@@ -141,7 +146,7 @@ class DPMERF(Method):
                                "final_loss": float(loss.detach())})
 
     def _class_proportions(self, const_row: np.ndarray) -> np.ndarray:
-        """Class proportions from the released constant row (α·n_c/n + noise); uniform if α = 0."""
+        """Class proportions from the released constant row (α·n_c/N + noise); uniform if α = 0."""
         k = len(const_row)
         if self.const_weight == 0.0:
             return np.full(k, 1.0 / k)

@@ -9,11 +9,14 @@ but not on the prompt, and DP-SGD (Abadi et al., CCS 2016) runs through Opacus w
 training loop as DP-2Stage (:func:`dparena.methods.dp2stage.train.stage2_dp`). Then texts are
 sampled per class from the same prompts.
 
-Privacy: DP-SGD is the only read of the private texts and labels; its ε is the Opacus accountant's
-realised value (booked with ``Ledger.approx``, checked ≤ target). Class sizes of the output come
-from the schema's public ``class_proportions`` (uniform when it has none) or, with
-``class_counts = "dp"``, from a Gaussian-noised label histogram at (``count_share``·ε, δ/2) booked
-in the ledger, DP-SGD then running at ((1 − ``count_share``)·ε, δ/2) (basic composition).
+Privacy: DP-SGD is the only read of the private texts and labels; its noise multiplier is
+calibrated, before training and from public quantities only (the public dataset size N gives the
+sampling rate B/N and the step count), by the accountant that books it (PRV by default, RDP with
+``accountant = "rdp"``). Class sizes of the output come from the schema's public
+``class_proportions`` (uniform when it has none) or, with ``class_counts = "dp"``, from a
+Gaussian-noised label histogram whose σ alone would give (``count_share``·ε, δ); it is composed
+with DP-SGD in the same accountant (a Gaussian release is the subsampled Gaussian at rate 1, one
+step), DP-SGD's σ calibrated so that the two together stay within (ε, δ).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 
 from dparena.errors import ConfigError, require
 from dparena.methods.base import Method, Task
-from dparena.methods.dp2stage.train import check_training_params
+from dparena.methods.dp2stage.train import check_accountant, check_training_params
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.types import Modality, Synthetic
 
@@ -101,11 +104,11 @@ class DPFinetuneLM(Method):
     modality = Modality.TEXT
     description = "DP-FT-Generator: LM fine-tuned with DP-SGD on label-prompted texts, then sampled"
     extra = "llm"
-    version = "1"
+    version = "2"  # 2: PRV accountant, public N, histogram composed jointly, no private losses
 
     def __init__(self, model: str = "smollm2", epochs: int = 2, batch_size: int = 32,
                  physical_batch_size: int = 16, lr: float = 1e-3, max_grad_norm: float = 1.0,
-                 accountant: str = "rdp", lora_r: int = 8, max_tokens: int = 128,
+                 accountant: str = "prv", lora_r: int = 8, max_tokens: int = 128,
                  class_counts: str = "uniform", count_share: float = 0.05,
                  temperature: float = 1.0, top_p: float = 0.95,
                  max_new_tokens: int | None = None, gen_batch_size: int = 32, threads: int = 1):
@@ -125,6 +128,7 @@ class DPFinetuneLM(Method):
         if max_new_tokens is not None and (not isinstance(max_new_tokens, int)
                                            or max_new_tokens < 1):
             raise ConfigError(f"{self.name}: max_new_tokens must be a positive integer or omitted")
+        check_accountant(self.name, accountant)
         if not isinstance(lora_r, int) or lora_r < 0:
             raise ConfigError(f"{self.name}: lora_r must be an integer >= 0 (0 = full fine-tuning)")
         self.model, self.epochs, self.batch_size = model, epochs, batch_size
@@ -136,8 +140,8 @@ class DPFinetuneLM(Method):
                                                                   threads)
 
     # ------------------------------------------------------------------ privacy of class sizes
-    def _class_sizes(self, task: Task, labels: np.ndarray, ledger: Ledger, eps: float,
-                     delta: float) -> tuple[np.ndarray, dict[str, Any]]:
+    def _class_sizes(self, task: Task, labels: np.ndarray, ledger: Ledger,
+                     sigma: float | None) -> tuple[np.ndarray, dict[str, Any]]:
         from dparena.methods.pe.engine import allocate
 
         schema = task.schema
@@ -146,11 +150,10 @@ class DPFinetuneLM(Method):
                  if schema.class_proportions is not None
                  else np.full(schema.num_classes, 1.0 / schema.num_classes))
             return allocate(task.n_samples, p), {"class_sizes": "public"}
-        sigma = gaussian_sigma(eps, delta, sensitivity=1.0)
         counts = np.bincount(labels, minlength=schema.num_classes)
         ledger.gaussian("dp-finetune-lm class counts (noisy private label histogram)",
-                        sigma=sigma, sensitivity=1.0, epsilon=eps, delta=delta)
-        noisy = np.maximum(counts + task.rng.normal(0.0, sigma, schema.num_classes), 0.0)
+                        sigma=sigma, sensitivity=1.0)
+        noisy = np.maximum(counts + task.noise.normal(0.0, sigma, schema.num_classes), 0.0)
         return allocate(task.n_samples, noisy), {"class_sizes": "dp", "count_sigma": sigma}
 
     # ------------------------------------------------------------------ run
@@ -176,17 +179,17 @@ class DPFinetuneLM(Method):
         torch = require("torch", "llm")
         from dparena.assets import AssetStore
         from dparena.methods.dp2stage.sample import generate
-        from dparena.methods.dp2stage.train import book_dp_sgd, stage2_dp
+        from dparena.methods.dp2stage.train import book_dp_sgd, plan_dp_sgd, stage2_dp
 
         schema = task.schema
         eps, delta = task.budget.epsilon, task.budget.delta
-        if self.class_counts == "dp":
-            eps_count, delta_count = self.count_share * eps, delta / 2
-            eps_sgd, delta_sgd = eps - eps_count, delta / 2
-        else:
-            eps_count = delta_count = 0.0
-            eps_sgd, delta_sgd = eps, delta
-        sizes, info = self._class_sizes(task, labels, ledger, eps_count, delta_count)
+        sigma_count = (gaussian_sigma(self.count_share * eps, delta, sensitivity=1.0)
+                       if self.class_counts == "dp" else None)
+        plan = plan_dp_sgd(epsilon=eps, delta=delta, public_size=task.size(self.name),
+                           batch_size=self.batch_size, epochs=self.epochs,
+                           accountant=self.accountant,
+                           others=[(sigma_count, 1.0, 1)] if sigma_count else [])
+        sizes, info = self._class_sizes(task, labels, ledger, sigma_count)
 
         t0 = time.monotonic()
         lm = _load_model(self.model, int(seeds[0]), self.lora_r, AssetStore())
@@ -196,15 +199,14 @@ class DPFinetuneLM(Method):
         t1 = time.monotonic()
         rows = encode_examples(lm.tokenizer, [prompt_for(schema, int(c)) for c in labels], texts,
                                lm.bos_id, lm.eos_id, min(self.max_tokens, lm.max_positions))
-        result = stage2_dp(lm.model, rows, lm.pad_id, epsilon=eps_sgd, delta=delta_sgd,
-                           epochs=self.epochs, batch_size=self.batch_size,
-                           physical_batch_size=self.physical_batch_size, lr=self.lr,
-                           max_grad_norm=self.max_grad_norm, alpha=-1.0, seed=int(seeds[1]),
-                           accountant=self.accountant)
-        book_dp_sgd(ledger, result, "DP-SGD on label-prompted texts", eps_sgd, self.max_grad_norm)
-        info.update({"train_s": time.monotonic() - t1, "dp_epsilon": result.epsilon,
-                     "noise_multiplier": result.noise_multiplier, "dp_steps": result.steps,
-                     "loss_first": result.loss_first, "loss_last": result.loss_last})
+        steps = stage2_dp(lm.model, rows, lm.pad_id, plan=plan, epochs=self.epochs,
+                          physical_batch_size=self.physical_batch_size, lr=self.lr,
+                          max_grad_norm=self.max_grad_norm, alpha=-1.0, seed=int(seeds[1]),
+                          noise=task.noise)
+        book_dp_sgd(ledger, plan, steps, "DP-SGD on label-prompted texts", self.max_grad_norm)
+        info.update({"train_s": time.monotonic() - t1, "accountant": plan.accountant,
+                     "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
+                     "dp_steps": steps})
 
         t2 = time.monotonic()
         out_labels = np.concatenate([np.full(int(n), c, dtype=np.int64)

@@ -54,19 +54,19 @@ class IndependentMarginals(Method):
         out = np.zeros((n, d), dtype=np.int64)
         if self.given is None:
             for j in range(d):
-                noisy = np.bincount(codes[:, j], minlength=sizes[j]) + self._noise(rng, sigma, sizes[j])
+                noisy = np.bincount(codes[:, j], minlength=sizes[j]) + self._noise(task.noise, sigma, sizes[j])
                 out[:, j] = sample_from_counts(noisy, n, rng)
         else:
             g = schema.names.index(self.given)
             kg = sizes[g]
-            noisy_g = np.bincount(codes[:, g], minlength=kg) + self._noise(rng, sigma, kg)
+            noisy_g = np.bincount(codes[:, g], minlength=kg) + self._noise(task.noise, sigma, kg)
             out[:, g] = sample_from_counts(noisy_g, n, rng)
             for j in range(d):
                 if j == g:
                     continue
                 joint = np.zeros((kg, sizes[j]))
                 np.add.at(joint, (codes[:, g], codes[:, j]), 1.0)
-                joint += self._noise(rng, sigma, joint.shape)
+                joint += self._noise(task.noise, sigma, joint.shape)
                 for value in range(kg):
                     rows = np.flatnonzero(out[:, g] == value)
                     if rows.size:
@@ -74,6 +74,7 @@ class IndependentMarginals(Method):
         frame: pd.DataFrame = domain.decode(out, rng)
         return Synthetic(frame, info={"sigma": sigma})
 
-    def _noise(self, rng: np.random.Generator, sigma: float, shape) -> np.ndarray:
-        """The Gaussian noise of the release (a seam for the privacy-audit tests)."""
-        return rng.normal(0.0, sigma, shape)
+    def _noise(self, noise, sigma: float, shape) -> np.ndarray:
+        """The Gaussian noise of the release from the run's noise source (a seam for the
+        privacy-audit tests)."""
+        return noise.normal(0.0, sigma, shape)

@@ -6,11 +6,14 @@ table ``ood``) so it learns the serialization format; stage 2 fine-tunes on the 
 DP-SGD and the weighted loss (α on value tokens). DP-Standard is stage 2 alone.
 
 Privacy: stage 2 is the only read of private rows besides the optional DP count of the prompt
-column. With ``prompt_dist="dp"`` the budget is split: the prompt column's histogram over public
-categories/bins gets a Gaussian mechanism at (``prompt_share``·ε, δ/2) and DP-SGD the rest at
-δ/2; both are booked (the Gaussian exactly, DP-SGD as the Opacus accountant's realised ε).
-With ``prompt_dist="public"`` the prompt value is uniform over the public schema and DP-SGD gets
-the whole (ε, δ). The text of the tiny tokenizer and all pseudo data are public.
+column. With ``prompt_dist="dp"`` the prompt column's histogram over public categories/bins is a
+Gaussian mechanism whose σ alone would give (``prompt_share``·ε, δ); DP-SGD's noise multiplier is
+then calibrated so that both, composed together in the run's accountant (PRV by default, RDP
+with ``accountant="rdp"``; the histogram is the subsampled Gaussian at rate 1 for one step), stay
+within (ε, δ) — no δ is split and no ε is lost to basic composition. With
+``prompt_dist="public"`` the prompt value is uniform over the public schema and DP-SGD gets the
+whole (ε, δ). Sampling rate and step count come from the public dataset size N
+(``Task.public_size``). The text of the tiny tokenizer and all pseudo data are public.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from dparena.methods.dp2stage.loss import encode
 from dparena.methods.dp2stage.pseudo import pseudo_table
 from dparena.methods.dp2stage.sample import LMScorer, generate
 from dparena.methods.dp2stage.serialize import FORMATS, Serializer, column_orders
-from dparena.methods.dp2stage.train import check_training_params
+from dparena.methods.dp2stage.train import check_accountant, check_training_params
 from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.types import Modality, Synthetic
@@ -47,13 +50,13 @@ class DP2Stage(Method):
     modality = Modality.TABULAR
     description = "DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table"
     extra = "llm"
-    version = "2"  # 2: SmolLM2 + LoRA became the default model
+    version = "3"  # 2: SmolLM2 + LoRA the default model; 3: PRV accountant, public N, joint σ
     stages: ClassVar[int] = 2
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
                  shuffle: bool = False, alpha: float = 0.65, epochs: int = 10,
                  batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
-                 max_grad_norm: float = 1.0, accountant: str = "rdp",
+                 max_grad_norm: float = 1.0, accountant: str = "prv",
                  stage1_epochs: float = 5.0, stage1_rows: int = 2000, stage1_lr: float | None = None,
                  stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
                  prompt_column: str | None = None, prompt_dist: str = "dp",
@@ -80,6 +83,7 @@ class DP2Stage(Method):
             stage1_batch_size=batch_size if stage1_batch_size is None else stage1_batch_size)
         if alpha > 1:
             raise ConfigError(f"{self.name}: alpha must be <= 1 (alpha < 0 = plain CE)")
+        check_accountant(self.name, accountant)
         self.model, self.pseudo, self.serialization = model, pseudo, serialization
         self.shuffle, self.alpha, self.epochs = shuffle, alpha, epochs
         self.batch_size, self.physical_batch_size, self.lr = batch_size, physical_batch_size, lr
@@ -97,21 +101,21 @@ class DP2Stage(Method):
         self.n_layer, self.n_embd, self.threads = n_layer, n_embd, threads
 
     # ------------------------------------------------------------------ helpers
-    def _prompt_values(self, task: Task, ledger: Ledger, col, eps: float, delta: float,
+    def _prompt_values(self, task: Task, ledger: Ledger, col, sigma: float | None,
                        n: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-        """Values of the prompt column for n samples: public-uniform or from a DP histogram."""
+        """Values of the prompt column for n samples: public-uniform or from a DP histogram with
+        noise ``sigma`` (sensitivity 1 under add/remove)."""
         domain = Domain(task.schema, bins=32)
         size = domain.size(col.name)
         if self.prompt_dist == "public":
             codes = rng.integers(0, size, n)
             info = {"prompt_dist": "public-uniform"}
         else:
-            sigma = gaussian_sigma(eps, delta, sensitivity=1.0)
             counts = np.bincount(domain.encode_column(col, task.private[col.name].to_numpy()),
                                  minlength=size)
             ledger.gaussian(f"histogram of prompt column {col.name!r} on public bins",
-                            sigma=sigma, sensitivity=1.0, epsilon=eps, delta=delta)
-            noisy = counts + rng.normal(0.0, sigma, size)
+                            sigma=sigma, sensitivity=1.0)
+            noisy = counts + task.noise.normal(0.0, sigma, size)
             codes = sample_from_counts(noisy, n, rng)
             info = {"prompt_dist": "dp-histogram", "prompt_sigma": sigma}
         return domain.decode_column(col, codes, rng), info
@@ -197,7 +201,7 @@ class DP2Stage(Method):
             torch.set_num_threads(prev_threads)
 
     def _run(self, task, ledger, torch, store, stage1, stage2_dp, first, t_start, deadline):
-        from dparena.methods.dp2stage.train import book_dp_sgd
+        from dparena.methods.dp2stage.train import book_dp_sgd, plan_dp_sgd
 
         schema, rng = task.schema, task.rng
         seeds = rng.integers(0, 2**31 - 1, 4)
@@ -213,31 +217,30 @@ class DP2Stage(Method):
         info["load_and_stage1_s"] = time.monotonic() - t_start
 
         eps, delta = task.budget.epsilon, task.budget.delta
-        col = schema.column(first)
-        if self.prompt_dist == "dp":
-            eps_prompt, delta_prompt = self.prompt_share * eps, delta / 2
-            eps_sgd, delta_sgd = eps - eps_prompt, delta / 2
-        else:
-            eps_prompt = delta_prompt = 0.0
-            eps_sgd, delta_sgd = eps, delta
-        if delta_sgd <= 0:
+        if delta <= 0:
             raise ConfigError(f"{self.name}: DP-SGD needs delta > 0")
-        values, pinfo = self._prompt_values(task, ledger, col, eps_prompt, delta_prompt,
+        col = schema.column(first)
+        sigma_prompt = (gaussian_sigma(self.prompt_share * eps, delta, sensitivity=1.0)
+                        if self.prompt_dist == "dp" else None)
+        plan = plan_dp_sgd(epsilon=eps, delta=delta, public_size=task.size(self.name),
+                           batch_size=self.batch_size, epochs=self.epochs,
+                           accountant=self.accountant,
+                           others=[(sigma_prompt, 1.0, 1)] if sigma_prompt else [])
+        values, pinfo = self._prompt_values(task, ledger, col, sigma_prompt,
                                             max(1, int(math.ceil(task.n_samples
                                                                  * self.max_attempts))), rng)
         info.update(pinfo)
 
         t2 = time.monotonic()
         private_rows = self._encode(lm, ser, task.private, rng, first)
-        result = stage2_dp(lm.model, private_rows, lm.pad_id, epsilon=eps_sgd, delta=delta_sgd,
-                           epochs=self.epochs, batch_size=self.batch_size,
-                           physical_batch_size=self.physical_batch_size, lr=self.lr,
-                           max_grad_norm=self.max_grad_norm, alpha=self.alpha,
-                           seed=int(seeds[2]), accountant=self.accountant)
-        book_dp_sgd(ledger, result, "DP-SGD", eps_sgd, self.max_grad_norm)
-        info.update({"stage2_s": time.monotonic() - t2, "dp_epsilon": result.epsilon,
-                     "noise_multiplier": result.noise_multiplier, "dp_steps": result.steps,
-                     "stage2_loss_first": result.loss_first, "stage2_loss_last": result.loss_last})
+        steps = stage2_dp(lm.model, private_rows, lm.pad_id, plan=plan, epochs=self.epochs,
+                          physical_batch_size=self.physical_batch_size, lr=self.lr,
+                          max_grad_norm=self.max_grad_norm, alpha=self.alpha,
+                          seed=int(seeds[2]), noise=task.noise)
+        book_dp_sgd(ledger, plan, steps, "DP-SGD", self.max_grad_norm)
+        info.update({"stage2_s": time.monotonic() - t2, "accountant": plan.accountant,
+                     "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
+                     "dp_steps": steps})
 
         t3 = time.monotonic()
         gen = torch.Generator().manual_seed(int(seeds[3]))

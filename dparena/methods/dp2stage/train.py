@@ -1,14 +1,17 @@
 """Stage 1 (non-private fine-tuning on pseudo data) and stage 2 (DP-SGD on the private rows).
 
-Stage 2 uses Opacus' ``PrivacyEngine.make_private_with_epsilon``: Poisson sampling with rate
-q = batch_size / n, per-example clipping to norm C, Gaussian noise calibrated by the accountant
-(RDP by default, as the paper) so that ``epochs`` passes reach the target (ε, δ); the logical batch
+Stage 2 uses Opacus' ``PrivacyEngine.make_private`` with privacy parameters fixed beforehand from
+public quantities (:func:`plan_dp_sgd`): Poisson sampling with rate q = batch_size / N (N the
+public dataset size, never the private row count), per-example clipping to norm C, Gaussian noise
+σ calibrated by the accountant that books the run (PRV by default; RDP as in the DP-2Stage paper
+with ``accountant = "rdp"``) jointly with the method's other Gaussian releases; the logical batch
 is processed in physical chunks by ``BatchMemoryManager``. Abadi et al., "Deep Learning with
 Differential Privacy", CCS 2016; Opacus (Yousefpour et al., 2021).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from collections.abc import Sequence
@@ -83,64 +86,111 @@ class _Rows:
         return tuple(t[i] for t in self.tensors)
 
 
-@dataclass
-class DPResult:
-    epsilon: float  # the accountant's realised ε at ``delta`` after the steps actually taken
-    delta: float
+@dataclass(frozen=True)
+class DPSGDPlan:
+    """DP-SGD's privacy parameters, fixed before training from public quantities only.
+
+    Under add/remove-one neighbours with the public dataset size N: Poisson sampling at rate
+    q = B / N, ⌊1/q⌋ steps per epoch (Opacus' sampler), the gradient sum divided by the public
+    expected batch size qN = B, and σ calibrated by ``accountant`` so that the run's whole ledger
+    (these steps plus the ``others`` mechanisms it composes with) stays within (ε, δ).
+    """
+
     noise_multiplier: float
     sample_rate: float
     steps: int
     accountant: str
-    loss_first: float
-    loss_last: float
+    expected_batch_size: float
 
 
-def stage2_dp(model, rows: Sequence, pad_id: int, *, epsilon: float, delta: float, epochs: int,
-              batch_size: int, physical_batch_size: int, lr: float, max_grad_norm: float,
-              alpha: float, seed: int, accountant: str = "rdp") -> DPResult:
-    """DP-SGD (AdamW update on the privatized gradient) on the private rows for ``epochs`` epochs."""
+def plan_dp_sgd(*, epsilon: float, delta: float, public_size: int, batch_size: int, epochs: int,
+                accountant: str, others: Sequence[tuple[float, float, int]] = ()) -> DPSGDPlan:
+    """Calibrate DP-SGD for (ε, δ) jointly with ``others`` (Opacus history items, e.g. a Gaussian
+    histogram as (σ_h, 1, 1)) in ``accountant``."""
+    from dparena.privacy.accountants import dp_sgd_noise_multiplier
+
+    q = min(1.0, batch_size / public_size)
+    steps = int(epochs) * int(1.0 / q)
+    sigma = dp_sgd_noise_multiplier(epsilon, delta, q, steps, accountant, list(others))
+    return DPSGDPlan(sigma, q, steps, accountant, q * public_size)
+
+
+def check_accountant(method: str, accountant: str) -> None:
+    from dparena.privacy.ledger import SGM_ACCOUNTANTS
+
+    if accountant not in SGM_ACCOUNTANTS:
+        raise ConfigError(f"{method}: accountant must be one of {', '.join(SGM_ACCOUNTANTS)} "
+                          f"(got {accountant!r}); prv is the tighter valid bound, rdp what most "
+                          "DP-SGD papers report")
+
+
+@contextlib.contextmanager
+def _os_entropy_noise(noise):
+    """With a secure noise source, Opacus' Gaussian noise comes from OS entropy for the duration."""
+    if not getattr(noise, "secure", False):
+        yield
+        return
+    from opacus.optimizers import optimizer as dp_optimizer
+
+    from dparena.privacy.noise import secure_torch_normal
+
+    saved = dp_optimizer._generate_noise
+    dp_optimizer._generate_noise = secure_torch_normal
+    try:
+        yield
+    finally:
+        dp_optimizer._generate_noise = saved
+
+
+def stage2_dp(model, rows: Sequence, pad_id: int, *, plan: DPSGDPlan, epochs: int,
+              physical_batch_size: int, lr: float, max_grad_norm: float, alpha: float, seed: int,
+              noise=None) -> int:
+    """DP-SGD (AdamW update on the privatized gradient) on the private rows for ``epochs`` epochs
+    with the privacy parameters of ``plan``; returns the number of DP-SGD steps taken.
+
+    ``noise`` is the run's noise source (:mod:`dparena.privacy.noise`): seeded noise and Poisson
+    sampling from ``seed`` by default, OS entropy for both when it is secure.
+    """
     torch = require("torch", "llm")
     opacus = require("opacus", "llm")
-    n = len(rows)
-    if n < 2:
-        raise ValueError("stage 2 needs at least 2 private rows")
-    batch_size = min(batch_size, n)
+    from opacus.data_loader import DPDataLoader
+
+    if len(rows) < 1:
+        raise ValueError("stage 2 needs private rows")
     dataset = _Rows(*collate(rows, pad_id))
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=False,
-        generator=torch.Generator().manual_seed(seed * 2 + 1),
-    )
+    secure = getattr(noise, "secure", False)
+    sampler_gen = (noise.torch_generator(seed * 2 + 1) if noise is not None
+                   else torch.Generator().manual_seed(seed * 2 + 1))
+    loader = DPDataLoader(dataset, sample_rate=plan.sample_rate, generator=sampler_gen)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # secure-RNG advice and hook-mode notices
-        engine = opacus.PrivacyEngine(accountant=accountant)
-        module, opt, dp_loader = engine.make_private_with_epsilon(
-            module=model, optimizer=opt, data_loader=loader, target_epsilon=epsilon,
-            target_delta=delta, epochs=epochs, max_grad_norm=max_grad_norm,
-            poisson_sampling=True, noise_generator=torch.Generator().manual_seed(seed * 2 + 2),
+        engine = opacus.PrivacyEngine(accountant=plan.accountant)
+        module, opt, dp_loader = engine.make_private(
+            module=model, optimizer=opt, data_loader=loader,
+            noise_multiplier=plan.noise_multiplier, max_grad_norm=max_grad_norm,
+            poisson_sampling=False,  # the loader above already samples at the public rate q
+            noise_generator=None if secure else torch.Generator().manual_seed(seed * 2 + 2),
         )
-    losses: list[float] = []
-    with warnings.catch_warnings():
+    # Opacus derives the divisor from len(dataset); the public expected batch size qN replaces it
+    opt.expected_batch_size = plan.expected_batch_size
+    steps = [0]
+    with warnings.catch_warnings(), _os_entropy_noise(noise):
         warnings.simplefilter("ignore")  # "full backward hook ... no inputs require gradients"
-        _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, losses)
-    realised = float(engine.get_epsilon(delta))
+        _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps)
     module._close()  # remove Opacus' hooks: the model is used plainly for sampling and scoring
-    history = getattr(engine.accountant, "history", [])
-    return DPResult(
-        epsilon=realised, delta=delta, noise_multiplier=float(opt.noise_multiplier),
-        sample_rate=float(1.0 / len(loader)), steps=int(sum(h[2] for h in history)) if history else 0,
-        accountant=accountant,
-        loss_first=losses[0] if losses else float("nan"),
-        loss_last=sum(losses[-5:]) / max(1, len(losses[-5:])),
-    )
+    return steps[0]
 
 
-def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, losses):
+def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps):
+    """The training loop; ``steps[0]`` counts logical (Poisson) batches. No loss value of a private
+    batch leaves this function: un-noised, it would be a release outside the ledger."""
     from opacus.utils.batch_memory_manager import BatchMemoryManager
 
     for _ in range(epochs):
+        steps[0] += len(dp_loader)
         with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=physical_batch_size,
                                 optimizer=opt) as memory_loader:
             for ids, mask, pos, groups in memory_loader:
@@ -154,24 +204,15 @@ def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, losse
                 loss.backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                losses.append(float(loss.detach()))
 
 
-def book_dp_sgd(ledger, result: DPResult, what: str, target_epsilon: float,
-                max_grad_norm: float) -> None:
-    """Check the realised ε of a DP-SGD run against its target and book it (one (ε, δ) entry).
-
-    Opacus calibrates the noise to the target, so a realised ε above it is a bug, never a user
-    error: the run fails rather than book more than it was given.
-    """
-    if result.epsilon > target_epsilon * (1 + 1e-9):
-        raise RuntimeError(f"Opacus realised ε={result.epsilon:.4g} above its target "
-                           f"{target_epsilon:.4g}")
-    ledger.approx(
-        f"{what} ({result.steps} steps, q={result.sample_rate:.4g}, "
-        f"σ={result.noise_multiplier:.4g}, C={max_grad_norm}) via Opacus {result.accountant}",
-        result.epsilon, result.delta, mechanism="dp-sgd",
-        noise_multiplier=result.noise_multiplier, sample_rate=result.sample_rate,
-        steps=result.steps, max_grad_norm=max_grad_norm, accountant=result.accountant,
-        target_epsilon=target_epsilon,
-    )
+def book_dp_sgd(ledger, plan: DPSGDPlan, steps: int, what: str, max_grad_norm: float) -> None:
+    """Book the DP-SGD steps actually taken under the plan's accountant (one ledger entry)."""
+    if steps > plan.steps:
+        raise RuntimeError(f"DP-SGD took {steps} steps, more than the {plan.steps} it was "
+                           "calibrated for")
+    ledger.dp_sgd(
+        f"{what} ({steps} steps, q={plan.sample_rate:.4g}, σ={plan.noise_multiplier:.4g}, "
+        f"C={max_grad_norm})", plan.noise_multiplier, plan.sample_rate, steps,
+        accountant=plan.accountant, max_grad_norm=max_grad_norm,
+        expected_batch_size=plan.expected_batch_size)

@@ -168,7 +168,7 @@ class PrivateEvolution:
             proportions: np.ndarray, sigma: float, rng: np.random.Generator, ledger: Ledger,
             checkpoint: Path | None = None,
             on_iteration: Callable[[int, PEState], None] | None = None,
-            ) -> tuple[Any, np.ndarray, list[dict]]:
+            noise=None) -> tuple[Any, np.ndarray, list[dict]]:
         """Evolve the populations; returns (final samples, int64 labels, event log).
 
         ``private_emb`` are the private samples' embeddings (the only private input besides their
@@ -212,7 +212,7 @@ class PrivateEvolution:
                 votes = histogram.vote_histogram(private_emb[by_class[c]], emb,
                                                  k=min(cfg.num_nearest_neighbors, len(pop)),
                                                  metric=cfg.distance, batch_size=cfg.batch_size)
-                noisy = histogram.add_noise(votes, sigma, rng)
+                noisy = histogram.add_noise(votes, sigma, rng if noise is None else noise)
                 counts = histogram.threshold(noisy, cfg.threshold)
                 idx, fell_back = histogram.select(counts, int(sizes[c]), rng, cfg.selection,
                                                   cfg.rank_copies)

@@ -77,8 +77,9 @@ def vote_histogram(private_emb: np.ndarray, synthetic_emb: np.ndarray, k: int = 
     return hist
 
 
-def add_noise(hist: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian mechanism: N(0, σ²) on every bin (σ = 0 only for noise-free diagnostics)."""
+def add_noise(hist: np.ndarray, sigma: float, rng) -> np.ndarray:
+    """Gaussian mechanism: N(0, σ²) on every bin (σ = 0 only for noise-free diagnostics); ``rng``
+    is anything with ``normal(loc, scale, size)``: a numpy generator or a noise source."""
     if sigma < 0:
         raise ValueError("sigma must be >= 0")
     if sigma == 0:

@@ -31,12 +31,12 @@ def _public_proportions(schema, class_counts: str) -> np.ndarray | None:
 
 
 def dp_class_proportions(labels: np.ndarray, num_classes: int, sigma: float,
-                         rng: np.random.Generator, ledger: Ledger) -> np.ndarray:
+                         noise, ledger: Ledger) -> np.ndarray:
     """Class fractions from a Gaussian-noised private label histogram (L2 sensitivity 1 under
     adding or removing one record), negative counts clipped to 0; uniform if all are 0.
     Booked in ``ledger``."""
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
-    noisy = np.maximum(counts + rng.normal(0.0, sigma, num_classes), 0.0)
+    noisy = np.maximum(counts + noise.normal(0.0, sigma, num_classes), 0.0)
     ledger.gaussian("PE class counts (noisy private label histogram)", sigma=sigma,
                     sensitivity=1.0)
     if not noisy.sum() > 0:
@@ -145,14 +145,15 @@ class PEMethod(Method):
         if proportions is None:  # bought: a DP label count, composed with PE in μ-GDP
             pe_share = 1.0 - self.count_budget_fraction
             count_sigma = 1.0 / (mu * math.sqrt(self.count_budget_fraction))
-            proportions = dp_class_proportions(labels, schema.num_classes, count_sigma, task.rng,
-                                               ledger)
+            proportions = dp_class_proportions(labels, schema.num_classes, count_sigma,
+                                               task.noise, ledger)
         sigma = math.sqrt(config.iterations) / (mu * math.sqrt(pe_share))
 
         private_emb = engine.embedder.embed(samples)
         checkpoint = task.workdir / "pe-checkpoint.pkl" if task.workdir is not None else None
         final, out_labels, events = engine.run(private_emb, labels, proportions, sigma,
-                                               task.rng, ledger, checkpoint, on_iteration)
+                                               task.rng, ledger, checkpoint, on_iteration,
+                                               noise=task.noise)
         fallbacks = [e for e in events if e["event"] == "uniform-fallback"]
         return Synthetic(data=self.output(final), labels=out_labels,
                          info={"sigma": sigma, "proportions": proportions.tolist(),
