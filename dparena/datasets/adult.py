@@ -9,11 +9,19 @@ the UCI documentation (``adult.names``) and census coding rules, never from the 
   ("Convert Unknown to '?'", adult.names). We keep ``?`` as an explicit public category of those
   three columns, so every method and metric treats "unknown" as a value like any other and no row
   is dropped (dropping would change the private dataset's size silently);
-* numeric bounds: age 17–90 (the extraction kept AAGE > 16; the CPS top-codes age at 90),
-  education-num 1–16 (one code per education level), hours-per-week 1–99 (HRSWK > 0; CPS top-code
-  99), capital-gain 0–99,999 (CPS top-code), capital-loss 0–5,000 and fnlwgt 0–1,500,000 (domain
-  bounds wide enough for any census weight/loss in the extract; values outside are clipped by
-  methods and counted in the edge bins by metrics).
+* numeric bounds, each with its source (values outside are clipped by methods and counted in the
+  edge bins by metrics):
+
+  - age 17–90: the extraction kept AAGE > 16 (adult.names); the CPS top-codes age at 90;
+  - education-num 1–16: one code per education level (the 16 categories of adult.names);
+  - hours-per-week 1–99: the extraction kept HRSWK > 0 (adult.names); CPS top-code 99;
+  - capital-gain 0–99,999: the CPS top-code of income amounts (the value 99,999 stands for it);
+  - capital-loss 0–99,999: no top-code for losses is published; we use the same five-digit range
+    as capital-gain. Chosen without reference to the data (an earlier 5,000 was picked just above
+    the private maximum, which made the bound itself a function of the private split);
+  - fnlwgt 1–10,000,000: the extraction kept AFNLWGT > 1 (adult.names); no upper bound is
+    published, so we use a round cap (ten million people per sample record) that does not depend
+    on the private split (it replaces 1,500,000, which had been read off the data).
 """
 
 from __future__ import annotations
@@ -51,9 +59,9 @@ INCOME = ("<=50K", ">50K")
 
 SCHEMA = TableSchema(
     columns=(
-        Numeric("age", 17, 90, integer=True),
+        Numeric("age", 17, 90, integer=True),  # AAGE > 16 (adult.names); CPS top-code 90
         Categorical("workclass", WORKCLASS + (MISSING,)),
-        Numeric("fnlwgt", 0, 1_500_000, integer=True),
+        Numeric("fnlwgt", 1, 10_000_000, integer=True),  # AFNLWGT > 1 (adult.names); round cap
         Categorical("education", EDUCATION),
         Numeric("education-num", 1, 16, integer=True),
         Categorical("marital-status", MARITAL),
@@ -61,9 +69,9 @@ SCHEMA = TableSchema(
         Categorical("relationship", RELATIONSHIP),
         Categorical("race", RACE),
         Categorical("sex", SEX),
-        Numeric("capital-gain", 0, 99_999, integer=True),
-        Numeric("capital-loss", 0, 5_000, integer=True),
-        Numeric("hours-per-week", 1, 99, integer=True),
+        Numeric("capital-gain", 0, 99_999, integer=True),  # CPS top-code
+        Numeric("capital-loss", 0, 99_999, integer=True),  # capital-gain's CPS range (no top-code)
+        Numeric("hours-per-week", 1, 99, integer=True),  # HRSWK > 0 (adult.names); top-code 99
         Categorical("native-country", COUNTRY + (MISSING,)),
         Categorical("income", INCOME),
     ),
@@ -98,7 +106,7 @@ class TabularDataset(SubsampledDataset):
 
 class Adult(TabularDataset):
     description = "UCI Adult census income (32,561 private / 16,281 eval rows), target income"
-    version = "1"
+    version = "2"  # 2: capital-loss and fnlwgt bounds from documentation, not from the data
     extra = "tabular"
 
     @property
