@@ -25,6 +25,13 @@ DIGITS = ImageSchema(28, 28, 1, tuple(str(d) for d in range(10)))
 ANY_DIGIT = ImageSchema(28, 28, 1, ("digit",))  # one class; drawtext may draw any digit in it
 
 
+@pytest.fixture(autouse=True)
+def _secret_home(tmp_path, monkeypatch):
+    """A checkpoint key made by a test goes to a temporary $DPARENA_HOME, never the user's (the
+    session-scoped ``assets`` fixture, created before this one, keeps the real asset cache)."""
+    monkeypatch.setenv("DPARENA_HOME", str(tmp_path / "dparena-home"))
+
+
 @pytest.fixture(scope="module")
 def mnist(assets):
     return datasets.create("mnist", n_private=1000, n_eval=200).load(assets)
@@ -233,6 +240,7 @@ def test_killed_run_resumes_bit_identical(mnist, tmp_path, class_counts):
     methods.create("pe-image", **kw).generate(_task(mnist, 5.0, workdir=tmp_path / "b"), Ledger(),
                                               on_iteration=lambda t, s: other.append(t))
     assert other == [0, 1, 2, 3, 4]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["pe-checkpoint.npz"]
 
 
 # -- privacy ------------------------------------------------------------------------------------
@@ -336,8 +344,7 @@ def _suite(metrics_entry):
                                      {"name": "public-only"}]}]}
 
 
-def test_generation_only_sections_run_through_the_harness(tmp_path):
-    from dparena.assets import AssetStore
+def test_generation_only_sections_run_through_the_harness(tmp_path, assets):
     from dparena.harness.runner import execute, load_bundle
     from dparena.harness.suite import parse_suite
 
@@ -345,12 +352,15 @@ def test_generation_only_sections_run_through_the_harness(tmp_path):
         parse_suite(_suite({}))
     specs = parse_suite(_suite({"metrics": []})).specs
     assert [s.method for s in specs] == ["pe-image", "public-only"]
-    bundle = load_bundle(specs[0], AssetStore())
+    bundle = load_bundle(specs[0], assets)
     for spec in specs:
-        rec = execute(spec, bundle, tmp_path / spec.method, tmp_path / "cache")
+        rec = execute(spec, bundle, tmp_path / spec.method, tmp_path / "cache",
+                      tmp_path / "work" / spec.method)
         assert rec.status == "ok", rec.error
         assert rec.artifact and rec.metrics == []
-    assert (tmp_path / "pe-image" / "work" / "pe-checkpoint.pkl").exists()
+    # the checkpoint goes to the work dir (the Runner deletes it), never next to the artifact
+    assert (tmp_path / "work" / "pe-image" / "pe-checkpoint.npz").exists()
+    assert [p.name for p in (tmp_path / "pe-image").iterdir()] == ["synthetic.npz"]
 
 
 @pytest.mark.slow

@@ -14,19 +14,28 @@ So T histograms are released, each of L2 sensitivity 1: μ = √T/σ GDP in tota
 Each class votes only over its own synthetic samples; one private record belongs to one class, so
 the per-iteration release over all classes still has sensitivity 1.
 
-After each iteration the state (populations, RNG state, ledger entries so far) is written to a
-checkpoint; a run restarted with the same inputs resumes after its last completed iteration and
-produces bit-identical output.
+Checkpoints. Given a path (the harness passes ``<store folder>/work/<run key>/pe-checkpoint.npz``,
+outside the published ``artifacts/``), the state after each iteration is written there: the
+populations, the RNG's bit-generator state, the ledger entries and events so far, a format version
+and a fingerprint of the run's inputs. A run restarted with the same inputs resumes after its last
+completed iteration and produces bit-identical output; the harness deletes the work folder once
+the run is recorded as ok or invalid, so only a failed or killed run leaves a checkpoint behind.
+
+The fingerprint is an HMAC-SHA256 of the private embeddings and labels and the public settings,
+keyed by this machine's secret ``$DPARENA_HOME/secrets/checkpoint.key``
+(:mod:`dparena.privacy.secret`), which is never stored next to a checkpoint: without the key, a
+checkpoint's holder cannot test whether a given dataset was the input. The file holds no pickle
+(JSON and plain ``.npy`` arrays, :mod:`dparena.methods.pe.checkpoint`); version and fingerprint are
+checked before any array is read, and a torn, foreign or other-input file is ignored (the run
+starts over). A population type that cannot be stored without pickle runs without a checkpoint.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
-import os
-import pickle
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from dparena.errors import ConfigError
+from dparena.methods.pe import checkpoint as ckpt
 from dparena.methods.pe import histogram
 from dparena.methods.pe.api import API
 from dparena.methods.pe.embeddings import Embedder
@@ -44,7 +54,7 @@ from dparena.privacy.ledger import LedgerEntry
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: JSON + .npy (no pickle), HMAC fingerprint
 
 
 def schedule(value: float | int | Sequence[float] | None, iterations: int, what: str,
@@ -144,7 +154,10 @@ class PEConfig:
 
 @dataclass
 class PEState:
-    """What a checkpoint holds: the populations after iteration ``iteration``."""
+    """What a checkpoint holds: the populations after iteration ``iteration``.
+
+    ``fingerprint`` is the keyed HMAC of the run's inputs ("" for a run without a checkpoint).
+    """
 
     fingerprint: str
     iteration: int
@@ -183,11 +196,14 @@ class PrivateEvolution:
         if not sigma > 0:
             raise ValueError("sigma must be > 0")
         classes = len(proportions)
-        fingerprint = self._fingerprint(private_emb, labels, proportions, sigma, rng)
+        key = self._key(checkpoint)
+        checkpoint = checkpoint if key is not None else None
+        fingerprint = (self._fingerprint(private_emb, labels, proportions, sigma, rng, key)
+                       if key is not None else "")
         state = self._load(checkpoint, fingerprint)
         if state is None:
             state = self._initial(fingerprint, proportions, rng)
-            self._save(checkpoint, state)
+            checkpoint = self._save(checkpoint, state)
             if on_iteration:
                 on_iteration(0, state)
         else:
@@ -235,7 +251,7 @@ class PrivateEvolution:
             state.populations = new
             state.iteration = t
             state.rng_state = rng.bit_generator.state
-            self._save(checkpoint, state)
+            checkpoint = self._save(checkpoint, state)
             if on_iteration:
                 on_iteration(t, state)
         parts, out_labels = [], []
@@ -267,9 +283,24 @@ class PrivateEvolution:
             total = emb.astype(np.float64) if total is None else total + emb
         return (total / self.config.lookahead).astype(np.float32)
 
-    def _fingerprint(self, private_emb, labels, proportions, sigma, rng) -> str:
-        """Identity of a run's inputs: a checkpoint from other inputs is never resumed."""
-        h = hashlib.sha256()
+    @staticmethod
+    def _key(path: Path | None) -> bytes | None:
+        """The checkpoint HMAC key, or None (no checkpoint) without a path or a usable key."""
+        if path is None:
+            return None
+        from dparena.privacy.secret import checkpoint_key
+
+        try:
+            return checkpoint_key()
+        except (OSError, ValueError) as exc:
+            log.warning("PE: no checkpoint key (%s); running without a checkpoint", exc)
+            return None
+
+    def _fingerprint(self, private_emb, labels, proportions, sigma, rng, key: bytes) -> str:
+        """Identity of a run's inputs, so that a checkpoint from other inputs is never resumed: an
+        HMAC-SHA256 keyed by the machine's secret checkpoint key (a plain hash of the private
+        embeddings would let anyone holding the file test candidate datasets)."""
+        h = hmac.new(key, b"dparena PE checkpoint fingerprint\0", hashlib.sha256)
         h.update(np.ascontiguousarray(private_emb).tobytes())
         h.update(labels.tobytes())
         h.update(np.asarray(proportions, dtype=np.float64).tobytes())
@@ -280,32 +311,40 @@ class PrivateEvolution:
 
     @staticmethod
     def _load(path: Path | None, fingerprint: str) -> PEState | None:
+        """The checkpoint at ``path`` if it is whole and from these inputs (same fingerprint and
+        version, checked before any array is read); None, and a log line, otherwise."""
         if path is None or not path.exists():
             return None
         try:
-            with open(path, "rb") as fh:
-                state = pickle.load(fh)
+            fields = ckpt.read(path, CHECKPOINT_VERSION, fingerprint)
+            if fields is None:
+                log.info("PE: checkpoint %s is from other inputs or another version; starting "
+                         "over", path)
+                return None
+            return PEState(fingerprint=fingerprint, iteration=int(fields["iteration"]),
+                           populations=fields["populations"], rng_state=fields["rng_state"],
+                           entries=list(fields["entries"]), events=list(fields["events"]))
         except Exception as exc:  # noqa: BLE001 - a torn or foreign file: start over
-            log.warning("PE: ignoring unreadable checkpoint %s (%s)", path, exc)
+            log.warning("PE: ignoring unreadable checkpoint %s (%s: %s); starting over", path,
+                        type(exc).__name__, exc)
             return None
-        if (not isinstance(state, PEState) or state.version != CHECKPOINT_VERSION
-                or state.fingerprint != fingerprint):
-            log.info("PE: checkpoint %s is from other inputs; starting over", path)
-            return None
-        return state
 
     @staticmethod
-    def _save(path: Path | None, state: PEState) -> None:
+    def _save(path: Path | None, state: PEState) -> Path | None:
+        """Write ``state`` to ``path`` atomically; returns the path to keep checkpointing to, or
+        None when the populations cannot be stored without pickle (logged; no file written)."""
         if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+            return None
+        fields = {"version": state.version, "fingerprint": state.fingerprint,
+                  "iteration": state.iteration, "rng_state": state.rng_state,
+                  "entries": state.entries, "events": state.events}
         try:
-            with os.fdopen(fd, "wb") as fh:
-                pickle.dump(state, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+            ckpt.write(path, fields, state.populations)
+        except ckpt.Unsupported as exc:
+            log.warning("PE: these populations cannot be checkpointed without pickle (%s); "
+                        "running without a checkpoint", exc)
+            return None
+        return path
 
 
 def _plain(obj: Any) -> list[tuple[str, Any]]:

@@ -150,7 +150,7 @@ class PEMethod(Method):
         sigma = math.sqrt(config.iterations) / (mu * math.sqrt(pe_share))
 
         private_emb = engine.embedder.embed(samples)
-        checkpoint = task.workdir / "pe-checkpoint.pkl" if task.workdir is not None else None
+        checkpoint = task.workdir / "pe-checkpoint.npz" if task.workdir is not None else None
         final, out_labels, events = engine.run(private_emb, labels, proportions, sigma,
                                                task.rng, ledger, checkpoint, on_iteration,
                                                noise=task.noise)

@@ -69,6 +69,17 @@ class DrawnImages:
     def payload(self) -> np.ndarray:
         return self.images
 
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for a checkpoint (no pickle; see :mod:`dparena.methods.pe.checkpoint`)."""
+        return {"images": self.images, "params": self.params}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> DrawnImages:
+        images, params = arrays["images"], arrays["params"]
+        if images.dtype != np.uint8 or params.dtype != PARAM_DTYPE or len(images) != len(params):
+            raise ValueError("not DrawText images and parameters")
+        return cls(images, params)
+
 
 class DrawText(API):
     """Renders the first character of each class's public label name (digits for MNIST).
