@@ -63,6 +63,11 @@ class Method(ABC):
     extra: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     private: ClassVar[bool] = True
+    # Synthetic.info is PUBLISHED (stored in the run record, shown by `dparena run`): every value in
+    # it must be public (settings, σ, step counts) or post-processing of the DP release. The keys of
+    # the latter are listed here; tests/test_info_published.py checks that every other value stays
+    # the same when one private record changes (keys ending in "_s" are wall times, not covered).
+    released_info: ClassVar[frozenset[str]] = frozenset()
     # what one run needs, in Ray's terms (num_cpus, num_gpus, memory in bytes)
     resources: ClassVar[dict[str, float]] = {"num_cpus": 1}
 

@@ -95,6 +95,8 @@ class _MarginalSynthesizer(Method):
     modality = Modality.TABULAR
     extra = "tabular"
     _label = ""
+    # chosen by OpenDP's DP selection / drawn from the fitted model: post-processing
+    released_info = frozenset({"cliques", "null_rows_dropped"})
 
     def __init__(self, bins: int = 32, iters: int = 1000):
         if not isinstance(bins, int) or bins < 2:

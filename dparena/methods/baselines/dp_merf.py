@@ -46,6 +46,7 @@ class DPMERF(Method):
     modality = Modality.IMAGE
     description = "DP-MERF: one Gaussian release of a class-conditional RFF mean embedding, generator fit to it"
     extra = "image"
+    released_info = frozenset({"class_proportions", "final_loss"})  # from the released E
     version = "2"  # 2: divisor = public N, add/remove sensitivity 1/N (was len(private), 2/n)
 
     def __init__(self, n_features: int = 1000, length_scale2: float | None = None,

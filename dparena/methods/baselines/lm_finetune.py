@@ -104,6 +104,7 @@ class DPFinetuneLM(Method):
     modality = Modality.TEXT
     description = "DP-FT-Generator: LM fine-tuned with DP-SGD on label-prompted texts, then sampled"
     extra = "llm"
+    released_info = frozenset({"empty_texts"})  # of the sampled texts: post-processing
     version = "2"  # 2: PRV accountant, public N, histogram composed jointly, no private losses
 
     def __init__(self, model: str = "smollm2", epochs: int = 2, batch_size: int = 32,

@@ -52,6 +52,8 @@ class DP2Stage(Method):
     extra = "llm"
     version = "3"  # 2: SmolLM2 + LoRA the default model; 3: PRV accountant, public N, joint σ
     stages: ClassVar[int] = 2
+    # counts of generated rows: post-processing of the DP-trained model
+    released_info = frozenset({"attempts", "valid_rows", "validity_rate", "warning"})
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
                  shuffle: bool = False, alpha: float = 0.65, epochs: int = 10,

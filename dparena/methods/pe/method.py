@@ -57,6 +57,8 @@ class PEMethod(Method):
     default_embedding: ClassVar[str]
     default_selection: ClassVar[str] = "sample"
     default_rank_copies: ClassVar[int] = 1
+    # from the noisy histograms (and the DP class count): post-processing of the releases
+    released_info = frozenset({"proportions", "uniform_fallbacks", "events"})
 
     def __init__(self, api: str | None = None, iterations: int = 5,
                  population_sizes: int | list[int] | None = None,
