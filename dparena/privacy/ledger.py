@@ -9,7 +9,6 @@ from typing import Any
 
 from dparena.privacy import accountants
 
-
 #: the accountants a DP-SGD entry may name (both Opacus'; PRV is the tighter valid bound)
 SGM_ACCOUNTANTS = ("prv", "rdp")
 

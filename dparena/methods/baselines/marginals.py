@@ -54,7 +54,8 @@ class IndependentMarginals(Method):
         out = np.zeros((n, d), dtype=np.int64)
         if self.given is None:
             for j in range(d):
-                noisy = np.bincount(codes[:, j], minlength=sizes[j]) + self._noise(task.noise, sigma, sizes[j])
+                noisy = (np.bincount(codes[:, j], minlength=sizes[j])
+                         + self._noise(task.noise, sigma, sizes[j]))
                 out[:, j] = sample_from_counts(noisy, n, rng)
         else:
             g = schema.names.index(self.given)
