@@ -40,8 +40,8 @@ one that does not has no reason to. The guesses are ranked as for images (one-ru
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
