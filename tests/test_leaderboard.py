@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 import math
 
@@ -127,3 +129,100 @@ def test_superseded_runs_are_left_out_of_the_tables():
     table = build_tables(old + new)[0]
     row = next(r for r in table.rows if r.label == "a")
     assert row.n_runs == 2 and row.cells["m"].stat.mean == pytest.approx(0.9)
+
+
+def _audited(label, eps, seed, p_value, lower_bound=1.1, created_at=None, **audit):
+    """A DP run with a stored canary audit of p-value ``p_value`` (None: an older record)."""
+    run = _run(label, eps, seed, {"m": 0.5})
+    run["spec"] = json.dumps({"metrics": ["m", "audit"]})
+    run["metrics"]["audit/eps-lower-bound"] = {"value": lower_bound, "direction": "minimize",
+                                               "metric": "audit", "version": "1", "headline": 1}
+    run["audit"] = {"claimed_epsilon": eps, "delta": 1e-5, "lower_bound": lower_bound,
+                    "confidence": 0.95, "analysis": "one-run", "attack": "rare-value canaries",
+                    "canaries": 100, "guesses": 100, "correct": 60, "runs": 1,
+                    "failed": lower_bound > eps, **audit}
+    if p_value is not None:
+        run["audit"]["p_value"] = p_value
+    if created_at:
+        run["created_at"] = created_at
+    return run
+
+
+def _all_formats(tables):
+    return {fmt: render(tables, fmt) for fmt in ("md", "html", "latex", "csv", "json")}
+
+
+def test_audit_flags_are_holm_corrected_over_the_store():
+    """40 audits at p ≈ 0.03 (each flagged alone at 95%) flag nothing together; p = 1e-6 still is."""
+    runs = [_audited(f"m{i:02d}", 1.0 if i % 2 else 2.0, s, 0.03 + 0.0001 * i)
+            for i in range(20) for s in range(2)]
+    runs.append(_audited("leaky", 1.0, 0, 1e-6, lower_bound=3.0))
+    # a superseded audit of the same slot is not one of the store's current audits
+    runs.append(_audited("leaky", 1.0, 0, 1e-9, lower_bound=5.0, created_at="2025-01-01T00:00:00"))
+    tables = build_tables(runs)
+    rows = [r for t in tables for r in t.rows]
+    flagged = {r.label for r in rows if r.audit_failed}
+    assert flagged == {"leaky"}
+    assert all(r.rankable for r in rows if r.label != "leaky")
+    leaky = next(r for r in rows if r.label == "leaky")
+    assert not leaky.rankable and leaky.display_label == "leaky [AUDIT-FAILED]"
+    assert "exceeds the claimed ε at 95% confidence (Holm–Bonferroni over 41 audits)" in leaky.note
+    assert "p = 1e-06" in leaky.note
+    # an unflagged row whose bound alone exceeds ε says why it is not flagged
+    other = next(r for r in rows if r.label == "m01")
+    assert "not significant" in other.note and "41 audits" in other.note
+    # the audit column is kept as it is
+    assert other.cells["audit/eps-lower-bound"].stat.mean == pytest.approx(1.1)
+    out = _all_formats(tables)
+    for fmt, text in out.items():
+        assert "proof" not in text.lower(), fmt
+        assert "AUDIT-FAILED" in text or "audit-failed" in text, fmt
+    wording = "exceeds the claimed ε at 95% confidence (Holm–Bonferroni over 41 audits)"
+    for fmt in ("md", "html", "csv"):
+        assert wording in out[fmt], fmt
+    assert latex_escape(wording) in out["latex"]
+    entries = json.loads(out["json"])["entries"]
+    assert {e["label"] for e in entries if e["status"] == "audit-failed"} == {"leaky"}
+    assert all(wording in e["note"] for e in entries if e["label"] == "leaky")
+
+    # alone, one audit at p = 0.03 is flagged (K = 1)
+    [alone] = [r for r in build_tables([_audited("a", 1.0, 0, 0.03)])[0].rows]
+    assert alone.audit_failed and "(Holm–Bonferroni over 1 audit)" in alone.note
+
+
+def test_older_audits_without_a_p_value():
+    """One-run records are recomputed from their guesses; multi-run ones are left unflagged."""
+    runs = [_audited("one", 1.0, 0, None, lower_bound=2.5, correct=100),
+            _audited("multi", 1.0, 0, None, lower_bound=2.5, analysis="multi-run", runs=100),
+            _audited("chance", 1.0, 0, None, lower_bound=0.0, correct=55)]
+    rows = {r.label: r for r in build_tables(runs)[0].rows}
+    assert rows["one"].audit_failed and "over 2 audits" in rows["one"].note
+    assert not rows["multi"].audit_failed and rows["multi"].rankable
+    assert "without a p-value" in rows["multi"].note
+    assert not rows["chance"].audit_failed and rows["chance"].note == ""
+
+
+def test_audit_error_is_shown_and_never_ranked():
+    err = "ConfigError: no public category is absent from the private data"
+    broken = _run("broken", 1.0, 0, {"m": 0.99})
+    broken["metric_errors"] = {"audit": err}
+    broken["spec"] = json.dumps({"metrics": ["m", "audit"]})
+    runs = [broken, _run("fine", 1.0, 0, {"m": 0.5}), _run("real", None, 0, {"m": 1.0})]
+    tables = build_tables(runs)
+    rows = {r.label: r for r in tables[0].rows}
+    row = rows["broken"]
+    assert row.audit_error == err and not row.rankable and not row.audit_failed
+    assert row.display_label == "broken [AUDIT-ERROR]" and err in row.note
+    assert row.cells["m"].rank is None and rows["fine"].cells["m"].rank == 1
+    out = _all_formats(tables)
+    for fmt, text in out.items():
+        assert "AUDIT-ERROR" in text or "audit-error" in text, fmt
+    assert err in out["md"] and err in out["csv"]
+    [entry] = [e for e in json.loads(out["json"])["entries"] if e["label"] == "broken"]
+    assert entry["status"] == "audit-error" and err in entry["note"]
+    csv_rows = list(csv.DictReader(io.StringIO(out["csv"])))
+    assert {r["status"] for r in csv_rows if r["label"] == "broken"} == {"audit-error"}
+    # the gate does not let an unaudited run pass as ok
+    base = baseline_entries(build_tables([_run("broken", 1.0, 0, {"m": 0.99})]))
+    [comp] = compare(baseline_entries(tables), base)
+    assert comp.status == "regressed" and "audit" in comp.reason

@@ -20,8 +20,10 @@ FORMATS = ("md", "html", "latex", "csv", "json")
 LEGEND = (
     "Each cell: mean over seeds ± half-width of the 95% bootstrap CI (n = seeds), rank among the "
     "valid DP methods at that ε in parentheses. Non-private references are anchors, never ranked; "
-    "INVALID rows overspent their budget and AUDIT-FAILED rows were caught leaking more than their "
-    "claimed ε by the canary audit (audit/eps-lower-bound column); neither is ranked."
+    "INVALID rows overspent their budget, AUDIT-FAILED rows exceed their claimed ε at 95% "
+    "confidence by the canary audit (Holm–Bonferroni over the store's audits; the "
+    "audit/eps-lower-bound column is each audit's own bound) and AUDIT-ERROR rows' audit raised; "
+    "none of these is ranked."
 )
 
 
@@ -140,7 +142,8 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
         "th{cursor:pointer;background:#f0f0f0}th.asc::after{content:' ▲'}th.desc::after{content:' ▼'}",
         "th:first-child,td:first-child{text-align:left}",
         "tr.reference td{background:#f4f4f8;font-style:italic}",
-        "tr.invalid td,tr.failed td,tr.audit-failed td{background:#fbeaea}",
+        "tr.invalid td,tr.failed td,tr.audit-failed td,tr.audit-error td{background:#fbeaea}",
+        ".notes{color:#555;max-width:60rem}",
         ".flag{font-weight:bold;color:#a00}.ref{color:#555}",
         "td.best{font-weight:bold}.legend{color:#555;max-width:60rem}",
         "img.plot{max-width:32rem;margin:0.5rem}",
@@ -158,12 +161,11 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
         parts += [f"<th onclick='sortBy(this)'>{e(header(c))}</th>" for c in t.columns]
         parts.append("</tr></thead><tbody>")
         for row in t.rows:
+            status = row.display_status
             if row.kind == "reference":
                 cls, flag = "reference", "<span class='ref'>non-private reference</span>"
-            elif row.audit_failed:
-                cls, flag = "audit-failed", "<span class='flag'>AUDIT-FAILED</span>"
-            elif row.status != "ok":
-                cls, flag = row.status, f"<span class='flag'>{e(row.status.upper())}</span>"
+            elif status != "ok":
+                cls, flag = status, f"<span class='flag'>{e(status.upper())}</span>"
             else:
                 cls, flag = "ok", ""
             note = f" title='{e(row.note, quote=True)}'" if row.note else ""
@@ -176,7 +178,11 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
                 parts.append(f"<td{best} data-v='{value}' title='{e(cell_detail(cell), quote=True)}'>"
                              f"{e(cell_text(cell))}</td>")
             parts.append("</tr>")
-        parts.append("</tbody></table></section>")
+        parts.append("</tbody></table>")
+        notes = [f"<li>{e(row.label)}: {e(row.note)}</li>" for row in t.rows if row.note]
+        if notes:
+            parts.append("<ul class='notes'>" + "".join(notes) + "</ul>")
+        parts.append("</section>")
     if plots:
         parts.append("<h2>Quality against ε</h2><div>")
         parts += [f"<a href='{e(link, quote=True)}'><img class='plot' alt='{e(link, quote=True)}' "
@@ -197,7 +203,8 @@ _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{
                   "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "\\": r"\textbackslash{}", "<": r"\textless{}", ">": r"\textgreater{}",
                   "ε": r"$\varepsilon$", "δ": r"$\delta$", "∞": r"$\infty$", "±": r"$\pm$",
-                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "---"}
+                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "---", "–": "--",
+                  "≥": r"$\geq$"}
 
 
 def latex_escape(text: str) -> str:
@@ -219,7 +226,12 @@ def to_latex(tables: list[Table]) -> str:
                 text = latex_escape(cell_text(cell))
                 cells.append(f"\\textbf{{{text}}}" if cell is not None and cell.rank == 1 else text)
             out.append(" & ".join([latex_escape(row.display_label)] + cells) + " \\\\")
-        out.append("\\bottomrule\n\\end{tabular}\n\\end{table}\n")
+        out.append("\\bottomrule\n\\end{tabular}")
+        notes = [f"{latex_escape(row.label)}: {latex_escape(row.note)}" for row in t.rows
+                 if row.note]
+        if notes:
+            out.append("\\par\\smallskip{\\footnotesize " + "\\\\\n".join(notes) + "\\par}")
+        out.append("\\end{table}\n")
     return "\n".join(out)
 
 
@@ -227,7 +239,7 @@ def to_csv(tables: list[Table]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["dataset", "epsilon", "delta", "label", "method", "kind", "status", "metric",
-                "direction", "mean", "std", "n", "ci_low", "ci_high", "rank", "empty"])
+                "direction", "mean", "std", "n", "ci_low", "ci_high", "rank", "empty", "note"])
     for t in tables:
         for row in t.rows:
             for c in t.columns:
@@ -235,12 +247,13 @@ def to_csv(tables: list[Table]) -> str:
                 s = cell.stat if cell else None
                 w.writerow([
                     t.dataset, t.epsilon, "" if t.delta is None else t.delta, row.label,
-                    row.method, row.kind, row.status, c.name, c.direction.value,
+                    row.method, row.kind, row.display_status, c.name, c.direction.value,
                     *(("", "", "", "", "") if s is None else
                       (s.mean, s.std, s.n, "" if s.ci_low is None else s.ci_low,
                        "" if s.ci_high is None else s.ci_high)),
                     "" if cell is None or cell.rank is None else cell.rank,
                     "" if cell is None or s is not None else cell.empty,
+                    row.note,
                 ])
     return buf.getvalue()
 
