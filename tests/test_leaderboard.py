@@ -226,3 +226,59 @@ def test_audit_error_is_shown_and_never_ranked():
     base = baseline_entries(build_tables([_run("broken", 1.0, 0, {"m": 0.99})]))
     [comp] = compare(baseline_entries(tables), base)
     assert comp.status == "regressed" and "audit" in comp.reason
+
+
+def _with_accountant(run, accountant):
+    run["accountant"] = accountant
+    return run
+
+
+def _accountant_tables():
+    runs = [_with_accountant(_run("gauss", 1.0, 0, {"m": 0.6}), "GDP (exact)"),
+            _with_accountant(_run("gauss", 1.0, 1, {"m": 0.7}), "PRV + basic"),
+            _with_accountant(_run("gauss", 1.0, 2, {"m": 0.7}), "GDP (exact)"),
+            _with_accountant(_run("sgd_lm", 1.0, 0, {"m": 0.5}), "RDP"),
+            _run("old", 1.0, 0, {"m": 0.4}),  # recorded before runs kept their accountant
+            _with_accountant(_run("real", None, 0, {"m": 1.0}), "none")]
+    return build_tables(runs)
+
+
+def test_rows_carry_the_accountant():
+    rows = {r.label: r for r in _accountant_tables()[0].rows}
+    assert rows["gauss"].accountant == "GDP (exact) / PRV + basic"
+    assert rows["sgd_lm"].accountant == "RDP"
+    assert rows["old"].accountant == "?"
+    assert rows["real"].accountant == ""
+
+
+def test_every_format_shows_the_accountant():
+    tables = _accountant_tables()
+    md = render(tables, "md")
+    table_lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    header = table_lines[0]
+    assert "| accountant |" in header
+    # valid Markdown: every line of the table has as many cells as the header
+    n_cells = header.count(" | ")
+    assert all(ln.replace("\\|", "").count("|") == header.count("|") for ln in table_lines)
+    assert n_cells >= 2
+    gauss = next(ln for ln in table_lines if ln.startswith("| gauss"))
+    assert gauss.rstrip(" |").endswith("GDP (exact) / PRV + basic")
+    assert next(ln for ln in table_lines if ln.startswith("| old")).rstrip(" |").endswith("?")
+
+    csv_rows = list(csv.DictReader(io.StringIO(render(tables, "csv"))))
+    assert {r["label"]: r["accountant"] for r in csv_rows} == {
+        "gauss": "GDP (exact) / PRV + basic", "sgd_lm": "RDP", "old": "?", "real": ""}
+
+    entries = json.loads(render(tables, "json"))["entries"]
+    assert {e["label"]: e["accountant"] for e in entries} == {
+        "gauss": "GDP (exact) / PRV + basic", "sgd_lm": "RDP", "old": "?", "real": ""}
+
+    page = render(tables, "html")
+    assert "<th onclick='sortBy(this)'>accountant</th>" in page
+    assert ">GDP (exact) / PRV + basic</td>" in page and ">RDP</td>" in page
+
+    tex = render(tables, "latex")
+    assert "Accountant" in tex and "GDP (exact) / PRV + basic" in tex
+    gauss_tex = next(ln for ln in tex.splitlines() if ln.startswith("gauss"))
+    assert gauss_tex.count("&") == len(tables[0].columns) + 1 and "RDP" in tex
+    assert "sgd\\_lm" in tex

@@ -81,6 +81,7 @@ class Row:
     note: str = ""
     audit_failed: bool = False
     audit_error: str = ""  # the error of an audit that raised
+    accountant: str = ""  # how the runs' ε was composed ("?" if not recorded; "" for references)
 
     @property
     def rankable(self) -> bool:
@@ -264,6 +265,8 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str,
         if status == "invalid":
             row.note = next(r["error"] for r in group if r["status"] == "invalid")
         if kind == "dp":
+            row.accountant = " / ".join(sorted({r.get("accountant") or "?"
+                                                for r in (scored or group)}))
             _judge_row(row, scored, audits)
         for col in columns:
             values = [r["metrics"][col.name]["value"] for r in scored
@@ -355,6 +358,6 @@ def baseline_entries(tables: list[Table]) -> list[dict[str, Any]]:
                     "status": row.display_status, "epsilon": eps, "metric": col.name,
                     "metric_version": col.version, "direction": col.direction.value,
                     "mean": s.mean, "std": s.std, "n": s.n, "ci_low": s.ci_low,
-                    "ci_high": s.ci_high, "note": row.note,
+                    "ci_high": s.ci_high, "accountant": row.accountant, "note": row.note,
                 })
     return out
