@@ -354,11 +354,14 @@ def audit(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1))
     else:
-        verdict = "AUDIT-FAILED" if result.failed else "consistent with the claim"
+        level = f"{confidence * 100:g}%"
+        verdict = (f"AUDIT-FAILED: exceeds the claimed ε at {level} confidence" if result.failed
+                   else f"consistent with the claim at {level} confidence")
         typer.echo(f"{method} on {dataset}: claimed ε = {epsilon:g} (δ = {delta:g}); audited lower "
-                   f"bound ε ≥ {result.lower_bound:.3f} at {confidence:.0%} confidence "
+                   f"bound ε ≥ {result.lower_bound:.3f} at {level} confidence "
                    f"({result.analysis}, {result.correct}/{result.guesses} correct guesses, "
-                   f"{result.canaries} canaries): {verdict}")
+                   f"{result.canaries} canaries); p-value of the claim p = {result.p_value:.3g}: "
+                   f"{verdict}")
         typer.echo(f"attack: {result.attack}")
     if result.failed:
         raise typer.Exit(1)

@@ -14,10 +14,13 @@ from dparena.methods import methods
 from dparena.privacy.audit import (
     audit_run,
     canary_scores,
+    holm_bonferroni,
     multi_run_lower_bound,
+    multi_run_p_value,
     one_run_lower_bound,
     one_run_p_value,
     rare_value_canaries,
+    stored_p_value,
 )
 from dparena.types import Budget
 
@@ -48,6 +51,54 @@ def test_multi_run_bound():
     assert multi_run_lower_bound(5, 500, 5, 500, 0) > multi_run_lower_bound(1, 100, 1, 100, 0)
 
 
+@pytest.mark.parametrize("m, r, v", [(100, 100, 70), (100, 100, 90), (1000, 500, 320),
+                                     (40, 20, 19), (100, 100, 55)])
+def test_one_run_p_value_agrees_with_the_lower_bound(m, r, v):
+    """The bound exceeds ε exactly when the p-value of the claim ε is below 1 − confidence."""
+    bound = one_run_lower_bound(m, r, v, 1e-5)
+    for eps in (0.1, 0.5, 1.0, 2.0, 4.0):
+        if abs(bound - eps) > 1e-4:
+            assert (bound > eps) == (one_run_p_value(m, r, v, eps, 1e-5) < 0.05)
+
+
+@pytest.mark.parametrize("fp, n_out, fn, n_in", [(0, 100, 0, 100), (5, 100, 5, 100),
+                                                 (2, 50, 10, 50), (50, 100, 50, 100),
+                                                 (0, 3, 0, 2)])
+def test_multi_run_p_value_is_where_the_bound_crosses_the_claim(fp, n_out, fn, n_in):
+    for eps in (0.0, 0.5, 1.0, 2.0, 4.0):
+        p = multi_run_p_value(fp, n_out, fn, n_in, eps, 1e-5)
+        assert 0.0 < p <= 1.0
+        bound = multi_run_lower_bound(fp, n_out, fn, n_in, 1e-5)
+        if abs(bound - eps) > 1e-4:
+            assert (bound > eps) == (p < 0.05)
+        if 1e-9 < p < 0.99:  # the smallest 1 − confidence at which the bound exceeds ε
+            assert multi_run_lower_bound(fp, n_out, fn, n_in, 1e-5,
+                                         confidence=1 - 1.001 * p) > eps
+            assert multi_run_lower_bound(fp, n_out, fn, n_in, 1e-5,
+                                         confidence=1 - 0.999 * p) <= eps
+    assert multi_run_p_value(50, 100, 50, 100, 0.5, 1e-5) == 1.0  # coin flips reject nothing
+    assert multi_run_p_value(0, 500, 0, 500, 1.0, 0.0) < 1e-12  # a perfect attack, 1,000 runs
+
+
+def test_holm_bonferroni_steps_down():
+    # sorted: 0.005 <= 0.05/4, 0.01 <= 0.05/3, then 0.03 > 0.05/2 stops
+    assert holm_bonferroni([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]
+    assert holm_bonferroni([0.03]) == [True]
+    assert holm_bonferroni([0.03] * 40) == [False] * 40
+    assert holm_bonferroni([0.03] * 40 + [1e-6]) == [False] * 40 + [True]
+    assert holm_bonferroni([]) == []
+
+
+def test_stored_p_value_of_older_audits():
+    old = {"claimed_epsilon": 1.0, "delta": 1e-5, "lower_bound": 2.0, "confidence": 0.95,
+           "analysis": "one-run", "attack": "x", "canaries": 100, "guesses": 80, "correct": 75,
+           "runs": 1, "failed": True}
+    assert stored_p_value(old) == one_run_p_value(100, 80, 75, 1.0, 1e-5)
+    assert stored_p_value({**old, "p_value": 0.2}) == 0.2
+    # multi-run audits stored only the correct count, not the false positives and negatives
+    assert stored_p_value({**old, "analysis": "multi-run", "runs": 80, "canaries": 80}) is None
+
+
 def test_rare_value_canaries_are_absent_from_private_data(adult_small):
     rng = np.random.default_rng(0)
     private = adult_small.private.head(300)
@@ -65,6 +116,9 @@ def test_broken_method_is_caught_at_small_epsilon(adult_small):
         result = audit_run(methods.create("test-noiseless"), adult_small.private, adult_small.schema,
                            Budget(eps, 1e-5), seed=0, options={"n_private": 300})
         assert result.failed and result.lower_bound > 1.5
+        assert result.p_value < 1e-3 and result.to_dict()["p_value"] == result.p_value
+        assert result.p_value == one_run_p_value(result.canaries, result.guesses, result.correct,
+                                                 eps, 1e-5)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -74,6 +128,15 @@ def test_real_method_is_never_flagged(adult_small, seed):
                            adult_small.schema, Budget(eps, 1e-5), seed=seed,
                            options={"n_private": 300})
         assert not result.failed, result
+        assert result.p_value >= 0.05, result
+
+
+def test_multi_run_audit_reports_its_p_value(adult_small):
+    result = audit_run(methods.create("test-noiseless"), adult_small.private, adult_small.schema,
+                       Budget(0.5, 1e-5), seed=0, options={"n_private": 300, "runs": 30})
+    assert result.analysis == "multi-run" and result.failed
+    assert result.correct == result.runs  # test-noiseless copies every canary
+    assert 0.0 < result.p_value < 0.05
 
 
 def test_suite_audit_column_flags_the_broken_method(tmp_path):

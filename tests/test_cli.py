@@ -1,6 +1,7 @@
 """The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -153,3 +154,17 @@ def test_accountant_pe():
     out = dparena("accountant", "pe", "--epsilon", "3.3414", "--steps", "5", "--delta", "1e-5")
     assert out.returncode == 0 and out.stdout.startswith("sigma = 2.828")
     assert_user_error(dparena("accountant", "pe", "--steps", "5", "--delta", "1e-5"), "exactly one")
+
+
+def test_audit_prints_the_p_value_and_what_the_bound_means():
+    env = {**os.environ, "DPARENA_PLUGINS": "tests.plugins"}
+    caught = subprocess.run([sys.executable, "-m", "dparena", "audit", "--method", "test-noiseless",
+                             "--epsilon", "1", "--confidence", "0.99"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert caught.returncode == 1, caught.stderr
+    assert "exceeds the claimed ε at 99% confidence" in caught.stdout
+    assert "p-value of the claim p = " in caught.stdout and "proof" not in caught.stdout.lower()
+    honest = dparena("audit", "--method", "independent-marginals", "--epsilon", "1", "--json")
+    assert honest.returncode == 0, honest.stderr
+    result = json.loads(honest.stdout)
+    assert result["p_value"] >= 0.05 and not result["failed"]

@@ -179,3 +179,34 @@ def test_store_adds_the_info_column_to_an_older_database(tmp_path):
     assert run["info"] == {} and run["key"] == "k"
     big = json_safe_info({"sigma": 1.5, "history": list(range(10_000)), 3: "x"})
     assert big["sigma"] == 1.5 and big["3"] == "x" and big["history"].startswith("<")
+
+
+def test_store_keeps_the_accountant_and_adds_its_column_to_an_older_database(tmp_path):
+    """A run's accountant (how its ε was composed) round-trips; an older database gains the
+    column and its runs read "" (shown as "?" in the leaderboards)."""
+    from dparena.harness.store import SCHEMA, RunRecord
+
+    path = tmp_path / "old.sqlite"
+    con = sqlite3.connect(path)
+    old_schema = SCHEMA.replace(",\n    info TEXT NOT NULL DEFAULT '{}'", "").replace(
+        ",\n    accountant TEXT NOT NULL DEFAULT ''", "")
+    con.executescript(old_schema)
+    assert not {"info", "accountant"} & {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    con.execute("INSERT INTO runs (key, name, dataset, method, label, private, status, spec, "
+                "created_at) VALUES ('k', 'n', 'adult', 'real', 'real', 0, 'ok', '{}', 'now')")
+    con.commit()
+    con.close()
+    store = Store(path)
+    [run] = store.runs()
+    assert run["accountant"] == "" and run["info"] == {}
+
+    raw = {"name": "acc", "seeds": [0], "epsilons": [1.0], "delta": 1e-5,
+           "section": [{"dataset": "adult", "metrics": [],
+                        "methods": [{"name": "independent-marginals"}]}]}
+    [spec] = parse_suite(raw).specs
+    store.record(RunRecord(spec, "ok", spent_epsilon=0.0, accountant="GDP (exact)",
+                           ledger=[{"mechanism": "gaussian", "accountant": "GDP (exact)"}],
+                           created_at="later"))
+    new = next(r for r in store.runs() if r["key"] == spec.key)
+    assert new["accountant"] == "GDP (exact)" and new["ledger"][0]["accountant"] == "GDP (exact)"
+    assert build_tables([new])[0].rows[0].accountant == "GDP (exact)"

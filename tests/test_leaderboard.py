@@ -1,3 +1,5 @@
+import csv
+import io
 import json
 import math
 
@@ -127,3 +129,156 @@ def test_superseded_runs_are_left_out_of_the_tables():
     table = build_tables(old + new)[0]
     row = next(r for r in table.rows if r.label == "a")
     assert row.n_runs == 2 and row.cells["m"].stat.mean == pytest.approx(0.9)
+
+
+def _audited(label, eps, seed, p_value, lower_bound=1.1, created_at=None, **audit):
+    """A DP run with a stored canary audit of p-value ``p_value`` (None: an older record)."""
+    run = _run(label, eps, seed, {"m": 0.5})
+    run["spec"] = json.dumps({"metrics": ["m", "audit"]})
+    run["metrics"]["audit/eps-lower-bound"] = {"value": lower_bound, "direction": "minimize",
+                                               "metric": "audit", "version": "1", "headline": 1}
+    run["audit"] = {"claimed_epsilon": eps, "delta": 1e-5, "lower_bound": lower_bound,
+                    "confidence": 0.95, "analysis": "one-run", "attack": "rare-value canaries",
+                    "canaries": 100, "guesses": 100, "correct": 60, "runs": 1,
+                    "failed": lower_bound > eps, **audit}
+    if p_value is not None:
+        run["audit"]["p_value"] = p_value
+    if created_at:
+        run["created_at"] = created_at
+    return run
+
+
+def _all_formats(tables):
+    return {fmt: render(tables, fmt) for fmt in ("md", "html", "latex", "csv", "json")}
+
+
+def test_audit_flags_are_holm_corrected_over_the_store():
+    """40 audits at p ≈ 0.03 (each flagged alone at 95%) flag nothing together; p = 1e-6 still is."""
+    runs = [_audited(f"m{i:02d}", 1.0 if i % 2 else 2.0, s, 0.03 + 0.0001 * i)
+            for i in range(20) for s in range(2)]
+    runs.append(_audited("leaky", 1.0, 0, 1e-6, lower_bound=3.0))
+    # a superseded audit of the same slot is not one of the store's current audits
+    runs.append(_audited("leaky", 1.0, 0, 1e-9, lower_bound=5.0, created_at="2025-01-01T00:00:00"))
+    tables = build_tables(runs)
+    rows = [r for t in tables for r in t.rows]
+    flagged = {r.label for r in rows if r.audit_failed}
+    assert flagged == {"leaky"}
+    assert all(r.rankable for r in rows if r.label != "leaky")
+    leaky = next(r for r in rows if r.label == "leaky")
+    assert not leaky.rankable and leaky.display_label == "leaky [AUDIT-FAILED]"
+    assert "exceeds the claimed ε at 95% confidence (Holm–Bonferroni over 41 audits)" in leaky.note
+    assert "p = 1e-06" in leaky.note
+    # an unflagged row whose bound alone exceeds ε says why it is not flagged
+    other = next(r for r in rows if r.label == "m01")
+    assert "not significant" in other.note and "41 audits" in other.note
+    # the audit column is kept as it is
+    assert other.cells["audit/eps-lower-bound"].stat.mean == pytest.approx(1.1)
+    out = _all_formats(tables)
+    for fmt, text in out.items():
+        assert "proof" not in text.lower(), fmt
+        assert "AUDIT-FAILED" in text or "audit-failed" in text, fmt
+    wording = "exceeds the claimed ε at 95% confidence (Holm–Bonferroni over 41 audits)"
+    for fmt in ("md", "html", "csv"):
+        assert wording in out[fmt], fmt
+    assert latex_escape(wording) in out["latex"]
+    entries = json.loads(out["json"])["entries"]
+    assert {e["label"] for e in entries if e["status"] == "audit-failed"} == {"leaky"}
+    assert all(wording in e["note"] for e in entries if e["label"] == "leaky")
+
+    # alone, one audit at p = 0.03 is flagged (K = 1)
+    [alone] = [r for r in build_tables([_audited("a", 1.0, 0, 0.03)])[0].rows]
+    assert alone.audit_failed and "(Holm–Bonferroni over 1 audit)" in alone.note
+
+
+def test_older_audits_without_a_p_value():
+    """One-run records are recomputed from their guesses; multi-run ones are left unflagged."""
+    runs = [_audited("one", 1.0, 0, None, lower_bound=2.5, correct=100),
+            _audited("multi", 1.0, 0, None, lower_bound=2.5, analysis="multi-run", runs=100),
+            _audited("chance", 1.0, 0, None, lower_bound=0.0, correct=55)]
+    rows = {r.label: r for r in build_tables(runs)[0].rows}
+    assert rows["one"].audit_failed and "over 2 audits" in rows["one"].note
+    assert not rows["multi"].audit_failed and rows["multi"].rankable
+    assert "without a p-value" in rows["multi"].note
+    assert not rows["chance"].audit_failed and rows["chance"].note == ""
+
+
+def test_audit_error_is_shown_and_never_ranked():
+    err = "ConfigError: no public category is absent from the private data"
+    broken = _run("broken", 1.0, 0, {"m": 0.99})
+    broken["metric_errors"] = {"audit": err}
+    broken["spec"] = json.dumps({"metrics": ["m", "audit"]})
+    runs = [broken, _run("fine", 1.0, 0, {"m": 0.5}), _run("real", None, 0, {"m": 1.0})]
+    tables = build_tables(runs)
+    rows = {r.label: r for r in tables[0].rows}
+    row = rows["broken"]
+    assert row.audit_error == err and not row.rankable and not row.audit_failed
+    assert row.display_label == "broken [AUDIT-ERROR]" and err in row.note
+    assert row.cells["m"].rank is None and rows["fine"].cells["m"].rank == 1
+    out = _all_formats(tables)
+    for fmt, text in out.items():
+        assert "AUDIT-ERROR" in text or "audit-error" in text, fmt
+    assert err in out["md"] and err in out["csv"]
+    [entry] = [e for e in json.loads(out["json"])["entries"] if e["label"] == "broken"]
+    assert entry["status"] == "audit-error" and err in entry["note"]
+    csv_rows = list(csv.DictReader(io.StringIO(out["csv"])))
+    assert {r["status"] for r in csv_rows if r["label"] == "broken"} == {"audit-error"}
+    # the gate does not let an unaudited run pass as ok
+    base = baseline_entries(build_tables([_run("broken", 1.0, 0, {"m": 0.99})]))
+    [comp] = compare(baseline_entries(tables), base)
+    assert comp.status == "regressed" and "audit" in comp.reason
+
+
+def _with_accountant(run, accountant):
+    run["accountant"] = accountant
+    return run
+
+
+def _accountant_tables():
+    runs = [_with_accountant(_run("gauss", 1.0, 0, {"m": 0.6}), "GDP (exact)"),
+            _with_accountant(_run("gauss", 1.0, 1, {"m": 0.7}), "PRV + basic"),
+            _with_accountant(_run("gauss", 1.0, 2, {"m": 0.7}), "GDP (exact)"),
+            _with_accountant(_run("sgd_lm", 1.0, 0, {"m": 0.5}), "RDP"),
+            _run("old", 1.0, 0, {"m": 0.4}),  # recorded before runs kept their accountant
+            _with_accountant(_run("real", None, 0, {"m": 1.0}), "none")]
+    return build_tables(runs)
+
+
+def test_rows_carry_the_accountant():
+    rows = {r.label: r for r in _accountant_tables()[0].rows}
+    assert rows["gauss"].accountant == "GDP (exact) / PRV + basic"
+    assert rows["sgd_lm"].accountant == "RDP"
+    assert rows["old"].accountant == "?"
+    assert rows["real"].accountant == ""
+
+
+def test_every_format_shows_the_accountant():
+    tables = _accountant_tables()
+    md = render(tables, "md")
+    table_lines = [ln for ln in md.splitlines() if ln.startswith("|")]
+    header = table_lines[0]
+    assert "| accountant |" in header
+    # valid Markdown: every line of the table has as many cells as the header
+    n_cells = header.count(" | ")
+    assert all(ln.replace("\\|", "").count("|") == header.count("|") for ln in table_lines)
+    assert n_cells >= 2
+    gauss = next(ln for ln in table_lines if ln.startswith("| gauss"))
+    assert gauss.rstrip(" |").endswith("GDP (exact) / PRV + basic")
+    assert next(ln for ln in table_lines if ln.startswith("| old")).rstrip(" |").endswith("?")
+
+    csv_rows = list(csv.DictReader(io.StringIO(render(tables, "csv"))))
+    assert {r["label"]: r["accountant"] for r in csv_rows} == {
+        "gauss": "GDP (exact) / PRV + basic", "sgd_lm": "RDP", "old": "?", "real": ""}
+
+    entries = json.loads(render(tables, "json"))["entries"]
+    assert {e["label"]: e["accountant"] for e in entries} == {
+        "gauss": "GDP (exact) / PRV + basic", "sgd_lm": "RDP", "old": "?", "real": ""}
+
+    page = render(tables, "html")
+    assert "<th onclick='sortBy(this)'>accountant</th>" in page
+    assert ">GDP (exact) / PRV + basic</td>" in page and ">RDP</td>" in page
+
+    tex = render(tables, "latex")
+    assert "Accountant" in tex and "GDP (exact) / PRV + basic" in tex
+    gauss_tex = next(ln for ln in tex.splitlines() if ln.startswith("gauss"))
+    assert gauss_tex.count("&") == len(tables[0].columns) + 1 and "RDP" in tex
+    assert "sgd\\_lm" in tex

@@ -76,6 +76,29 @@ def test_zcdp_conversion_is_tighter_than_the_classic_bound(rho):
     assert gdp_epsilon(math.sqrt(2 * rho), delta) <= eps
 
 
+def test_zcdp_epsilon_of_a_tiny_rho_is_zero_when_delta_covers_it():
+    """ρ so small that δ(ε = 0) ≤ δ already: ε is 0, not a root-finding error."""
+    assert zcdp_delta(0.0, 1e-10) <= 1e-5
+    assert zcdp_epsilon(1e-10, 1e-5) == 0.0
+    for rho in (1e-14, 1e-12, 1e-11):
+        assert zcdp_epsilon(rho, 1e-5) == 0.0
+    # just above the threshold the conversion is a small positive ε that covers δ
+    for rho in (1e-9, 1e-8, 1e-7):
+        eps = zcdp_epsilon(rho, 1e-5)
+        assert 0.0 < eps < 0.01 and zcdp_delta(eps, rho) <= 1e-5
+
+
+def test_zcdp_epsilon_is_monotone_in_rho():
+    rhos = [0.0, 1e-12, 1e-10, 1e-9, 1e-8, 1e-6, 1e-4, 0.01, 0.1, 0.5, 2.0]
+    eps = [zcdp_epsilon(rho, 1e-5) for rho in rhos]
+    assert eps == sorted(eps) and eps[0] == 0.0 and eps[-1] > 1.0
+    # ρ above the threshold converts exactly as before the fix
+    before = {1e-8: 0.0002090152512712724, 1e-4: 0.04504746208860458, 0.01: 0.5457255482740069,
+              0.5: 4.728386984943376}
+    for rho, value in before.items():
+        assert zcdp_epsilon(rho, 1e-5) == value
+
+
 def test_zcdp_conversion_matches_opendp():
     dp = pytest.importorskip("opendp.prelude")
     dp.enable_features("contrib")

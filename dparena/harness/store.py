@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     ledger TEXT, timings TEXT, peak_rss_mb REAL, versions TEXT,
     error TEXT NOT NULL DEFAULT '', metric_errors TEXT NOT NULL DEFAULT '{}',
     artifact TEXT, audit TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL,
-    info TEXT NOT NULL DEFAULT '{}'
+    info TEXT NOT NULL DEFAULT '{}',
+    accountant TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS metric_values (
     key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
@@ -49,7 +50,7 @@ RUN_COLUMNS = ("key", "name", "suite", "section", "dataset", "dataset_version", 
                "method", "method_version", "method_params", "label", "private", "epsilon", "delta",
                "seed", "n_samples", "status", "spent_epsilon", "spent_delta", "ledger", "timings",
                "peak_rss_mb", "versions", "error", "metric_errors", "artifact", "audit", "spec",
-               "created_at", "info")
+               "created_at", "info", "accountant")
 INFO_LIMIT = 20_000  # characters of one info value's JSON kept in the store
 
 
@@ -84,7 +85,7 @@ class RunRecord:
     audit: dict[str, Any] | None = None
     created_at: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # the method's Synthetic.info (JSON-safe)
-    accountant: str = ""  # how the ledger was composed (Ledger.accountant), e.g. "PRV"
+    accountant: str = ""  # how the run's ε was composed (Ledger.accountant), e.g. "PRV", "none"
 
 
 class Store:
@@ -97,6 +98,8 @@ class Store:
             columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
             if "info" not in columns:  # a database written before runs kept the method's info
                 con.execute("ALTER TABLE runs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
+            if "accountant" not in columns:  # ... or before they named their accountant
+                con.execute("ALTER TABLE runs ADD COLUMN accountant TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=60)
@@ -121,7 +124,7 @@ class Store:
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
             json.dumps(rec.metric_errors), rec.artifact,
             json.dumps(rec.audit) if rec.audit is not None else None, s.to_json(), rec.created_at,
-            json.dumps(rec.info, default=_default),
+            json.dumps(rec.info, default=_default), rec.accountant,
         )
         con = self._connect()
         try:

@@ -3,6 +3,11 @@
 Tables are data before they are text: one :class:`Table` per (dataset, ε) holds the DP methods run
 at that ε plus every non-private reference (shown as labelled anchors, never ranked). A row whose
 runs overspent their budget is INVALID: shown, never ranked. An empty cell says why it is empty.
+
+Canary audits are judged together: Holm–Bonferroni at family-wise level AUDIT_LEVEL over the
+audits of every current audited DP run in the store (across datasets and ε) decides which claims
+are rejected; a row with a rejected claim is AUDIT-FAILED, one whose audit raised is AUDIT-ERROR,
+and neither is ranked.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dparena.types import Direction
 
 BOOTSTRAP_RESAMPLES = 2000
 CI_LEVEL = 0.95
+AUDIT_LEVEL = 0.05  # family-wise error rate of the AUDIT-FAILED flags (Holm–Bonferroni)
 
 
 @dataclass(frozen=True)
@@ -74,10 +80,24 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     note: str = ""
     audit_failed: bool = False
+    audit_error: str = ""  # the error of an audit that raised
+    accountant: str = ""  # how the runs' ε was composed ("?" if not recorded; "" for references)
 
     @property
     def rankable(self) -> bool:
-        return self.kind == "dp" and self.status == "ok" and not self.audit_failed
+        return (self.kind == "dp" and self.status == "ok" and not self.audit_failed
+                and not self.audit_error)
+
+    @property
+    def display_status(self) -> str:
+        """The status every format shows: "ok", "invalid", "failed", "audit-failed", "audit-error"."""
+        if self.status != "ok":
+            return self.status
+        if self.audit_failed:
+            return "audit-failed"
+        if self.audit_error:
+            return "audit-error"
+        return "ok"
 
     @property
     def display_label(self) -> str:
@@ -91,6 +111,8 @@ class Row:
             return f"{self.label} [failed]"
         if self.audit_failed:
             return f"{self.label} [AUDIT-FAILED]"
+        if self.audit_error:
+            return f"{self.label} [AUDIT-ERROR]"
         return self.label
 
 
@@ -137,8 +159,10 @@ def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[
     Superseded runs (an older run of the same dataset, label, ε and seed) are left out.
     """
     by_dataset: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for run in latest_runs(runs):
+    current = latest_runs(runs)
+    for run in current:
         by_dataset[dataset_key(run)].append(run)
+    audits = judge_audits(current)
     tables = []
     for ds, ds_runs in sorted(by_dataset.items()):
         columns = _columns(ds_runs, all_metrics)
@@ -148,7 +172,7 @@ def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[
             epsilons = [math.inf]
         for eps in epsilons:
             at_eps = [r for r in ds_runs if r["epsilon"] is not None and r["epsilon"] == eps]
-            rows = _rows(at_eps, columns, "dp") + _rows(refs, columns, "reference")
+            rows = _rows(at_eps, columns, "dp", audits) + _rows(refs, columns, "reference", audits)
             _rank(rows, columns)
             rows.sort(key=lambda r: (r.kind != "dp", not r.rankable, _sort_key(r, columns)))
             deltas = {r["delta"] for r in at_eps}
@@ -157,6 +181,45 @@ def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[
                 delta=deltas.pop() if len(deltas) == 1 else None, columns=columns, rows=rows,
             ))
     return tables
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """One stored audit judged among the store's: its p-value (None if unknown) and Holm's call."""
+
+    p_value: float | None
+    rejected: bool
+    family: int  # K, the audits Holm–Bonferroni ran over
+
+
+def judge_audits(runs: list[dict[str, Any]], level: float = AUDIT_LEVEL
+                 ) -> dict[str, AuditVerdict]:
+    """Holm–Bonferroni over the audits of ``runs`` (DP runs with a stored audit), by run key.
+
+    Each audit tests the null "the method is (claimed ε, δ)-DP"; an audit without a p-value
+    (a multi-run record from before dparena stored it) is not tested and not counted in K.
+    """
+    from dparena.privacy.audit import holm_bonferroni, stored_p_value
+
+    audited = [r for r in runs if r["epsilon"] is not None and r.get("audit")]
+    p_values = {r["key"]: stored_p_value(r["audit"]) for r in audited}
+    tested = [k for k, p in p_values.items() if p is not None]
+    rejected = dict(zip(tested, holm_bonferroni([p_values[k] for k in tested], level),
+                        strict=True))
+    return {k: AuditVerdict(p, rejected.get(k, False), len(tested)) for k, p in p_values.items()}
+
+
+def _audit_note(audit: dict[str, Any], verdict: AuditVerdict) -> str:
+    over = f"(Holm–Bonferroni over {verdict.family} audit{'s' if verdict.family != 1 else ''})"
+    if verdict.p_value is None:
+        return (f"privacy audit ({audit['analysis']}): stored by an older dparena without a "
+                f"p-value, so not tested and never flagged; rerun the audit to test the claim")
+    said = (f"privacy audit ({audit['analysis']}): p = {verdict.p_value:.2g} for the claimed "
+            f"ε = {audit['claimed_epsilon']:g}, single-audit lower bound ε ≥ "
+            f"{audit['lower_bound']:.3g}")
+    if verdict.rejected:
+        return f"{said}; exceeds the claimed ε at {1 - AUDIT_LEVEL:.0%} confidence {over}"
+    return f"{said}; not significant at family-wise level {AUDIT_LEVEL:g} {over}"
 
 
 def _columns(runs: list[dict[str, Any]], all_metrics: bool) -> list[ColumnSpec]:
@@ -182,7 +245,8 @@ def _columns(runs: list[dict[str, Any]], all_metrics: bool) -> list[ColumnSpec]:
     return sorted(order.values(), key=position)
 
 
-def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str) -> list[Row]:
+def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str,
+          audits: dict[str, AuditVerdict]) -> list[Row]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for run in runs:
         groups[run["label"]].append(run)
@@ -200,13 +264,10 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str) -> l
             row.note = f"{n_failed}/{len(group)} runs failed: {first.splitlines()[0] if first else ''}"
         if status == "invalid":
             row.note = next(r["error"] for r in group if r["status"] == "invalid")
-        failed_audits = [r["audit"] for r in group if r.get("audit") and r["audit"]["failed"]]
-        if failed_audits:
-            a = max(failed_audits, key=lambda x: x["lower_bound"])
-            row.audit_failed = True
-            row.note = (f"privacy audit: lower bound ε ≥ {a['lower_bound']:.3g} "
-                        f"({a['confidence']:.0%} confidence, {a['analysis']}) exceeds the claimed "
-                        f"ε = {a['claimed_epsilon']:g}")
+        if kind == "dp":
+            row.accountant = " / ".join(sorted({r.get("accountant") or "?"
+                                                for r in (scored or group)}))
+            _judge_row(row, scored, audits)
         for col in columns:
             values = [r["metrics"][col.name]["value"] for r in scored
                       if col.name in r["metrics"] and r["metrics"][col.name]["value"] is not None]
@@ -226,6 +287,31 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str) -> l
                 row.cells[col.name] = Cell(None, "no run")
         rows.append(row)
     return rows
+
+
+def _judge_row(row: Row, scored: list[dict[str, Any]], audits: dict[str, AuditVerdict]) -> None:
+    """Flag the row AUDIT-FAILED (Holm rejects one of its audits) or AUDIT-ERROR (one raised)."""
+    judged = [(r["audit"], audits[r["key"]]) for r in scored if r["key"] in audits]
+    rejected = [(a, v) for a, v in judged if v.rejected]
+    errors = [r["metric_errors"]["audit"] for r in scored if "audit" in r["metric_errors"]]
+    if rejected:
+        row.audit_failed = True
+        row.note = _audit_note(*min(rejected, key=lambda av: av[1].p_value))
+        return
+    if errors:
+        row.audit_error = errors[0] or "the audit raised"
+        row.note = f"privacy audit raised ({len(errors)}/{row.n_runs} runs): {row.audit_error}"
+        return
+    if row.note:
+        return
+    # a bound above the claim that Holm does not reject, or an audit that cannot be tested
+    untested = [(a, v) for a, v in judged if v.p_value is None]
+    alone = [(a, v) for a, v in judged
+             if v.p_value is not None and v.p_value < 1 - float(a.get("confidence") or 0.95)]
+    if alone:
+        row.note = _audit_note(*min(alone, key=lambda av: av[1].p_value))
+    elif untested:
+        row.note = _audit_note(*untested[0])
 
 
 def _rank(rows: list[Row], columns: list[ColumnSpec]) -> None:
@@ -269,9 +355,9 @@ def baseline_entries(tables: list[Table]) -> list[dict[str, Any]]:
                 out.append({
                     "dataset": table.dataset, "dataset_version": table.dataset_version,
                     "label": row.label, "method": row.method, "kind": row.kind,
-                    "status": "audit-failed" if row.audit_failed else row.status, "epsilon": eps, "metric": col.name,
+                    "status": row.display_status, "epsilon": eps, "metric": col.name,
                     "metric_version": col.version, "direction": col.direction.value,
                     "mean": s.mean, "std": s.std, "n": s.n, "ci_low": s.ci_low,
-                    "ci_high": s.ci_high,
+                    "ci_high": s.ci_high, "accountant": row.accountant, "note": row.note,
                 })
     return out

@@ -79,10 +79,13 @@ def compare(current: list[dict[str, Any]], baseline: list[dict[str, Any]],
             comp.status, comp.reason = "skipped", "dataset or metric version changed"
             out.append(comp)
             continue
-        if cur.get("status") in ("invalid", "audit-failed"):
+        if cur.get("status") in ("invalid", "audit-failed", "audit-error"):
             comp.status = "regressed"
-            comp.reason = ("run is INVALID (overspent its budget)" if cur["status"] == "invalid"
-                           else "the privacy audit caught the method exceeding its claimed ε")
+            comp.reason = {"invalid": "run is INVALID (overspent its budget)",
+                           "audit-failed": "the privacy audit rejects the claimed ε "
+                                           "(Holm–Bonferroni over the store's audits)",
+                           "audit-error": "the privacy audit raised, so the claimed ε is unchecked",
+                           }[cur["status"]]
             out.append(comp)
             continue
         sign = 1.0 if base["direction"] == "maximize" else -1.0

@@ -19,9 +19,12 @@ FORMATS = ("md", "html", "latex", "csv", "json")
 
 LEGEND = (
     "Each cell: mean over seeds ± half-width of the 95% bootstrap CI (n = seeds), rank among the "
-    "valid DP methods at that ε in parentheses. Non-private references are anchors, never ranked; "
-    "INVALID rows overspent their budget and AUDIT-FAILED rows were caught leaking more than their "
-    "claimed ε by the canary audit (audit/eps-lower-bound column); neither is ranked."
+    "valid DP methods at that ε in parentheses. accountant: how the method's ε was composed "
+    "(? = not recorded when the run was made). Non-private references are anchors, never ranked; "
+    "INVALID rows overspent their budget, AUDIT-FAILED rows exceed their claimed ε at 95% "
+    "confidence by the canary audit (Holm–Bonferroni over the store's audits; the "
+    "audit/eps-lower-bound column is each audit's own bound) and AUDIT-ERROR rows' audit raised; "
+    "none of these is ranked."
 )
 
 
@@ -63,13 +66,18 @@ def header(col) -> str:
     return f"{col.name} {arrow}"
 
 
+def accountant_text(row) -> str:
+    """The accountant cell: the row's accountant(s), "—" for references."""
+    return row.accountant or "—"
+
+
 def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
     out = []
     for t in tables:
         out.append(f"### {t.title}\n")
-        cols = ["method"] + [header(c) for c in t.columns]
+        cols = ["method"] + [header(c) for c in t.columns] + ["accountant"]
         out.append("| " + " | ".join(cols) + " |")
-        out.append("|" + "|".join(["---"] + ["---:"] * len(t.columns)) + "|")
+        out.append("|" + "|".join(["---"] + ["---:"] * len(t.columns) + ["---"]) + "|")
         for row in t.rows:
             cells = []
             for c in t.columns:
@@ -78,7 +86,8 @@ def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
                 if cell is not None and cell.rank == 1:
                     text = f"**{text}**"
                 cells.append(text)
-            out.append("| " + " | ".join([_md_escape(row.display_label)] + cells) + " |")
+            out.append("| " + " | ".join([_md_escape(row.display_label)] + cells
+                                          + [_md_escape(accountant_text(row))]) + " |")
         notes = [f"- {row.label}: {row.note}" for row in t.rows if row.note]
         if notes:
             out.append("")
@@ -140,7 +149,8 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
         "th{cursor:pointer;background:#f0f0f0}th.asc::after{content:' ▲'}th.desc::after{content:' ▼'}",
         "th:first-child,td:first-child{text-align:left}",
         "tr.reference td{background:#f4f4f8;font-style:italic}",
-        "tr.invalid td,tr.failed td,tr.audit-failed td{background:#fbeaea}",
+        "tr.invalid td,tr.failed td,tr.audit-failed td,tr.audit-error td{background:#fbeaea}",
+        "td.accountant{text-align:left}.notes{color:#555;max-width:60rem}",
         ".flag{font-weight:bold;color:#a00}.ref{color:#555}",
         "td.best{font-weight:bold}.legend{color:#555;max-width:60rem}",
         "img.plot{max-width:32rem;margin:0.5rem}",
@@ -156,14 +166,14 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
         parts.append(f"<section class='board' data-eps='{e(_eps_key(t.epsilon))}'>")
         parts.append(f"<h2>{e(t.title)}</h2><table><thead><tr><th onclick='sortBy(this)'>method</th>")
         parts += [f"<th onclick='sortBy(this)'>{e(header(c))}</th>" for c in t.columns]
+        parts.append("<th onclick='sortBy(this)'>accountant</th>")
         parts.append("</tr></thead><tbody>")
         for row in t.rows:
+            status = row.display_status
             if row.kind == "reference":
                 cls, flag = "reference", "<span class='ref'>non-private reference</span>"
-            elif row.audit_failed:
-                cls, flag = "audit-failed", "<span class='flag'>AUDIT-FAILED</span>"
-            elif row.status != "ok":
-                cls, flag = row.status, f"<span class='flag'>{e(row.status.upper())}</span>"
+            elif status != "ok":
+                cls, flag = status, f"<span class='flag'>{e(status.upper())}</span>"
             else:
                 cls, flag = "ok", ""
             note = f" title='{e(row.note, quote=True)}'" if row.note else ""
@@ -175,8 +185,14 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
                 value = "" if cell is None or cell.stat is None else repr(cell.stat.mean)
                 parts.append(f"<td{best} data-v='{value}' title='{e(cell_detail(cell), quote=True)}'>"
                              f"{e(cell_text(cell))}</td>")
+            parts.append(f"<td class='accountant' data-v='{e(row.accountant, quote=True)}'>"
+                         f"{e(accountant_text(row))}</td>")
             parts.append("</tr>")
-        parts.append("</tbody></table></section>")
+        parts.append("</tbody></table>")
+        notes = [f"<li>{e(row.label)}: {e(row.note)}</li>" for row in t.rows if row.note]
+        if notes:
+            parts.append("<ul class='notes'>" + "".join(notes) + "</ul>")
+        parts.append("</section>")
     if plots:
         parts.append("<h2>Quality against ε</h2><div>")
         parts += [f"<a href='{e(link, quote=True)}'><img class='plot' alt='{e(link, quote=True)}' "
@@ -197,7 +213,8 @@ _LATEX_SPECIAL = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{
                   "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "\\": r"\textbackslash{}", "<": r"\textless{}", ">": r"\textgreater{}",
                   "ε": r"$\varepsilon$", "δ": r"$\delta$", "∞": r"$\infty$", "±": r"$\pm$",
-                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "---"}
+                  "↑": r"$\uparrow$", "↓": r"$\downarrow$", "—": "---", "–": "--",
+                  "≥": r"$\geq$"}
 
 
 def latex_escape(text: str) -> str:
@@ -209,8 +226,9 @@ def to_latex(tables: list[Table]) -> str:
     for t in tables:
         out.append("\\begin{table}[t]\n\\centering")
         out.append(f"\\caption{{{latex_escape(t.title)}}}")
-        out.append("\\begin{tabular}{l" + "r" * len(t.columns) + "}\n\\toprule")
-        out.append(" & ".join(["Method"] + [latex_escape(header(c)) for c in t.columns]) + " \\\\")
+        out.append("\\begin{tabular}{l" + "r" * len(t.columns) + "l}\n\\toprule")
+        out.append(" & ".join(["Method"] + [latex_escape(header(c)) for c in t.columns]
+                              + ["Accountant"]) + " \\\\")
         out.append("\\midrule")
         for row in t.rows:
             cells = []
@@ -218,8 +236,14 @@ def to_latex(tables: list[Table]) -> str:
                 cell = row.cells.get(c.name)
                 text = latex_escape(cell_text(cell))
                 cells.append(f"\\textbf{{{text}}}" if cell is not None and cell.rank == 1 else text)
-            out.append(" & ".join([latex_escape(row.display_label)] + cells) + " \\\\")
-        out.append("\\bottomrule\n\\end{tabular}\n\\end{table}\n")
+            out.append(" & ".join([latex_escape(row.display_label)] + cells
+                                  + [latex_escape(accountant_text(row))]) + " \\\\")
+        out.append("\\bottomrule\n\\end{tabular}")
+        notes = [f"{latex_escape(row.label)}: {latex_escape(row.note)}" for row in t.rows
+                 if row.note]
+        if notes:
+            out.append("\\par\\smallskip{\\footnotesize " + "\\\\\n".join(notes) + "\\par}")
+        out.append("\\end{table}\n")
     return "\n".join(out)
 
 
@@ -227,7 +251,8 @@ def to_csv(tables: list[Table]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["dataset", "epsilon", "delta", "label", "method", "kind", "status", "metric",
-                "direction", "mean", "std", "n", "ci_low", "ci_high", "rank", "empty"])
+                "direction", "mean", "std", "n", "ci_low", "ci_high", "rank", "empty", "accountant",
+                "note"])
     for t in tables:
         for row in t.rows:
             for c in t.columns:
@@ -235,12 +260,13 @@ def to_csv(tables: list[Table]) -> str:
                 s = cell.stat if cell else None
                 w.writerow([
                     t.dataset, t.epsilon, "" if t.delta is None else t.delta, row.label,
-                    row.method, row.kind, row.status, c.name, c.direction.value,
+                    row.method, row.kind, row.display_status, c.name, c.direction.value,
                     *(("", "", "", "", "") if s is None else
                       (s.mean, s.std, s.n, "" if s.ci_low is None else s.ci_low,
                        "" if s.ci_high is None else s.ci_high)),
                     "" if cell is None or cell.rank is None else cell.rank,
                     "" if cell is None or s is not None else cell.empty,
+                    row.accountant, row.note,
                 ])
     return buf.getvalue()
 

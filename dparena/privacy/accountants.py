@@ -121,6 +121,8 @@ def zcdp_epsilon(rho: float, delta: float) -> float:
         return 0.0
     if math.isinf(rho):
         return math.inf
+    if zcdp_delta(0.0, rho) <= delta:  # a tiny ρ: δ alone covers it (and brentq has no sign change)
+        return 0.0
     hi = rho + 2.0 * math.sqrt(rho * math.log(1.0 / delta)) + 1.0  # the classic bound is above
     eps = optimize.brentq(lambda e: zcdp_delta(e, rho) - delta, 0.0, hi, xtol=1e-10)
     while zcdp_delta(eps, rho) > delta:

@@ -12,6 +12,13 @@ Multi-run auditing (the classic approach): R independent runs with one canary ea
 probability 1/2; Clopper–Pearson upper bounds on the false-positive and false-negative rates give
 ε ≥ log((1 − δ − FNR) / FPR) (and the symmetric term) at the stated confidence.
 
+Each audit also reports the p-value of the claim "the mechanism is (claimed ε, δ)-DP": for one run
+the p-value above at the claimed ε; for R runs the smallest 1 − confidence at which the
+Clopper–Pearson bound exceeds the claimed ε (found by bisection and rounded up, so still a valid
+p-value, since the bound grows as the confidence drops). A leaderboard holds many audits, so it
+flags a run only when Holm–Bonferroni over all of them rejects its claim (``holm_bonferroni``):
+one audit alone at 95% confidence would flag a correct mechanism 5% of the time.
+
 Canaries for tables ("rare-value canaries"): each canary is a private-looking row (the other
 columns copied from a random private row) carrying one public category that no private row has,
 distinct per canary. The attack counts synthetic rows with that category: any trace of the canary
@@ -33,6 +40,7 @@ one that does not has no reason to. The guesses are ranked as for images (one-ru
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -72,9 +80,14 @@ def one_run_lower_bound(m: int, r: int, v: int, delta: float, confidence: float 
 
 def clopper_pearson_upper(k: int, n: int, confidence: float) -> float:
     """One-sided Clopper–Pearson upper bound of a binomial proportion."""
+    return _clopper_pearson_upper_at(k, n, 1.0 - confidence)
+
+
+def _clopper_pearson_upper_at(k: int, n: int, alpha: float) -> float:
+    """The upper bound at error level ``alpha`` (precise for tiny ``alpha``, unlike 1 − confidence)."""
     if n == 0 or k >= n:
         return 1.0
-    return float(stats.beta.ppf(confidence, k + 1, n - k))
+    return float(stats.beta.isf(alpha, k + 1, n - k))
 
 
 def multi_run_lower_bound(fp: int, n_out: int, fn: int, n_in: int, delta: float,
@@ -83,9 +96,35 @@ def multi_run_lower_bound(fp: int, n_out: int, fn: int, n_in: int, delta: float,
 
     Both rates are bounded simultaneously (Bonferroni: each at (1 + confidence) / 2).
     """
-    level = (1.0 + confidence) / 2.0
-    fpr = clopper_pearson_upper(fp, n_out, level)
-    fnr = clopper_pearson_upper(fn, n_in, level)
+    return _multi_run_bound_at(fp, n_out, fn, n_in, delta, 1.0 - confidence)
+
+
+def multi_run_p_value(fp: int, n_out: int, fn: int, n_in: int, epsilon: float,
+                      delta: float) -> float:
+    """P-value of the null '(ε, δ)-DP' for a multi-run audit.
+
+    The smallest β = 1 − confidence at which multi_run_lower_bound exceeds ``epsilon``: the bound
+    grows as β grows, so the tests are nested and this is a valid p-value. Bisection on log β,
+    rounded up (the returned β rejects); 1.0 when even β = 1 rejects nothing.
+    """
+    def rejects(log_beta: float) -> bool:
+        return _multi_run_bound_at(fp, n_out, fn, n_in, delta, math.exp(log_beta)) > epsilon
+
+    lo, hi = math.log(1e-300), 0.0
+    if not rejects(hi):
+        return 1.0
+    if rejects(lo):
+        return 1e-300
+    while hi - lo > 1e-9:  # relative precision of β
+        mid = 0.5 * (lo + hi)
+        lo, hi = (lo, mid) if rejects(mid) else (mid, hi)
+    return math.exp(hi)
+
+
+def _multi_run_bound_at(fp: int, n_out: int, fn: int, n_in: int, delta: float,
+                        beta: float) -> float:
+    fpr = _clopper_pearson_upper_at(fp, n_out, beta / 2.0)
+    fnr = _clopper_pearson_upper_at(fn, n_in, beta / 2.0)
     bounds = [0.0]
     for a, b in ((fnr, fpr), (fpr, fnr)):
         if b > 0 and 1.0 - delta - a > 0:
@@ -99,6 +138,37 @@ def multi_run_lower_bound(fp: int, n_out: int, fn: int, n_in: int, delta: float,
 class Canary:
     column: str
     value: str
+
+
+def holm_bonferroni(p_values: Sequence[float], level: float = 0.05) -> list[bool]:
+    """Which nulls Holm's step-down procedure rejects at family-wise error rate ``level``.
+
+    The i-th smallest p-value is compared with level / (K − i + 1), K = len(p_values); the first
+    one above its threshold stops the procedure, and it and every larger p-value are kept.
+    """
+    k = len(p_values)
+    rejected = [False] * k
+    for rank, i in enumerate(sorted(range(k), key=lambda j: p_values[j])):
+        if p_values[i] > level / (k - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def stored_p_value(audit: dict[str, Any]) -> float | None:
+    """The p-value of a stored audit (``AuditResult.to_dict()``); None when it cannot be known.
+
+    Audits stored before dparena kept the p-value are recomputed from their canaries, guesses and
+    correct guesses when one-run; a multi-run record kept only the correct count, not the false
+    positives and negatives the p-value needs.
+    """
+    if audit.get("p_value") is not None:
+        return float(audit["p_value"])
+    if audit.get("analysis") == "one-run":
+        return one_run_p_value(int(audit["canaries"]), int(audit["guesses"]),
+                               int(audit["correct"]), float(audit["claimed_epsilon"]),
+                               float(audit["delta"]))
+    return None
 
 
 def rare_value_canaries(schema: TableSchema, private: pd.DataFrame, k: int | None,
@@ -135,9 +205,12 @@ class AuditResult:
     guesses: int
     correct: int
     runs: int
+    p_value: float  # of the null "the mechanism is (claimed ε, δ)-DP"
 
     @property
     def failed(self) -> bool:
+        """This audit alone exceeds the claimed ε at its confidence (a leaderboard applies
+        Holm–Bonferroni over all its audits instead)."""
         return self.lower_bound > self.claimed_epsilon + 1e-9
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,7 +247,8 @@ def audit_tabular(method, private: pd.DataFrame, schema: TableSchema, budget, n_
         v = int((included == guesses).sum())
         bound = one_run_lower_bound(m, m, v, budget.delta, confidence)
         return AuditResult(budget.epsilon, budget.delta, bound, confidence, "one-run", ATTACK,
-                           m, m, v, 1)
+                           m, m, v, 1,
+                           p_value=one_run_p_value(m, m, v, budget.epsilon, budget.delta))
     fp = fn = n_in = n_out = 0
     for r in range(runs):
         included, guesses = one(r, 1)
@@ -186,7 +260,9 @@ def audit_tabular(method, private: pd.DataFrame, schema: TableSchema, budget, n_
             fp += int(guesses[0])
     bound = multi_run_lower_bound(fp, n_out, fn, n_in, budget.delta, confidence)
     return AuditResult(budget.epsilon, budget.delta, bound, confidence, "multi-run", ATTACK,
-                       runs, runs, runs - fp - fn, runs)
+                       runs, runs, runs - fp - fn, runs,
+                       p_value=multi_run_p_value(fp, n_out, fn, n_in, budget.epsilon,
+                                                 budget.delta))
 
 
 IMAGE_ATTACK = ("random-pattern image canaries; score = L2 distance to the nearest synthetic "
@@ -264,7 +340,8 @@ def _ranked_one_run(method, private, labels, canaries, canary_labels, schema, bu
     v = int(included[guessed_in].sum() + (~included[guessed_out]).sum())
     bound = one_run_lower_bound(m, 2 * k, v, budget.delta, confidence)
     return AuditResult(budget.epsilon, budget.delta, bound, confidence, "one-run", attack,
-                       m, 2 * k, v, 1)
+                       m, 2 * k, v, 1,
+                       p_value=one_run_p_value(m, 2 * k, v, budget.epsilon, budget.delta))
 
 
 def _check_canaries(m: int) -> int:
