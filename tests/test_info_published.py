@@ -37,7 +37,8 @@ TINY = {
 
 
 def test_every_registered_dp_method_is_covered():
-    dp = {n for n in methods.names() if methods.get(n).private}
+    dp = {n for n in methods.names()  # the built-in ones (tests register test-only methods too)
+          if methods.get(n).private and methods.get(n).__module__.startswith("dparena.")}
     assert dp == set(TINY), "give every new DP method a tiny configuration here"
 
 

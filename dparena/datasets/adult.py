@@ -63,7 +63,7 @@ SCHEMA = TableSchema(
         Categorical("workclass", WORKCLASS + (MISSING,)),
         Numeric("fnlwgt", 1, 10_000_000, integer=True),  # AFNLWGT > 1 (adult.names); round cap
         Categorical("education", EDUCATION),
-        Numeric("education-num", 1, 16, integer=True),
+        Numeric("education-num", 1, 16, integer=True),  # one code per education level
         Categorical("marital-status", MARITAL),
         Categorical("occupation", OCCUPATION + (MISSING,)),
         Categorical("relationship", RELATIONSHIP),
