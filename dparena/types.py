@@ -77,6 +77,12 @@ class Synthetic:
     ``data`` is a pandas DataFrame for tables, a uint8 array [N, H, W, C] for images (with
     ``labels``), or a list of strings for text. ``extras`` carries method-specific objects a metric
     may use (e.g. the fine-tuned language model for perplexity); it is never persisted.
+
+    ``info`` is PUBLISHED: stored in the run record and printed by ``dparena run``. Only public
+    values (settings, σ, step counts) and post-processing of the DP release may go there — the
+    method lists the keys of the latter in ``Method.released_info``; a test fails on any other
+    value that moves when one private record changes. Never put an un-noised statistic of the
+    private data (a training loss, a count, a mean) in it.
     """
 
     data: Any
