@@ -189,3 +189,19 @@ def test_secure_noise_switch_in_suite_and_key(tmp_path):
     assert secure[0].key != seeded[0].key and secure[1].key == seeded[1].key
     with pytest.raises(ConfigError, match="secure_noise"):
         parse_suite({**raw, "secure_noise": "yes"})
+
+
+def test_dparena_run_prints_the_spent_epsilon_with_its_accountant(tmp_path):
+    import subprocess
+    import sys
+
+    suite = tmp_path / "s.toml"
+    suite.write_text('name = "s"\nseeds = [0]\nepsilons = [1.0]\ndelta = 1e-5\n[[section]]\n'
+                     'dataset = "adult"\ndataset_params = { n_private = 200, n_eval = 50 }\n'
+                     'n_samples = 20\nmetrics = []\nmethods = [{ name = "independent-marginals" }]\n')
+    out = subprocess.run([sys.executable, "-m", "dparena", "run", str(suite), "--db",
+                          str(tmp_path / "runs.sqlite"), "--quiet"], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "COLUMNS": "250"})
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stderr.splitlines() if "ε spent" in x)
+    assert "of 1" in line and "accountant GDP (exact)" in line
