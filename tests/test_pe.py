@@ -79,7 +79,9 @@ def test_bad_pe_parameters_are_one_line_config_errors():
 
 def test_final_population_must_match_n_samples(mnist):
     method = methods.create("pe-image", iterations=2, population_sizes=[50, 50, 60])
-    with pytest.raises(ConfigError, match="must equal n_samples=200"):
+    with pytest.raises(ConfigError, match="distinct samples from a population of 50"):
+        methods.create("pe-image", iterations=2, population_sizes=[50, 50, 60], selection="rank")
+    with pytest.raises(ConfigError, match="must give n_samples=200 outputs"):
         method.generate(_task(mnist, 1.0), Ledger())
 
 
@@ -130,8 +132,13 @@ def test_threshold_and_selection():
     idx, fell = histogram.select(counts, 2000, rng)
     assert not fell and set(idx.tolist()) == {0, 3}
     assert abs(np.mean(idx == 3) - 9 / 11) < 0.03
-    idx, fell = histogram.select(counts, 5, rng, mode="rank", copies=2)
-    assert idx.tolist() == [3, 0, 3, 0, 3] and not fell
+    # rank: the top n by count, each once (zero counts rank after the rest, ties to the lower index)
+    idx, fell = histogram.select(counts, 3, rng, mode="rank")
+    assert idx.tolist() == [3, 0, 1] and not fell
+    idx, fell = histogram.select(counts, 6, rng, mode="rank")  # more than there are: repeated
+    assert idx.tolist() == [3, 0, 1, 2, 3, 0] and not fell
+    idx, fell = histogram.select(np.zeros(6), 4, rng, mode="rank")
+    assert fell and len(set(idx.tolist())) == 4
     idx, fell = histogram.select(np.zeros(6), 600, rng)
     assert fell and set(idx.tolist()) == set(range(6))
 
@@ -211,7 +218,7 @@ def test_same_seed_bit_identical_other_seed_differs(mnist):
 
 @pytest.mark.parametrize("class_counts", ["uniform", "dp"])
 def test_killed_run_resumes_bit_identical(mnist, tmp_path, class_counts):
-    kw = dict(iterations=4, class_counts=class_counts, keep_selected=True)
+    kw = dict(iterations=4, class_counts=class_counts, keep_selected=True, variations=1)
     whole_ledger = Ledger()
     whole = methods.create("pe-image", **kw).generate(_task(mnist, 3.0, workdir=tmp_path / "a"),
                                                       whole_ledger)
@@ -276,14 +283,15 @@ def test_t_entries_compose_like_one_entry_of_t_steps():
 
 
 def test_rank_selection_cosine_and_k_neighbours_run_end_to_end(mnist):
-    a = methods.create("pe-image", iterations=3, selection="rank", rank_copies=4,
-                       distance="cosine", num_nearest_neighbors=3, keep_selected=True)
+    a = methods.create("pe-image", iterations=3, selection="rank", variations=3,
+                       initial_variations=3, distance="cosine", num_nearest_neighbors=3,
+                       keep_selected=True)
     syn = a.generate(_task(mnist, 5.0, n=100), ledger := Ledger())
     assert syn.data.shape == (100, 28, 28, 1) and np.bincount(syn.labels).tolist() == [10] * 10
     assert len(ledger) == 3 and ledger.spent(1e-5)[0] <= 5.0 + 1e-9
-    # rank selection keeps at most ceil(10 / 4) = 3 distinct samples per class and iteration
+    # Aug-PE's rank selection: the top 10 of each class's 40 candidates, each once
     picked = [e["distinct_selected"] for e in syn.info["events"] if e["event"] == "selected"]
-    assert picked and max(picked) <= 3
+    assert picked == [10] * 30
 
 
 def test_public_only_reads_nothing_private(mnist):
@@ -373,3 +381,64 @@ def test_inception_voting_embedding_uses_the_fid_network():
     emb = make_embedder("inception").embed(grey)
     assert emb.shape == (3, 2048) and emb.dtype == np.float32
     assert np.allclose(emb, inception_features(np.repeat(grey, 3, axis=-1)), atol=1e-5)
+
+
+class _Counter:
+    """An API whose samples are integers: random_api draws fresh ids, a variation is id + 1000
+    (so parents stay visible); embeddings are the ids themselves."""
+
+    def __init__(self):
+        self.next_id = 0
+        self.calls = []
+
+    def random_api(self, label, n, rng):
+        out = np.arange(self.next_id, self.next_id + n, dtype=np.float64)
+        self.next_id += n
+        self.calls.append(("random", n))
+        return out
+
+    def variation_api(self, samples, labels, degree, rng):
+        self.calls.append(("variation", len(samples)))
+        return np.asarray(samples, dtype=np.float64) + 1000.0
+
+    def validate_degrees(self, degrees):
+        pass
+
+
+class _Identity:
+    def embed(self, samples):
+        return np.asarray(samples, dtype=np.float32).reshape(len(samples), 1)
+
+
+def test_augpe_population_keeps_the_top_n_once_and_returns_them():
+    """The reference's PEPopulation(selection_mode="rank", keep_selected=True,
+    initial/next_variation_api_fold=L-1): populations of L·N, the top N kept once each beside L-1
+    variations of each, and the N selected at the last iteration returned (no more variation)."""
+    from dparena.methods.pe.engine import PEConfig, PrivateEvolution
+
+    api = _Counter()
+    cfg = PEConfig(iterations=2, population_sizes=(5, 5, 5), degrees=(0.0, 0.5, 0.5),
+                   selection="rank", variations=2, initial_variations=2, keep_selected=True)
+    engine = PrivateEvolution(api, _Identity(), cfg)
+    # private points sit on the ids 0..4 of the random draw: they are the top 5
+    private = np.arange(5, dtype=np.float32).reshape(5, 1)
+    out, labels, events = engine.run(private, np.zeros(5, dtype=np.int64), np.array([1.0]),
+                                     sigma=1e-6, rng=np.random.default_rng(0), ledger=Ledger())
+    assert sorted(out.tolist()) == [0.0, 1.0, 2.0, 3.0, 4.0]  # the selected themselves, once each
+    assert api.calls == [("random", 5), ("variation", 5), ("variation", 5),  # P_0 = 3 x 5
+                         ("variation", 5), ("variation", 5)]  # P_1 = 5 kept + 2 x 5; none at t = 2
+    picked = [e["distinct_selected"] for e in events if e["event"] == "selected"]
+    assert picked == [5, 5]
+
+
+def test_keep_selected_keeps_each_selected_sample_once_beside_its_variations():
+    from dparena.methods.pe.engine import PEConfig, PrivateEvolution
+
+    api = _Counter()
+    cfg = PEConfig(iterations=1, population_sizes=(4, 4), degrees=(0.0, 0.5),
+                   selection="rank", variations=1, keep_selected=False)
+    private = np.arange(4, dtype=np.float32).reshape(4, 1)
+    out, _, _ = PrivateEvolution(api, _Identity(), cfg).run(
+        private, np.zeros(4, dtype=np.int64), np.array([1.0]), sigma=1e-6,
+        rng=np.random.default_rng(0), ledger=Ledger())
+    assert sorted(out.tolist()) == [1000.0, 1001.0, 1002.0, 1003.0]  # one variation each

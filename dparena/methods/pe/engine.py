@@ -125,7 +125,8 @@ class PEConfig:
     lookahead: int = 0
     threshold: float = 0.0
     selection: str = "sample"
-    rank_copies: int = 1
+    variations: int = 1
+    initial_variations: int = 0
     keep_selected: bool = False
     batch_size: int = 1024
 
@@ -146,10 +147,42 @@ class PEConfig:
             raise ConfigError("threshold must be a finite number >= 0")
         if self.selection not in histogram.SELECTIONS:
             raise ConfigError(f"selection must be one of {list(histogram.SELECTIONS)}")
-        if not isinstance(self.rank_copies, int) or self.rank_copies < 1:
-            raise ConfigError("rank_copies must be an integer >= 1")
+        for key in ("variations", "initial_variations"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{key} must be an integer >= 0")
+        if self.variations == 0 and not self.keep_selected:
+            raise ConfigError("variations = 0 needs keep_selected = true (else the next population "
+                              "is empty)")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError("batch_size must be an integer >= 1")
+        if self.selection == "rank":  # rank selection picks distinct samples of the population
+            for t in range(1, self.iterations + 1):
+                have = self.population_size(t - 1)
+                if self.population_sizes[t] > have:
+                    raise ConfigError(
+                        f"rank selection picks population_sizes[{t}] = "
+                        f"{self.population_sizes[t]} distinct samples from a population of {have} "
+                        f"(population_sizes[{t - 1}] x {self._fold(t - 1)}); lower it or raise "
+                        "variations")
+
+    def _fold(self, t: int) -> int:
+        """Samples per selected one in the population after iteration t."""
+        if t == 0:
+            return 1 + self.initial_variations
+        return self.variations + int(self.keep_selected)
+
+    def population_size(self, t: int) -> int:
+        """How many samples the population after iteration t holds (the voting candidates of
+        iteration t + 1): N_t times the fold."""
+        return self.population_sizes[t] * self._fold(t)
+
+    @property
+    def output_size(self) -> int:
+        """Samples returned: the N_T selected ones with ``keep_selected``, else the final
+        population of N_T · ``variations`` variations."""
+        n = self.population_sizes[self.iterations]
+        return n if self.keep_selected else n * self.variations
 
 
 @dataclass
@@ -230,18 +263,16 @@ class PrivateEvolution:
                                                  metric=cfg.distance, batch_size=cfg.batch_size)
                 noisy = histogram.add_noise(votes, sigma, rng if noise is None else noise)
                 counts = histogram.threshold(noisy, cfg.threshold)
-                idx, fell_back = histogram.select(counts, int(sizes[c]), rng, cfg.selection,
-                                                  cfg.rank_copies)
+                idx, fell_back = histogram.select(counts, int(sizes[c]), rng, cfg.selection)
                 if fell_back:
                     log.warning("PE iteration %d class %d: every thresholded count is 0; "
                                 "selecting uniformly", t, c)
                     state.events.append({"iteration": t, "class": c, "event": "uniform-fallback"})
-                n_keep = len(idx) // 2 if cfg.keep_selected else 0
-                kept = take(pop, idx[:n_keep])
-                varied = self.api.variation_api(
-                    take(pop, idx[n_keep:]), np.full(len(idx) - n_keep, c, dtype=np.int64),
-                    degree, rng)
-                new[c] = concat([kept, varied])
+                selected = take(pop, idx)
+                # the last iteration with keep_selected returns the selected samples themselves
+                # (Aug-PE's output), so their variations would be wasted work
+                folds = 0 if (cfg.keep_selected and t == cfg.iterations) else cfg.variations
+                new[c] = self._grow(selected, c, folds, cfg.keep_selected, degree, rng)
                 state.events.append({"iteration": t, "class": c, "event": "selected",
                                      "nonzero_bins": int(np.count_nonzero(counts)),
                                      "distinct_selected": int(len(np.unique(idx)))})
@@ -266,10 +297,26 @@ class PrivateEvolution:
 
     def _initial(self, fingerprint: str, proportions: np.ndarray,
                  rng: np.random.Generator) -> PEState:
-        sizes = allocate(self.config.population_sizes[0], proportions)
-        pops = {c: self.api.random_api(c, int(n), rng) for c, n in enumerate(sizes) if n > 0}
+        cfg = self.config
+        sizes = allocate(cfg.population_sizes[0], proportions)
+        pops = {}
+        for c, n in enumerate(sizes):
+            if n > 0:
+                fresh = self.api.random_api(c, int(n), rng)
+                pops[c] = self._grow(fresh, c, cfg.initial_variations, True, cfg.degrees[1], rng)
         return PEState(fingerprint=fingerprint, iteration=0, populations=pops,
                        rng_state=rng.bit_generator.state)
+
+    def _grow(self, selected: Any, label: int, folds: int, keep: bool, degree: float,
+              rng: np.random.Generator) -> Any:
+        """The next population: ``folds`` variations of every selected sample (fold by fold, as
+        the reference's ``next_variation_api_fold``), then the selected samples once each when
+        ``keep``."""
+        labels = np.full(len(selected), label, dtype=np.int64)
+        parts = [self.api.variation_api(selected, labels, degree, rng) for _ in range(folds)]
+        if keep:
+            parts.append(selected)
+        return concat(parts)
 
     def _embed(self, pop: Any, label: int, degree: float, rng: np.random.Generator) -> np.ndarray:
         """Embedding of each synthetic sample; with lookahead L, the mean embedding of L variations

@@ -92,14 +92,15 @@ def threshold(noisy: np.ndarray, h: float) -> np.ndarray:
     return np.maximum(noisy - h, 0.0)
 
 
-def select(counts: np.ndarray, n: int, rng: np.random.Generator, mode: str = "sample",
-           copies: int = 1) -> tuple[np.ndarray, bool]:
+def select(counts: np.ndarray, n: int, rng: np.random.Generator,
+           mode: str = "sample") -> tuple[np.ndarray, bool]:
     """Indices of ``n`` selected samples and whether the all-zero fallback was used.
 
     ``sample``: n draws with replacement, probability ∝ counts (PE images, Alg. 1).
-    ``rank``: the top ⌈n / copies⌉ bins by count (ties to the lower index), each repeated to fill n
-    (Aug-PE's rank selection with ``copies`` variations per selected sample).
-    When every count is 0 there is no signal: n uniform draws with replacement (reported back).
+    ``rank``: the n samples with the largest counts, each once (Aug-PE's rank selection; ties to the
+    lower index); when the population holds fewer than n, all of them, then repeated in rank order.
+    When every count is 0 there is no signal: uniform draws (without replacement for ``rank``),
+    reported back.
     """
     if mode not in SELECTIONS:
         raise ConfigError(f"unknown selection {mode!r}; use one of {list(SELECTIONS)}")
@@ -107,10 +108,12 @@ def select(counts: np.ndarray, n: int, rng: np.random.Generator, mode: str = "sa
     if m == 0 or n <= 0:
         return np.zeros(0, dtype=np.int64), False
     total = float(np.sum(counts))
-    if not total > 0:
-        return rng.integers(0, m, size=n).astype(np.int64), True
     if mode == "sample":
+        if not total > 0:
+            return rng.integers(0, m, size=n).astype(np.int64), True
         return rng.choice(m, size=n, replace=True, p=counts / total).astype(np.int64), False
-    top = min(m, math.ceil(n / max(1, copies)), int(np.count_nonzero(counts)))
-    order = np.argsort(-counts, kind="stable")[:top]
-    return np.resize(order, n).astype(np.int64), False
+    if not total > 0:
+        order = rng.permutation(m)
+    else:
+        order = np.argsort(-np.asarray(counts, dtype=np.float64), kind="stable")
+    return np.resize(order[:n], n).astype(np.int64), not total > 0

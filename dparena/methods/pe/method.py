@@ -56,7 +56,11 @@ class PEMethod(Method):
     default_api: ClassVar[str]
     default_embedding: ClassVar[str]
     default_selection: ClassVar[str] = "sample"
-    default_rank_copies: ClassVar[int] = 1
+    #: the reference's population shape: variations per selected sample (next_variation_api_fold),
+    #: of each random sample at t = 0 (initial_variation_api_fold), and keep_selected
+    default_variations: ClassVar[int] = 1
+    default_initial_variations: ClassVar[int] = 0
+    default_keep_selected: ClassVar[bool] = False
     # from the noisy histograms (and the DP class count): post-processing of the releases
     released_info = frozenset({"proportions", "uniform_fallbacks", "events"})
 
@@ -64,8 +68,8 @@ class PEMethod(Method):
                  population_sizes: int | list[int] | None = None,
                  degrees: float | list[float] | None = None, num_nearest_neighbors: int = 1,
                  distance: str = "l2", lookahead: int = 0, threshold: float = 0.0,
-                 selection: str | None = None, rank_copies: int | None = None,
-                 keep_selected: bool = False,
+                 selection: str | None = None, variations: int | None = None,
+                 initial_variations: int | None = None, keep_selected: bool | None = None,
                  embedding: str | None = None, class_counts: str = "uniform",
                  count_budget_fraction: float = 0.1, api_params: dict[str, Any] | None = None,
                  batch_size: int = 1024):
@@ -88,8 +92,11 @@ class PEMethod(Method):
         self.lookahead = lookahead
         self.threshold = threshold
         self.selection = selection or self.default_selection
-        self.rank_copies = rank_copies if rank_copies is not None else self.default_rank_copies
-        self.keep_selected = keep_selected
+        self.variations = variations if variations is not None else self.default_variations
+        self.initial_variations = (initial_variations if initial_variations is not None
+                                   else self.default_initial_variations)
+        self.keep_selected = (keep_selected if keep_selected is not None
+                              else self.default_keep_selected)
         self.embedding = embedding
         self.class_counts = class_counts
         self.count_budget_fraction = count_budget_fraction
@@ -109,7 +116,8 @@ class PEMethod(Method):
                      else self.default_degrees(self.iterations)),
             num_nearest_neighbors=self.num_nearest_neighbors, distance=self.distance,
             lookahead=self.lookahead, threshold=self.threshold, selection=self.selection,
-            rank_copies=self.rank_copies, keep_selected=self.keep_selected,
+            variations=self.variations, initial_variations=self.initial_variations,
+            keep_selected=self.keep_selected,
             batch_size=self.batch_size)
 
     def default_degrees(self, iterations: int) -> list[float]:
@@ -128,9 +136,11 @@ class PEMethod(Method):
         from dparena.privacy import accountants
 
         config = self._config(task.n_samples)
-        if config.population_sizes[-1] != task.n_samples:
-            raise ConfigError(f"population_sizes[{config.iterations}] (the final population) must "
-                              f"equal n_samples={task.n_samples}")
+        if config.output_size != task.n_samples:
+            what = ("the selected samples of the last iteration" if config.keep_selected
+                    else f"times variations = {config.variations}")
+            raise ConfigError(f"population_sizes[{config.iterations}] ({what}) must give "
+                              f"n_samples={task.n_samples} outputs, not {config.output_size}")
         if task.private_labels is None:
             raise ConfigError(f"{self.name} needs labelled private data (private_labels)")
         if not task.budget.is_private:
@@ -171,7 +181,7 @@ class PEImage(PEMethod):
     modality = Modality.IMAGE
     description = "Private Evolution (Sim-PE DrawText or a diffusion API) steered by DP NN votes"
     extra = "image"
-    version = "1"
+    version = "2"  # 2: keep_selected keeps each selected image once beside its variations
     default_api = "drawtext"
     default_embedding = "pixels"
 
@@ -191,21 +201,26 @@ class PEText(PEMethod):
 
     The API is ``llm-text`` (:mod:`dparena.methods.pe.apis.text`): ``api_params`` name the LLM
     (``llm``: a model directory, a hub id or ``"openai:MODEL"``) and the variation ``mode``.
-    Votes in sentence embeddings (all-MiniLM-L6-v2). As in Aug-PE, selection defaults to ``rank``
-    (the top ⌈N / L⌉ samples by noisy count, each varied ``rank_copies`` = L = 4 times; Aug-PE's Yelp
-    runs use L = 7). Default degrees (blank probability / paraphrase temperature position) fall
-    from 0.6 to 0.3 over t = 1..T.
+    Votes in sentence embeddings (all-MiniLM-L6-v2). As Aug-PE (and the reference implementation's
+    ``PEPopulation(selection_mode="rank", keep_selected=True, ...)``): with N = ``population_sizes``
+    each population holds L·N texts — N selected ones and ``variations`` = L − 1 variations of each
+    (the initial one N random texts and ``initial_variations`` = L − 1 variations of each); each
+    iteration keeps the top N by noisy count, each once, and the output is the N texts selected at
+    the last iteration. Defaults: L = 4 (Aug-PE's Yelp runs use L = 7). Default degrees (blank
+    probability / paraphrase temperature position) fall from 0.6 to 0.3 over t = 1..T.
     """
 
     name = "pe-text"
     modality = Modality.TEXT
     description = "Aug-PE: Private Evolution for text with an LLM API, steered by DP NN votes"
     extra = "text"
-    version = "2"  # 2: rank selection with 4 copies became the default
+    version = "3"  # 2: rank selection the default; 3: Aug-PE's population (L·N, top N kept once)
     default_api = "llm-text"
     default_embedding = "sentence"
-    default_selection = "rank"  # Aug-PE: the top samples by noisy count, each varied L times
-    default_rank_copies = 4
+    default_selection = "rank"  # Aug-PE: the top N samples by noisy count
+    default_variations = 3
+    default_initial_variations = 3
+    default_keep_selected = True
 
     def default_degrees(self, iterations: int) -> list[float]:
         return [0.0] + [float(x) for x in np.linspace(0.6, 0.3, iterations)]
