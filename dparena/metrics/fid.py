@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dparena.errors import DparenaError
+from dparena.errors import ConfigError, DparenaError
 from dparena.metrics import inception
 from dparena.metrics.base import EvalData, Metric, MetricContext
 from dparena.types import Direction, MetricValue, Modality, Synthetic
@@ -127,21 +127,66 @@ def eval_statistics(real: EvalData, ctx: MetricContext) -> tuple[np.ndarray, np.
     return mu, sigma, len(feats)
 
 
-def synthetic_features(synthetic: Synthetic, ctx: MetricContext) -> np.ndarray:
-    """Inception features of the synthetic images, cached by a hash of the array."""
-    return inception.cached_features(
-        inception.check_images(synthetic.data, "synthetic images"), ctx.cache_dir, prefix="syn")
+def synthetic_features(synthetic: Synthetic, ctx: MetricContext,
+                       resolution: int | None = None) -> np.ndarray:
+    """Inception features of the synthetic images (first resized to ``resolution`` when given),
+    cached by a hash of the array."""
+    images = inception.check_images(synthetic.data, "synthetic images")
+    if resolution is not None:
+        images = pre_resize(images, resolution)
+    return inception.cached_features(images, ctx.cache_dir, prefix="syn")
+
+
+def pre_resize(images: np.ndarray, resolution: int) -> np.ndarray:
+    """DPSDA's ``Inception(res=...)`` preprocessing before clean-fid's resize: each channel resized
+    to ``resolution``² by PIL's bicubic filter in float, clipped to [0, 255] and rounded to uint8.
+    Images already at that size pass through unchanged."""
+    from PIL import Image
+
+    arr = inception.check_images(images)
+    if arr.shape[1:3] == (resolution, resolution):
+        return arr
+    out = np.empty((len(arr), resolution, resolution, arr.shape[-1]), dtype=np.uint8)
+    for i, img in enumerate(arr):
+        for c in range(arr.shape[-1]):
+            pil = Image.fromarray(img[:, :, c].astype(np.float32), mode="F")
+            small = np.asarray(pil.resize((resolution, resolution), resample=Image.BICUBIC))
+            out[i, :, :, c] = np.around(np.clip(small, 0, 255)).astype(np.uint8)
+    return out
+
+
+def private_statistics(real: EvalData, resolution: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(μ, Σ, N) of the private split's features. Never cached on disk: statistics of the private
+    split are private data, and the store's cache folder is not a place for them."""
+    if real.private is None:
+        raise DparenaError("fid with reference = 'private' needs the private split (the harness "
+                           "passes it to metrics that declare needs_private)")
+    images = inception.check_images(real.private, "private images")
+    if resolution is not None:
+        images = pre_resize(images, resolution)
+    feats = inception.inception_features(images).astype(np.float64)
+    return feats.mean(axis=0), np.cov(feats, rowvar=False), len(feats)
 
 
 class FID(Metric):
-    """Fréchet Inception Distance of the synthetic images to the real eval split (lower is better).
+    """Fréchet Inception Distance of the synthetic images to real images (lower is better).
 
     Heusel et al., NeurIPS 2017, eq. (6), with clean-fid's "clean" preprocessing (Parmar et al.,
     CVPR 2022) and the TF Inception 2015-12-05 network; agrees with
-    ``cleanfid.fid.compute_fid(mode="clean")`` on the same images. The eval split's statistics
+    ``cleanfid.fid.compute_fid(mode="clean")`` on the same images. FID is biased upwards at small
+    N, so the number of synthetic images is reported beside it (``/n``, the reference size as
+    ``/n_ref``).
+
+    ``reference = "eval"`` (the default, for leaderboards): against the eval split; its statistics
     (μ, Σ) are computed once and cached under ``ctx.cache_dir/fid-stats`` keyed by dataset name,
-    dataset version and a hash of the eval array. FID is biased upwards at small N, so the number
-    of synthetic images is reported beside it as ``fid/n`` (and the eval size as ``fid/n_ref``).
+    dataset version and a hash of the eval array. Values ``fid``, ``fid/n``, ``fid/n_ref``.
+
+    ``reference = "private"`` (the PE paper's protocol, microsoft/DPSDA ``ComputeFID(priv_data)``):
+    against the PRIVATE split — this metric then declares ``needs_private`` and the harness passes
+    it; the private statistics are never cached on disk. Values ``fid-private``, ``fid-private/n``,
+    ``fid-private/n_ref``, so a column always says which reference it used. ``resolution = 32``
+    adds DPSDA's ``Inception(res=32)`` step (both sets resized to 32² by PIL bicubic in float,
+    rounded to uint8) before clean-fid's resize.
     """
 
     name = "fid"
@@ -151,12 +196,34 @@ class FID(Metric):
     direction = Direction.MINIMIZE
     lower = 0.0
 
+    def __init__(self, reference: str = "eval", resolution: int | None = None):
+        if reference not in ("eval", "private"):
+            raise ConfigError(f"fid: reference must be 'eval' or 'private' (got {reference!r})")
+        if resolution is not None and (isinstance(resolution, bool) or not isinstance(resolution, int)
+                                       or resolution < 8):
+            raise ConfigError(f"fid: resolution must be an integer >= 8 (got {resolution!r})")
+        self.reference = reference
+        self.resolution = resolution
+        self.needs_private = reference == "private"
+        self.label = "fid" if reference == "eval" else "fid-private"
+
+    def headline(self) -> list[str]:
+        return [self.label]
+
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
-        mu_ref, sigma_ref, n_ref = eval_statistics(real, ctx)
-        feats = synthetic_features(synthetic, ctx)
+        if self.reference == "private":
+            mu_ref, sigma_ref, n_ref = private_statistics(real, self.resolution)
+        elif self.resolution is None:
+            mu_ref, sigma_ref, n_ref = eval_statistics(real, ctx)
+        else:
+            feats_ref = inception.cached_features(pre_resize(real.data, self.resolution),
+                                                  ctx.cache_dir, prefix="eval-res")
+            mu_ref, sigma_ref = feats_ref.mean(axis=0), np.cov(feats_ref, rowvar=False)
+            n_ref = len(feats_ref)
+        feats = synthetic_features(synthetic, ctx, self.resolution)
         score = max(fid_from_features(feats, mu_ref, sigma_ref), 0.0)
-        return [self.value("fid", score), self.value("fid/n", len(feats)),
-                self.value("fid/n_ref", n_ref)]
+        return [self.value(self.label, score), self.value(f"{self.label}/n", len(feats)),
+                self.value(f"{self.label}/n_ref", n_ref)]
 
 
 class KID(Metric):
