@@ -22,6 +22,20 @@ the UCI documentation (``adult.names``) and census coding rules, never from the 
   - fnlwgt 1–10,000,000: the extraction kept AFNLWGT > 1 (adult.names); no upper bound is
     published, so we use a round cap (ten million people per sample record) that does not depend
     on the private split (it replaces 1,500,000, which had been read off the data).
+
+``split = "dp2stage"`` reproduces the DP-2Stage paper's split (tejuafonja/DP-2Stage
+``download_dataset.py``, run as its README says: ``-name adult --train_subset 30932
+--valid_subset 1000 --split_by_seed --seed 1000 --use_full_dataset``): every categorical value
+(income included) is stripped and ``str.capitalize()``-d ("United-States" → "United-states"; the
+schema's categories are normalised the same way), the ``.`` of the test labels stripped,
+``adult.data`` and ``adult.test`` pooled in that order and exact duplicate rows dropped (48,790
+rows remain), then ``sample(30932, random_state=1000)`` is the training split (private), a
+``sample(1000, random_state=1000)`` of the remaining rows the validation split (not used by
+dparena), and the other 16,858 rows, in pooled order, the test split (eval). The reference also
+shuffles the pooled rows once before those draws, with no seed (``save_files``:
+``train_test.sample(len(train_test))``), so its exact rows cannot be reproduced; we leave the
+pooled order as it is, which makes the split a deterministic draw from the same distribution.
+N = 30,932 (the documented training size) for that split.
 """
 
 from __future__ import annotations
@@ -31,9 +45,13 @@ import pandas as pd
 from dparena.assets import AssetStore
 from dparena.datasets.base import DatasetBundle, SubsampledDataset
 from dparena.datasets.schema import Categorical, Numeric, TableSchema
+from dparena.errors import ConfigError
 from dparena.types import Modality
 
 MISSING = "?"
+SPLITS = ("uci", "dp2stage")
+# download_dataset.py (DP-2Stage): --train_subset 30932 --valid_subset 1000 --seed 1000
+DP2STAGE_TRAIN, DP2STAGE_VALID, DP2STAGE_SEED = 30_932, 1_000, 1000
 
 WORKCLASS = ("Private", "Self-emp-not-inc", "Self-emp-inc", "Federal-gov", "Local-gov",
              "State-gov", "Without-pay", "Never-worked")
@@ -79,6 +97,37 @@ SCHEMA = TableSchema(
 )
 
 
+def _capitalize_categories(schema: TableSchema) -> TableSchema:
+    """The schema with DP-2Stage's spelling of every category (``x.strip().capitalize()``)."""
+    cols = tuple(Categorical(c.name, tuple(v.capitalize() for v in c.categories))
+                 if isinstance(c, Categorical) else c for c in schema.columns)
+    return TableSchema(columns=cols, target=schema.target)
+
+
+DP2STAGE_SCHEMA = _capitalize_categories(SCHEMA)
+
+
+def dp2stage_split(data: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
+    """(train, valid, test) as DP-2Stage's download_dataset.py, from the two parsed UCI files."""
+    frames = []
+    for frame in (data, test):
+        frame = frame.copy()
+        for col in SCHEMA.columns:
+            if isinstance(col, Categorical):
+                frame[col.name] = frame[col.name].map(lambda x: x.strip().capitalize())
+        frames.append(frame)
+    pooled = pd.concat(frames)
+    pooled = pooled[~pooled.duplicated()].reset_index(drop=True)
+    # (the reference shuffles `pooled` here without a seed; see the module docstring)
+    train = pooled.sample(DP2STAGE_TRAIN, random_state=DP2STAGE_SEED)
+    remain = pooled[~pooled.index.isin(train.index)]
+    valid = remain.sample(DP2STAGE_VALID, random_state=DP2STAGE_SEED) \
+        if len(remain) > DP2STAGE_VALID else remain
+    rest = pooled[~pooled.index.isin(train.index) & ~pooled.index.isin(valid.index)]
+    return (train.reset_index(drop=True), valid.reset_index(drop=True),
+            rest.reset_index(drop=True))
+
+
 def read_adult_file(path, skip_first_line: bool = False) -> pd.DataFrame:
     """Parse one raw UCI Adult file into a frame with the schema's columns and dtypes."""
     frame = pd.read_csv(
@@ -109,11 +158,20 @@ class Adult(TabularDataset):
     version = "2"  # 2: capital-loss and fnlwgt bounds from documentation, not from the data
     extra = "tabular"
 
+    N_PRIVATE = 32_561  # rows of adult.data (UCI documentation)
+
+    def __init__(self, n_private: int | None = None, n_eval: int | None = None,
+                 subsample_seed: int = 0, split: str = "uci"):
+        super().__init__(n_private=n_private, n_eval=n_eval, subsample_seed=subsample_seed)
+        if split not in SPLITS:
+            raise ConfigError(f"adult: unknown split {split!r}; choose from {list(SPLITS)}")
+        self.split = split
+        if split == "dp2stage":
+            self.N_PRIVATE = DP2STAGE_TRAIN  # its documented training size (download_dataset.py)
+
     @property
     def schema(self) -> TableSchema:
-        return SCHEMA
-
-    N_PRIVATE = 32_561  # rows of adult.data (UCI documentation)
+        return DP2STAGE_SCHEMA if self.split == "dp2stage" else SCHEMA
 
     def assets(self) -> list[str]:
         return ["adult-data", "adult-test"]
@@ -121,8 +179,10 @@ class Adult(TabularDataset):
     def load(self, store: AssetStore) -> DatasetBundle:
         private = read_adult_file(store.path("adult-data"))
         evaluation = read_adult_file(store.path("adult-test"), skip_first_line=True)
+        if self.split == "dp2stage":
+            private, _valid, evaluation = dp2stage_split(private, evaluation)
         return DatasetBundle(
             private=self._subsample(private, self.n_private, 1),
             eval=self._subsample(evaluation, self.n_eval, 2),
-            schema=SCHEMA,
+            schema=self.schema,
         )
