@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ _SECTION_KEYS = {"name", "dataset", "dataset_params", "n_samples", "metrics", "m
                  "secure_noise"}
 _AUDIT_KEYS = {"canaries", "runs", "confidence", "n_private", "n_samples"}
 _METHOD_KEYS = {"name", "params", "label"}
+# a suite's name is the folder of its results (results/<name>/): one safe path component
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,8 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
     where = str(path) if path else "suite"
     store = store or AssetStore()
     _no_unknown(raw, _SUITE_KEYS, where)
-    name = raw.get("name") or (path.stem if path else "suite")
+    name = suite_name(raw["name"], where) if "name" in raw else (
+        suite_name(path.stem, where, derived=True) if path else "suite")
     sections = raw.get("section")
     if not sections or not isinstance(sections, list):
         raise ConfigError(f"{where}: needs at least one [[section]] table")
@@ -255,6 +259,18 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{where}: the same run is listed twice (same dataset, method, params)")
     return Suite(name=name, path=path, specs=specs, description=raw.get("description", ""))
+
+
+def suite_name(value: Any, where: str = "suite", derived: bool = False) -> str:
+    """A suite name that is safe as the folder ``results/<name>/``: letters, digits, ``-_.``, not
+    starting with a dot, at most 100 characters (a ConfigError otherwise)."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return value
+    if derived:
+        raise ConfigError(f"{where}: the file name {value!r} is not a safe results folder name; "
+                          f"add name = \"...\" (letters, digits, '-', '_', '.'; no leading dot)")
+    raise ConfigError(f"{where}: name must be letters, digits, '-', '_' or '.' (not starting with "
+                      f"a dot, at most 100 characters), got {value!r}; it names the results folder")
 
 
 def _audit_options(value: Any, where: str) -> dict[str, Any] | None:
