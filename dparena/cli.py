@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -122,6 +123,8 @@ def run(
 
     if jobs < 1:
         raise ConfigError("--jobs must be >= 1")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     if executor not in ("local", "ray"):
         raise ConfigError(f"unknown executor {executor!r}: use local or ray")
     spec = load_suite(suite, secure_noise=secure_noise)
@@ -129,6 +132,7 @@ def run(
     if not specs:
         raise ConfigError("no run matches the --only filters")
     db = db or Path("results") / spec.name / "runs.sqlite"
+    _check_db_path(db)
     store = Store(db)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -160,6 +164,21 @@ def run(
     _write_leaderboards(store, db.parent, quiet)
     if strict and (summary.failed or summary.invalid):
         raise typer.Exit(1)
+
+
+def _check_db_path(db: Path) -> None:
+    """A result database path is a new file or an existing SQLite file (else a ConfigError)."""
+    if db.is_dir():
+        raise ConfigError(f"--db {db} is a folder; give a file path such as {db / 'runs.sqlite'}")
+    if db.exists():
+        try:
+            with open(db, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise ConfigError(f"--db {db} cannot be read ({exc.strerror or exc})") from None
+        if head and head != b"SQLite format 3\x00":
+            raise ConfigError(f"--db {db} exists and is not an SQLite database; give a new path "
+                              f"or a runs.sqlite written by dparena run")
 
 
 def _tables(db: Path, all_metrics: bool = False):

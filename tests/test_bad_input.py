@@ -9,8 +9,6 @@ a subprocess. Every case validates before any data is loaded.
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -92,6 +90,98 @@ SUITE_EDITS = [
     ("name-slash", 'name = "bad"', 'name = "a/b"', ["name"]),
     ("name-empty", 'name = "bad"', 'name = ""', ["name"]),
     ("name-number", 'name = "bad"', "name = 5", ["name"]),
+    # C: types and ranges, each rejected before any run
+    ("description", 'name = "bad"', 'name = "bad"\ndescription = 5', ["description"]),
+    ("eps-string", "epsilons = [1.0]", 'epsilons = ["abc"]', ["epsilons", "'abc'"]),
+    ("eps-scalar", "epsilons = [1.0]", "epsilons = 1.0", ["epsilons", "list"]),
+    ("eps-inf", "epsilons = [1.0]", "epsilons = [inf]", ["epsilons", "finite"]),
+    ("eps-nan", "epsilons = [1.0]", "epsilons = [nan]", ["epsilons"]),
+    ("eps-bool", "epsilons = [1.0]", "epsilons = [true]", ["epsilons", "True"]),
+    ("eps-zero", "epsilons = [1.0]", "epsilons = [0]", ["epsilon"]),
+    ("delta-zero", "delta = 1e-5", "delta = 0", ["delta", "(0, 1)"]),
+    ("delta-one", "delta = 1e-5", "delta = 1.0", ["delta", "(0, 1)"]),
+    ("delta-negative", "delta = 1e-5", "delta = -1e-5", ["delta"]),
+    ("delta-nan", "delta = 1e-5", "delta = nan", ["delta"]),
+    ("delta-bool", "delta = 1e-5", "delta = true", ["delta"]),
+    ("delta-rule", "delta = 1e-5", 'delta = "1/n"', ["delta rule"]),
+    ("delta-list", "delta = 1e-5", "delta = [1e-5]", ["delta"]),
+    ("seeds-negative", "seeds = [0]", "seeds = [-1]", ["seeds", "0..4294967295"]),
+    ("seeds-bool", "seeds = [0]", "seeds = [true]", ["seeds"]),
+    ("seeds-float", "seeds = [0]", "seeds = [1.5]", ["seeds"]),
+    ("seeds-scalar", "seeds = [0]", "seeds = 0", ["seeds"]),
+    ("seeds-empty", "seeds = [0]", "seeds = []", ["seeds"]),
+    ("seeds-huge", "seeds = [0]", "seeds = [99999999999999]", ["seeds"]),
+    ("n-samples-bool", "n_samples = 100", "n_samples = true", ["n_samples"]),
+    ("n-samples-float", "n_samples = 100", "n_samples = 1.5", ["n_samples"]),
+    ("n-samples-string", "n_samples = 100", 'n_samples = "all"', ["n_samples"]),
+    ("n-samples-zero", "n_samples = 100", "n_samples = 0", ["n_samples"]),
+    ("params-string", '{ name = "uniform" }', '{ name = "uniform", params = "x" }',
+     ["params", "table"]),
+    ("params-type", '{ name = "independent-marginals" }',
+     '{ name = "independent-marginals", params = { bins = "x" } }', ["bins", "integer"]),
+    ("params-bool", '{ name = "independent-marginals" }',
+     '{ name = "independent-marginals", params = { bins = true } }', ["bins", "integer"]),
+    ("params-unknown", '{ name = "independent-marginals" }',
+     '{ name = "independent-marginals", params = { binz = 3 } }', ["binz"]),
+    ("dataset-params-string", "dataset_params = { n_private = 200, n_eval = 200 }",
+     'dataset_params = "abc"', ["dataset_params", "table"]),
+    ("dataset-params-type", "dataset_params = { n_private = 200, n_eval = 200 }",
+     'dataset_params = { n_private = "abc" }', ["n_private"]),
+    ("dataset-params-seed", "dataset_params = { n_private = 200, n_eval = 200 }",
+     "dataset_params = { subsample_seed = -3 }", ["subsample_seed"]),
+    ("dataset-number", 'dataset = "adult"', "dataset = 5", ["dataset"]),
+    ("dataset-unknown", 'dataset = "adult"', 'dataset = "adlt"', ["did you mean 'adult'"]),
+    ("audit-string", "n_samples = 100", 'n_samples = 100\naudit = "yes"', ["audit"]),
+    ("audit-number", "n_samples = 100", "n_samples = 100\naudit = 5", ["audit"]),
+    ("audit-confidence", "n_samples = 100", "n_samples = 100\naudit = { confidence = 2 }",
+     ["confidence", "(0, 1)"]),
+    ("audit-runs", "n_samples = 100", "n_samples = 100\naudit = { runs = -1 }", ["runs"]),
+    ("audit-runs-bool", "n_samples = 100", "n_samples = 100\naudit = { runs = true }", ["runs"]),
+    ("audit-canaries", "n_samples = 100", "n_samples = 100\naudit = { canaries = 0 }",
+     ["canaries"]),
+    ("audit-n-private", "n_samples = 100", "n_samples = 100\naudit = { n_private = 1 }",
+     ["n_private", ">= 2"]),
+    ("audit-n-samples", "n_samples = 100", "n_samples = 100\naudit = { n_samples = 0 }",
+     ["n_samples"]),
+    ("audit-unknown", "n_samples = 100", "n_samples = 100\naudit = { canary = 3 }",
+     ["unknown keys ['canary']"]),
+    ("metrics-number", '["histogram-intersection"]', "[5]", ["metrics", "5"]),
+    ("metrics-string", '["histogram-intersection"]', '"histogram-intersection"', ["metrics"]),
+    ("metrics-missing", 'metrics = ["histogram-intersection"]\n', "", ["metric"]),
+    ("metric-params-string", "n_samples = 100", 'n_samples = 100\nmetric_params = "x"',
+     ["metric_params"]),
+    ("metric-params-inner", "n_samples = 100",
+     'n_samples = 100\nmetric_params = { "histogram-intersection" = 5 }', ["metric_params"]),
+    ("methods-string", 'methods = [{ name = "independent-marginals" }, { name = "uniform" }]',
+     'methods = "uniform"', ["methods", "list"]),
+    ("methods-number", 'methods = [{ name = "independent-marginals" }, { name = "uniform" }]',
+     "methods = [5]", ["method"]),
+    ("methods-empty", 'methods = [{ name = "independent-marginals" }, { name = "uniform" }]',
+     "methods = []", ["at least one method"]),
+    ("method-name-number", '{ name = "uniform" }', "{ name = 5 }", ["name"]),
+    ("method-name-missing", '{ name = "uniform" }', '{ label = "u" }', ["name"]),
+    ("method-label-number", '{ name = "uniform" }', '{ name = "uniform", label = 5 }', ["label"]),
+    ("method-label-empty", '{ name = "uniform" }', '{ name = "uniform", label = "" }', ["label"]),
+    ("method-unknown", '{ name = "uniform" }', '{ name = "unifrm" }', ["did you mean 'uniform'"]),
+    ("section-name-number", "[[section]]", "[[section]]\nname = 5", ["name"]),
+    ("timeout-bool", "delta = 1e-5", "delta = 1e-5\ntimeout_s = true", ["timeout_s"]),
+    ("timeout-nan", "delta = 1e-5", "delta = 1e-5\ntimeout_s = nan", ["timeout_s"]),
+    ("timeout-negative", "delta = 1e-5", "delta = 1e-5\ntimeout_s = -1", ["timeout_s"]),
+    ("memory-inf", "delta = 1e-5", "delta = 1e-5\nmemory_mb = inf", ["memory_mb"]),
+    ("secure-noise-string", "delta = 1e-5", 'delta = 1e-5\nsecure_noise = "yes"',
+     ["secure_noise"]),
+    ("unknown-key", "seeds = [0]", "seeds = [0]\nfoo = 3", ["unknown keys ['foo']"]),
+]
+
+# whole files that are not suites
+NOT_SUITES = [
+    ("utf16", SUITE.encode("utf-16"), ["UTF-8"]),
+    ("binary", bytes(range(256)) * 4, ["UTF-8"]),
+    ("toml-error", b'name = "x"\nseeds = [0,\nepsilons = 1\n', ["invalid TOML", "line"]),
+    ("empty", b"", ["[[section]]"]),
+    ("section-table", SUITE.replace("[[section]]", "[section]").encode(), ["[[section]]"]),
+    ("section-numbers", b'name = "x"\nsection = [1, 2]\n', ["section"]),
+    ("section-scalar", b'name = "x"\nsection = 5\n', ["[[section]]"]),
 ]
 
 
@@ -103,6 +193,47 @@ def test_bad_suite_is_one_error_line_and_writes_nothing(workdir, tmp_path, capsy
     (workdir / "s.toml").write_text(SUITE.replace(old, new.replace("{tmp}", str(tmp_path))))
     check_rejected(tmp_path, capsys, monkeypatch, ["run", "s.toml"], fragments)
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "a" / "escaped").exists()
+
+
+@pytest.mark.parametrize("content,fragments", [e[1:] for e in NOT_SUITES],
+                         ids=[e[0] for e in NOT_SUITES])
+def test_a_file_that_is_not_a_suite(workdir, tmp_path, capsys, monkeypatch, content, fragments):
+    (workdir / "s.toml").write_bytes(content)
+    check_rejected(tmp_path, capsys, monkeypatch, ["run", "s.toml"], fragments)
+
+
+def test_a_folder_or_a_missing_file_as_the_suite(workdir, tmp_path, capsys, monkeypatch):
+    (workdir / "suites.toml").mkdir()
+    check_rejected(tmp_path, capsys, monkeypatch, ["run", "suites.toml"], ["folder"])
+    check_rejected(tmp_path, capsys, monkeypatch, ["run", "nope.toml"], ["does not exist"])
+
+
+# ------------------------------------------------------------------ run options
+RUN_OPTIONS = [
+    ("timeout-zero", ["--timeout", "0"], ["--timeout"]),
+    ("timeout-negative", ["--timeout", "-5"], ["--timeout"]),
+    ("timeout-nan", ["--timeout", "nan"], ["--timeout"]),
+    ("timeout-inf", ["--timeout", "inf"], ["--timeout"]),
+    ("timeout-text", ["--timeout", "soon"], ["--timeout"]),
+    ("jobs-zero", ["--jobs", "0"], ["--jobs"]),
+    ("jobs-negative", ["--jobs", "-2"], ["--jobs"]),
+    ("jobs-text", ["--jobs", "many"], ["--jobs"]),
+    ("jobs-float", ["--jobs", "1.5"], ["--jobs"]),
+    ("executor", ["--executor", "slurm"], ["executor"]),
+    ("only-key", ["--only", "colour=red"], ["--only key 'colour'"]),
+    ("only-format", ["--only", "method"], ["KEY=VALUE"]),
+    ("only-eps", ["--only", "eps=abc"], ["eps"]),
+    ("only-nothing", ["--only", "method=aim"], ["no run matches"]),
+    ("db-folder", ["--db", "."], ["--db", "folder"]),
+    ("db-not-sqlite", ["--db", "s.toml"], ["--db", "SQLite"]),
+]
+
+
+@pytest.mark.parametrize("options,fragments", [e[1:] for e in RUN_OPTIONS],
+                         ids=[e[0] for e in RUN_OPTIONS])
+def test_bad_run_options(workdir, tmp_path, capsys, monkeypatch, options, fragments):
+    (workdir / "s.toml").write_text(SUITE)
+    check_rejected(tmp_path, capsys, monkeypatch, ["run", "s.toml", *options], fragments)
 
 
 def test_the_table_suite_is_valid(workdir):
