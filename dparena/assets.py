@@ -228,11 +228,9 @@ class AssetStore:
 
     def asset(self, name: str) -> Asset:
         if name not in self.assets:
-            import difflib
+            from dparena.registry import did_you_mean
 
-            close = difflib.get_close_matches(name, self.assets, n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise UnknownNameError(f"unknown asset {name!r}{hint}")
+            raise UnknownNameError(f"unknown asset {name!r}{did_you_mean(name, self.assets)}")
         return self.assets[name]
 
     def location(self, name: str) -> Path:

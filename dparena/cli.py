@@ -75,16 +75,20 @@ def fetch(
 
     from dparena.assets import ASSETS, AssetStore
     from dparena.datasets import datasets
+    from dparena.errors import UnknownNameError
+    from dparena.registry import did_you_mean
 
     store = AssetStore()
     wanted: list[str] = []
-    for name in names or list(ASSETS):
+    for name in names or list(ASSETS):  # every name is checked before anything is fetched
         if name in ASSETS:
             wanted.append(name)
         elif name in datasets:
             wanted.extend(datasets.create(name).assets())
         else:
-            store.asset(name)  # raises with suggestions
+            raise UnknownNameError(
+                f"unknown asset or dataset {name!r}{did_you_mean(name, [*ASSETS, *datasets])} "
+                f"(datasets: {', '.join(datasets)}; assets: {', '.join(ASSETS)})")
     with Progress(transient=False) as progress:
         task = progress.add_task("fetching", total=len(wanted))
         for name in wanted:
@@ -361,11 +365,22 @@ def audit(
     from dparena.privacy.audit import audit_run
     from dparena.types import Budget
 
+    _check_budget(epsilon, delta)
     budget = Budget(epsilon, delta)
     if not 0 < confidence < 1 or runs < 1:
         raise ConfigError("--confidence must be in (0, 1) and --runs >= 1")
+    for option, value, least in (("--canaries", canaries, 1), ("--n-private", n_private, 2),
+                                 ("--n-samples", n_samples, 1), ("--seed", seed, 0)):
+        if value is not None and value < least:
+            raise ConfigError(f"{option} must be >= {least}, got {value}")
     m = methods.create(method, **_key_values(param, "--param"))
-    bundle = datasets.create(dataset).load(AssetStore())
+    ds = datasets.create(dataset)
+    if not m.supports(ds.modality):
+        raise ConfigError(f"method {method!r} is for {'/'.join(_modalities(m))} data, dataset "
+                          f"{dataset!r} is {ds.modality.value}")
+    if runs > 1 and ds.modality.value != "tabular":
+        raise ConfigError(f"{ds.modality.value} audits use the one-run analysis only; drop --runs")
+    bundle = ds.load(AssetStore())
     result = audit_run(m, bundle.private, bundle.schema, budget, seed,
                        {"canaries": canaries, "runs": runs, "confidence": confidence,
                         "n_private": n_private, "n_samples": n_samples},
@@ -384,6 +399,19 @@ def audit(
         typer.echo(f"attack: {result.attack}")
     if result.failed:
         raise typer.Exit(1)
+
+
+def _check_budget(epsilon: float, delta: float) -> None:
+    """A claimed DP budget: finite ε > 0 and δ in (0, 1)."""
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise ConfigError(f"--epsilon must be a finite number > 0, got {epsilon:g}")
+    if not 0 < delta < 1:
+        raise ConfigError(f"--delta must be in (0, 1), got {delta:g}")
+
+
+def _modalities(obj) -> list[str]:
+    mods = obj.modality if isinstance(obj.modality, tuple) else (obj.modality,)
+    return [m.value for m in mods]
 
 
 def _key_values(items: list[str] | None, option: str) -> dict:
@@ -417,13 +445,33 @@ def accountant_pe(
     if steps < 1 or not 0 < delta < 1:
         raise ConfigError("--steps must be >= 1 and --delta in (0, 1)")
     if sigma is not None:
-        if sigma <= 0:
-            raise ConfigError("--sigma must be > 0")
-        typer.echo(f"epsilon = {pe_epsilon(sigma, steps, delta):.6f}")
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ConfigError(f"--sigma must be a finite number > 0, got {sigma:g}")
+        value = _computed(lambda: pe_epsilon(sigma, steps, delta),
+                          f"--sigma {sigma:g} is too small for a finite ε over {steps} steps")
+        typer.echo(f"epsilon = {value:.6f}")
     else:
-        if epsilon <= 0:
-            raise ConfigError("--epsilon must be > 0")
-        typer.echo(f"sigma = {pe_sigma(epsilon, steps, delta):.6f}")
+        if not (math.isfinite(epsilon) and epsilon > 0):
+            raise ConfigError(f"--epsilon must be a finite number > 0, got {epsilon:g}")
+        value = _computed(lambda: pe_sigma(epsilon, steps, delta),
+                          f"no finite σ gives ε = {epsilon:g} at δ = {delta:g}")
+        typer.echo(f"sigma = {value:.6f}")
+
+
+def _computed(compute, too_far: str) -> float:
+    """``compute()``, or a ConfigError saying ``too_far`` where the accountant cannot give a finite
+    answer (σ → 0 gives ε → ∞)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # the solver's overflow warnings: the error line says it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            value = compute()
+    except (ValueError, OverflowError, ArithmeticError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{too_far}; use a value nearer 1")
+    return value
 
 
 def main() -> None:

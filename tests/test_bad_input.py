@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -57,10 +58,14 @@ def workdir(tmp_path, monkeypatch):
 
 
 def cli(capsys, monkeypatch, *args):
+    """(exit code, stdout, stderr) of ``dparena ARGS``; Python warnings count as stderr lines, as
+    they would in a terminal."""
     monkeypatch.setattr(sys, "argv", ["dparena", *map(str, args)])
-    with pytest.raises(SystemExit) as stop:
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(SystemExit) as stop:
+        warnings.simplefilter("always")
         main()
     out, err = capsys.readouterr()
+    err += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
     return stop.value.code, out, err
 
 
@@ -234,6 +239,59 @@ RUN_OPTIONS = [
 def test_bad_run_options(workdir, tmp_path, capsys, monkeypatch, options, fragments):
     (workdir / "s.toml").write_text(SUITE)
     check_rejected(tmp_path, capsys, monkeypatch, ["run", "s.toml", *options], fragments)
+
+
+# ------------------------------------------------------------------ calculators and audits
+PE = ["accountant", "pe", "--steps", "5", "--delta", "1e-5"]
+AUDIT = ["audit", "--method", "independent-marginals", "--epsilon", "1"]
+COMMANDS = [
+    ("pe-sigma-nan", [*PE, "--sigma", "nan"], ["--sigma"]),
+    ("pe-sigma-tiny", [*PE, "--sigma", "1e-300"], ["--sigma"]),
+    ("pe-sigma-inf", [*PE, "--sigma", "inf"], ["--sigma"]),
+    ("pe-sigma-negative", [*PE, "--sigma", "-1"], ["--sigma"]),
+    ("pe-epsilon-inf", [*PE, "--epsilon", "inf"], ["--epsilon"]),
+    ("pe-epsilon-nan", [*PE, "--epsilon", "nan"], ["--epsilon"]),
+    ("pe-both", [*PE, "--epsilon", "1", "--sigma", "1"], ["exactly one"]),
+    ("pe-delta-zero", ["accountant", "pe", "--steps", "5", "--delta", "0", "--sigma", "1"],
+     ["--delta"]),
+    ("pe-delta-nan", ["accountant", "pe", "--steps", "5", "--delta", "nan", "--sigma", "1"],
+     ["--delta"]),
+    ("pe-steps-zero", ["accountant", "pe", "--steps", "0", "--delta", "1e-5", "--sigma", "1"],
+     ["--steps"]),
+    ("audit-epsilon-inf", ["audit", "--method", "independent-marginals", "--epsilon", "inf"],
+     ["--epsilon"]),
+    ("audit-epsilon-nan", ["audit", "--method", "independent-marginals", "--epsilon", "nan"],
+     ["--epsilon"]),
+    ("audit-epsilon-zero", ["audit", "--method", "independent-marginals", "--epsilon", "0"],
+     ["epsilon"]),
+    ("audit-delta-zero", [*AUDIT, "--delta", "0"], ["--delta"]),
+    ("audit-delta-nan", [*AUDIT, "--delta", "nan"], ["--delta"]),
+    ("audit-n-private-negative", [*AUDIT, "--n-private", "-5"], ["--n-private"]),
+    ("audit-n-private-one", [*AUDIT, "--n-private", "1"], ["--n-private"]),
+    ("audit-canaries-zero", [*AUDIT, "--canaries", "0"], ["--canaries"]),
+    ("audit-canaries-negative", [*AUDIT, "--canaries", "-3"], ["--canaries"]),
+    ("audit-runs-zero", [*AUDIT, "--runs", "0"], ["--runs"]),
+    ("audit-confidence", [*AUDIT, "--confidence", "2"], ["--confidence"]),
+    ("audit-confidence-nan", [*AUDIT, "--confidence", "nan"], ["--confidence"]),
+    ("audit-n-samples", [*AUDIT, "--n-samples", "0"], ["--n-samples"]),
+    ("audit-seed", [*AUDIT, "--seed", "-1"], ["--seed"]),
+    ("audit-param", [*AUDIT, "--param", "bins=x"], ["bins", "integer"]),
+    ("audit-param-format", [*AUDIT, "--param", "bins"], ["KEY=VALUE"]),
+    ("audit-unknown-method", ["audit", "--method", "independent-marginal", "--epsilon", "1"],
+     ["did you mean 'independent-marginals'"]),
+    ("audit-modality", ["audit", "--method", "dp-merf", "--epsilon", "1"], ["image", "tabular"]),
+    ("audit-image-runs", ["audit", "--method", "dp-merf", "--dataset", "digits", "--epsilon", "1",
+                          "--runs", "3"], ["one-run"]),
+    ("audit-unknown-dataset", [*AUDIT, "--dataset", "adlt"], ["did you mean 'adult'"]),
+    ("fetch-unknown", ["fetch", "adlt"], ["did you mean", "'adult'"]),
+    ("fetch-unknown-asset", ["fetch", "mnist-pk"], ["did you mean", "'mnist-pkl'"]),
+    ("list-unknown", ["list", "widgets"], ["unknown kind"]),
+]
+
+
+@pytest.mark.parametrize("args,fragments", [e[1:] for e in COMMANDS], ids=[e[0] for e in COMMANDS])
+def test_bad_command_options(workdir, tmp_path, capsys, monkeypatch, args, fragments):
+    check_rejected(tmp_path, capsys, monkeypatch, args, fragments)
 
 
 def test_the_table_suite_is_valid(workdir):
