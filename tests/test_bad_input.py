@@ -13,9 +13,17 @@ import sys
 import warnings
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from dparena.cli import main
+from dparena.datasets.schema import ImageSchema, TextSchema
+from dparena.harness.suite import parse_suite
+from dparena.methods import methods
+from dparena.methods.base import Method
+from dparena.methods.baselines.references import UniformSchema
+from dparena.types import Modality, Synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -300,3 +308,209 @@ def test_the_table_suite_is_valid(workdir):
 
     (workdir / "s.toml").write_text(SUITE)
     assert len(load_suite(workdir / "s.toml").specs) == 2
+
+
+# ------------------------------------------------------------------ a method's output (B)
+class BadOutput(Method):
+    """Returns the uniform baseline's kind of output with one deliberate defect."""
+
+    modality = (Modality.TABULAR, Modality.IMAGE, Modality.TEXT)
+    description = "returns a defective output (tests only)"
+    private = False
+
+    def __init__(self, defect: str = "no-defect"):
+        self.defect = defect
+
+    def generate(self, task, ledger):
+        ledger.non_private("test output")
+        n, d, rng = task.n_samples, self.defect, np.random.default_rng(0)
+        if isinstance(task.schema, ImageSchema):
+            images = rng.integers(0, 256, (n, *task.schema.shape)).astype(np.uint8)
+            labels = rng.integers(0, task.schema.num_classes, n)
+            if d == "shape":
+                images = images[:, :4]
+            if d == "dtype":
+                images = images.astype(float) / 255
+            if d == "label-range":
+                labels[7] = task.schema.num_classes
+            if d == "no-labels":
+                labels = None
+            if d == "short":
+                images, labels = images[:3], labels[:3]
+            return Synthetic(images, labels=labels)
+        if isinstance(task.schema, TextSchema):
+            texts = [f"text {i}" for i in range(n)]
+            labels = rng.integers(0, task.schema.num_classes, n)
+            if d == "not-str":
+                texts[4] = 4
+            if d == "label-range":
+                labels[2] = -1
+            if d == "short":
+                texts, labels = texts[:3], labels[:3]
+            return Synthetic(texts, labels=labels)
+        frame = UniformSchema().generate(task, ledger).data
+        frame["sex"] = frame["sex"].astype(object)
+        edits = {
+            "missing-column": lambda f: f.drop(columns=["age"]),
+            "extra-column": lambda f: f.assign(extra=1),
+            "nan": lambda f: f.assign(age=f["age"].where(f.index != 3, np.nan)),
+            "inf": lambda f: f.assign(age=f["age"].where(f.index != 3, np.inf)),
+            "none-cell": lambda f: f.assign(sex=f["sex"].where(f.index != 3, None)),
+            "bounds": lambda f: f.assign(age=f["age"].where(f.index != 3, 200.0)),
+            "integer": lambda f: f.assign(age=f["age"].where(f.index != 3, 39.5)),
+            "category": lambda f: f.assign(sex=f["sex"].where(f.index != 3, "male")),
+            "short": lambda f: f.head(3),
+            "empty": lambda f: f.head(0),
+            "long": lambda f: pd.concat([f, f.head(5)], ignore_index=True),
+            "array": lambda f: f.to_numpy(),
+        }
+        return Synthetic(edits.get(d, lambda f: f)(frame))
+
+
+class BadButPartial(BadOutput):
+    """The same, declaring that it may return fewer records than requested (as LM methods do)."""
+
+    may_return_fewer = True
+
+
+for _name, _cls in (("test-bad-output", BadOutput), ("test-bad-partial", BadButPartial)):
+    if _name not in methods:
+        methods.register(_name)(_cls)
+
+
+DATASETS = {"adult": {"n_private": 200, "n_eval": 200}, "digits": {"n_private": 60, "n_eval": 30},
+            "rotten-tomatoes": {"n_private": 30, "n_eval": 20}}
+
+
+@pytest.fixture(scope="module")
+def bundles(assets):
+    from dparena.harness.runner import load_bundle
+
+    return {name: load_bundle(_spec(name, "test-bad-output", "no-defect"), assets) for name in DATASETS}
+
+
+def _spec(dataset, method, defect, n_samples=50):
+    raw = {"name": "out", "seeds": [0], "section": [{
+        "dataset": dataset, "dataset_params": DATASETS[dataset], "n_samples": n_samples,
+        "metrics": [], "methods": [{"name": method, "params": {"defect": defect}}]}]}
+    [spec] = parse_suite(raw).specs
+    return spec
+
+
+OUTPUTS = [  # (dataset, defect, fragments of the stored error)
+    ("adult", "missing-column", ["missing columns ['age']"]),
+    ("adult", "extra-column", ["unexpected columns ['extra']"]),
+    ("adult", "nan", ["column 'age' row 3", "NaN"]),
+    ("adult", "inf", ["column 'age' row 3", "not finite"]),
+    ("adult", "none-cell", ["column 'sex' row 3", "empty"]),
+    ("adult", "bounds", ["column 'age' row 3", "200", "bounds [17, 90]"]),
+    ("adult", "integer", ["column 'age' row 3", "39.5", "whole number"]),
+    ("adult", "category", ["column 'sex' row 3", "'male'", "did you mean 'Male'"]),
+    ("adult", "short", ["3 records", "n_samples = 50"]),
+    ("adult", "empty", ["0 records", "n_samples = 50"]),
+    ("adult", "long", ["55 records", "n_samples = 50"]),
+    ("adult", "array", ["expected a table"]),
+    ("digits", "shape", ["shape [N, 8, 8, 1]"]),
+    ("digits", "dtype", ["uint8"]),
+    ("digits", "label-range", ["label 7 is 10"]),
+    ("digits", "no-labels", ["labels are missing"]),
+    ("digits", "short", ["3 records"]),
+    ("rotten-tomatoes", "not-str", ["item 4 is int"]),
+    ("rotten-tomatoes", "label-range", ["label 2 is -1"]),
+    ("rotten-tomatoes", "short", ["3 records"]),
+]
+
+
+@pytest.mark.parametrize("dataset,defect,fragments", OUTPUTS,
+                         ids=[f"{d}-{e}" for d, e, _ in OUTPUTS])
+def test_an_invalid_output_is_a_failed_run_with_the_reason(bundles, tmp_path, dataset, defect,
+                                                           fragments):
+    from dparena.harness.runner import execute
+
+    spec = _spec(dataset, "test-bad-output", defect)
+    rec = execute(spec, bundles[dataset], tmp_path / "artifact", tmp_path / "cache")
+    assert rec.status == "failed" and rec.error.startswith("invalid output: "), rec.error
+    assert "\n" not in rec.error  # the reason, no traceback
+    for frag in fragments:
+        assert frag in rec.error, rec.error
+    assert rec.artifact is None and not (tmp_path / "artifact").exists() and not rec.metrics
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_a_valid_output_is_ok(bundles, tmp_path, dataset):
+    from dparena.harness.runner import execute
+
+    rec = execute(_spec(dataset, "test-bad-output", "no-defect"), bundles[dataset],
+                  tmp_path / "artifact", tmp_path / "cache")
+    assert rec.status == "ok", rec.error
+    assert "shortfall" not in rec.info and "warning" not in rec.info
+
+
+@pytest.mark.parametrize("defect,n", [("short", 3), ("empty", 0)])
+def test_a_method_that_declares_it_may_return_fewer_records(bundles, tmp_path, defect, n):
+    """Short but otherwise valid output of a method with ``may_return_fewer`` (the LM methods,
+    which return only the rows that parse) is ok, with the shortfall stored and a warning; more
+    records than requested, or invalid ones, still fail."""
+    from dparena.harness.runner import execute
+
+    rec = execute(_spec("adult", "test-bad-partial", defect), bundles["adult"],
+                  tmp_path / "artifact", tmp_path / "cache")
+    assert rec.status == "ok", rec.error
+    assert rec.info["shortfall"] == 50 - n
+    assert f"returned {n} of the 50 requested records" in rec.info["warning"]
+    assert len(pd.read_parquet(rec.artifact)) == n
+    for bad in ("long", "nan"):
+        rec = execute(_spec("adult", "test-bad-partial", bad), bundles["adult"],
+                      tmp_path / bad, tmp_path / "cache")
+        assert rec.status == "failed" and rec.error.startswith("invalid output: "), bad
+
+
+def test_the_lm_table_methods_declare_short_output():
+    from dparena.methods.base import Method
+
+    assert Method.may_return_fewer is False
+    for name in ("dp2stage", "dp-standard"):
+        assert methods.get(name).may_return_fewer is True
+    assert methods.get("independent-marginals").may_return_fewer is False
+
+
+def test_an_invalid_output_is_stored_failed_and_never_ranked(bundles, tmp_path):
+    from dparena.harness.runner import Runner
+    from dparena.harness.store import Store
+    from dparena.leaderboard.aggregate import build_tables
+
+    raw = {"name": "out", "seeds": [0], "epsilons": [1.0], "section": [{
+        "dataset": "adult", "dataset_params": DATASETS["adult"], "n_samples": 50,
+        "metrics": ["histogram-intersection"],
+        "methods": ["independent-marginals",
+                    {"name": "test-bad-output", "params": {"defect": "nan"}}]}]}
+    store = Store(tmp_path / "runs.sqlite")
+    summary = Runner(store).run(parse_suite(raw).specs)
+    assert summary.ok == 1 and len(summary.failed) == 1
+    assert "column 'age' row 3" in summary.failed[0][1]
+    bad = next(r for r in store.runs() if r["method"] == "test-bad-output")
+    assert bad["status"] == "failed" and not bad["metrics"]
+    for table in build_tables(store.runs()):
+        for row in table.rows:
+            if row.label == "test-bad-output":
+                assert all(c.rank is None for c in row.cells.values())
+
+
+@pytest.mark.slow
+def test_an_lm_that_generates_no_valid_row_is_ok_and_ranks_last(tmp_path, assets):
+    """dp-standard's deliberate behaviour survives the output check: an empty (valid) table is an
+    ok run with its warning and shortfall, scored rather than hidden."""
+    from dparena.harness.runner import execute, load_bundle
+
+    fast = dict(model="tiny", epochs=1, batch_size=16, physical_batch_size=8, lr=5e-3, n_embd=32,
+                n_layer=1, max_new_tokens=4, gen_batch_size=4, give_up_after=1,
+                prompt_dist="public")
+    raw = {"name": "lm", "seeds": [0], "epsilons": [4.0], "delta": 1e-5, "section": [{
+        "dataset": "adult", "dataset_params": {"n_private": 160, "n_eval": 50}, "n_samples": 5,
+        "metrics": ["histogram-intersection"], "methods": [{"name": "dp-standard", "params": fast}]}]}
+    [spec] = parse_suite(raw).specs
+    rec = execute(spec, load_bundle(spec, assets), tmp_path / "a", tmp_path / "c")
+    assert rec.status == "ok", rec.error
+    assert rec.info["shortfall"] == 5 - rec.info["valid_rows"]
+    if rec.info["valid_rows"] == 0:
+        assert rec.info["warning"].startswith("no valid row")
