@@ -284,18 +284,21 @@ def check(
 @app.command()
 def score(
     dataset: str = typer.Option(..., help="Registered dataset whose eval split is the reference."),
-    synthetic: Path = typer.Option(..., help="Synthetic table (.csv or .parquet)."),
+    synthetic: Path = typer.Option(..., help="Synthetic data: a table (.csv or .parquet), texts "
+                                   "(.jsonl of {text, label}) or images (.npz of data, labels)."),
     metric: list[str] = typer.Option(None, help="Metric name (repeatable; default: all that apply)."),
     dataset_param: list[str] = typer.Option(None, help="Dataset parameter KEY=VALUE (repeatable)."),
     seed: int = typer.Option(0, help="Seed for metrics that train models."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
-    """Score an existing synthetic table against a dataset's eval split (no generator needed).
+    """Score existing synthetic data against a dataset's eval split (no generator needed).
+
+    Tables: .csv or .parquet with the schema's columns; texts: .jsonl, one {"text": ..., "label":
+    INDEX} per line; images: .npz with uint8 "data" [N, H, W, C] and integer "labels" (the
+    formats of a run's artifacts/). Every value is checked against the public schema first.
 
     Example: dparena score --dataset adult --synthetic my_synth.csv --metric ml-efficacy
     """
-    import pandas as pd
-
     from dparena.assets import AssetStore
     from dparena.datasets import datasets
     from dparena.metrics import metrics as registry
@@ -303,6 +306,8 @@ def score(
     from dparena.types import Synthetic
 
     ds = datasets.create(dataset, **_key_values(dataset_param, "--dataset-param"))
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     names = metric or [n for n in registry.names() if registry.create(n).supports(ds.modality)]
     chosen = [registry.create(n) for n in names]
     for m in chosen:
@@ -310,25 +315,21 @@ def score(
             raise ConfigError(f"metric {m.name!r} does not apply to {ds.modality.value} data")
     if not synthetic.exists():
         raise ConfigError(f"synthetic file {synthetic} does not exist")
-    try:
-        if synthetic.suffix == ".parquet":
-            frame = pd.read_parquet(synthetic)
-        elif synthetic.suffix in (".csv", ".txt"):
-            frame = pd.read_csv(synthetic, dtype=str, keep_default_na=False, na_values=[""])
-        else:
-            raise ConfigError(f"{synthetic}: use a .csv or .parquet file")
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"{synthetic}: could not read it ({str(exc).splitlines()[0]})") from None
-    if len(frame) == 0:
-        raise ConfigError(f"{synthetic}: the table has no rows")
+    if synthetic.is_dir():
+        raise ConfigError(f"{synthetic} is a folder; give the synthetic data file")
+    data, labels = _read_synthetic(synthetic, ds.schema)  # checked before any data is loaded
+    if len(data) == 0:
+        raise ConfigError(f"{synthetic}: the file has no rows")
     bundle = ds.load(AssetStore())
-    table = bundle.schema.conform(frame, what=str(synthetic))
     real = EvalData(bundle.eval, bundle.schema, bundle.eval_labels)
     ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=type(ds).version)
     values = []
     for m in chosen:  # privacy-risk metrics (needs_private) compare against the private split
         seen = dataclasses.replace(real, private=bundle.private) if m.needs_private else real
-        values += m.compute(Synthetic(table), seen, ctx)
+        values += m.compute(Synthetic(data, labels=labels), seen, ctx)
+    if not values:  # e.g. validity / perplexity, which score a method's own LM
+        raise ConfigError(f"{', '.join(names)} gave no value for a file: they score the "
+                          f"generating method's own model; choose other --metric values")
     if as_json:
         typer.echo(json.dumps([v.to_dict() for v in values], indent=1))
         return
@@ -336,6 +337,61 @@ def score(
     for v in values:
         arrow = "↑" if v.direction.value == "maximize" else "↓"
         typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+
+
+def _read_synthetic(path: Path, schema):
+    """(data, labels) of a synthetic file, conformed to ``schema`` (one-line errors)."""
+    import zipfile
+
+    import numpy as np
+    import pandas as pd
+
+    from dparena.datasets.schema import ImageSchema, TableSchema, TextSchema
+
+    what = str(path)
+    formats = {TableSchema: (".csv", ".txt", ".parquet"), TextSchema: (".jsonl",),
+               ImageSchema: (".npz",)}
+    allowed = next(v for k, v in formats.items() if isinstance(schema, k))
+    if path.suffix not in allowed:
+        kinds = {".csv": "a .csv or .parquet file", ".jsonl": "a .jsonl file of {\"text\": ..., "
+                 "\"label\": INDEX} lines", ".npz": "an .npz file with arrays data and labels"}
+        raise ConfigError(f"{path}: {schema.kind if hasattr(schema, 'kind') else 'table'} data "
+                          f"need {kinds[allowed[0]]}")
+    try:
+        if isinstance(schema, TableSchema):
+            if path.suffix == ".parquet":
+                frame = pd.read_parquet(path)
+            else:
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            return schema.conform(frame, what=what), None
+        if isinstance(schema, TextSchema):
+            texts, labels = [], []
+            with open(path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        item = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ConfigError(f"{path} line {number}: not JSON ({exc.msg})") from None
+                    if not isinstance(item, dict) or not {"text", "label"} <= set(item):
+                        raise ConfigError(f"{path} line {number}: expected an object with keys "
+                                          f"'text' and 'label', got {line.strip()[:60]!r}")
+                    texts.append(item["text"])
+                    labels.append(item["label"])
+            if not texts:
+                return [], None
+            return schema.conform(texts, np.array(labels, dtype=object), what=what)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as arrays:
+            missing = [k for k in ("data", "labels") if k not in arrays.files]
+            if missing:
+                raise ConfigError(f"{path}: missing arrays {missing}; save it with "
+                                  f"np.savez(path, data=images, labels=labels)")
+            images, labels = arrays["data"], arrays["labels"]
+        return schema.conform(images, labels, what=what)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: could not read it ({reason})") from None
 
 
 @app.command()

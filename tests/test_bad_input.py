@@ -302,6 +302,135 @@ def test_bad_command_options(workdir, tmp_path, capsys, monkeypatch, args, fragm
     check_rejected(tmp_path, capsys, monkeypatch, args, fragments)
 
 
+# ------------------------------------------------------------------ dparena score (B)
+def _adult_rows(n=10) -> pd.DataFrame:
+    from dparena.datasets.adult import SCHEMA
+
+    task = type("T", (), {"schema": SCHEMA, "n_samples": n, "rng": np.random.default_rng(1)})
+    frame = UniformSchema().generate(task, None).data
+    return frame.astype({c.name: object for c in SCHEMA.columns})
+
+
+def _edited(column, value, row=3):
+    def write(path):
+        frame = _adult_rows()
+        frame.loc[row, column] = value
+        frame.to_csv(path, index=False)
+    return write
+
+
+def _jsonl(*lines):
+    return lambda path: path.write_text("".join(line + "\n" for line in lines))
+
+
+def _npz(**arrays):
+    return lambda path: np.savez(path, **arrays)
+
+
+_IMG = np.zeros((5, 8, 8, 1), np.uint8)
+_LAB = np.arange(5)
+SCORES = [  # (id, dataset, file name, writer, fragments)
+    ("nan", "adult", "s.csv", _edited("age", "nan"), ["column 'age' row 3", "'nan'"]),
+    ("inf", "adult", "s.csv", _edited("age", "inf"), ["column 'age' row 3", "not finite"]),
+    ("empty-number", "adult", "s.csv", _edited("age", ""), ["column 'age' row 3", "empty"]),
+    ("NA-category", "adult", "s.csv", _edited("workclass", "NA"),
+     ["column 'workclass' row 3", "'NA'", "public categories"]),
+    ("empty-category", "adult", "s.csv", _edited("workclass", ""), ["'workclass' row 3", "empty"]),
+    ("wrong-case", "adult", "s.csv", _edited("sex", "male"),
+     ["column 'sex' row 3", "did you mean 'Male'"]),
+    ("unseen", "adult", "s.csv", _edited("race", "Martian"), ["column 'race' row 3", "'Martian'"]),
+    ("bounds", "adult", "s.csv", _edited("age", "200"), ["'age' row 3", "bounds [17, 90]"]),
+    ("fraction", "adult", "s.csv", _edited("age", "39.5"), ["'age' row 3", "whole number"]),
+    ("parquet-none", "adult", "s.parquet",
+     lambda p: _adult_rows().assign(sex=[None] + ["Male"] * 9).to_parquet(p),
+     ["column 'sex' row 0", "empty"]),
+    ("duplicate-column", "adult", "s.csv",
+     lambda p: p.write_text(_adult_rows().to_csv(index=False).replace("fnlwgt", "age", 1)),
+     ["unexpected columns ['age.1']"]),
+    ("header-only", "adult", "s.csv", lambda p: _adult_rows().head(0).to_csv(p, index=False),
+     ["no rows"]),
+    ("binary-csv", "adult", "s.csv", lambda p: p.write_bytes(bytes(range(256)) * 8),
+     ["could not read"]),
+    ("garbage-parquet", "adult", "s.parquet", lambda p: p.write_bytes(b"not parquet" * 50),
+     ["could not read"]),
+    ("suffix", "adult", "s.xlsx", lambda p: p.write_bytes(b"x"), [".csv or .parquet"]),
+    ("folder", "adult", "s.csv", lambda p: p.mkdir(), ["folder"]),
+    ("text-csv", "rotten-tomatoes", "s.csv", lambda p: p.write_text("text,label\nhi,0\n"),
+     [".jsonl"]),
+    ("text-json-error", "rotten-tomatoes", "s.jsonl",
+     _jsonl('{"text": "fine", "label": 0}', '{"text": "broken"'), ["line 2"]),
+    ("text-not-object", "rotten-tomatoes", "s.jsonl", _jsonl("[1, 2]"), ["line 1", "object"]),
+    ("text-no-label", "rotten-tomatoes", "s.jsonl", _jsonl('{"text": "no label"}'),
+     ["line 1", "'label'"]),
+    ("text-label-range", "rotten-tomatoes", "s.jsonl", _jsonl('{"text": "a", "label": 5}'),
+     ["label 0 is 5"]),
+    ("text-label-name", "rotten-tomatoes", "s.jsonl", _jsonl('{"text": "a", "label": "fresh"}'),
+     ["label 0 is 'fresh'"]),
+    ("text-not-str", "rotten-tomatoes", "s.jsonl", _jsonl('{"text": 7, "label": 0}'),
+     ["item 0 is int"]),
+    ("text-empty", "rotten-tomatoes", "s.jsonl", lambda p: p.write_text(""), ["no rows"]),
+    ("image-csv", "digits", "s.csv", lambda p: p.write_text("a\n1\n"), [".npz"]),
+    ("image-no-labels", "digits", "s.npz", _npz(data=_IMG), ["'labels'"]),
+    ("image-no-data", "digits", "s.npz", _npz(images=_IMG, labels=_LAB), ["'data'"]),
+    ("image-float", "digits", "s.npz", _npz(data=_IMG / 255.0, labels=_LAB), ["uint8"]),
+    ("image-shape", "digits", "s.npz", _npz(data=_IMG[:, :4], labels=_LAB), ["shape"]),
+    ("image-label-range", "digits", "s.npz", _npz(data=_IMG, labels=_LAB * 3),
+     ["label 4 is 12"]),
+    ("image-pickle", "digits", "s.npz",
+     _npz(data=np.array([object()] * 5, dtype=object), labels=_LAB), ["could not read"]),
+    ("image-garbage", "digits", "s.npz", lambda p: p.write_bytes(b"PK\x03\x04 not a zip"),
+     ["could not read"]),
+]
+SCORE_OPTIONS = [
+    ("seed", ["--seed", "-1"], ["--seed"]),
+    ("metric-unknown", ["--metric", "ml-eficacy"], ["did you mean 'ml-efficacy'"]),
+    ("metric-modality", ["--metric", "fid"], ["does not apply"]),
+    ("dataset-param", ["--dataset-param", "n_private=abc"], ["n_private"]),
+    ("dataset-param-format", ["--dataset-param", "n_private"], ["KEY=VALUE"]),
+    ("missing-file", ["--synthetic", "nope.csv"], ["does not exist"]),
+    ("metric-needs-a-model", ["--metric", "validity"], ["gave no value"]),
+]
+
+
+@pytest.mark.parametrize("dataset,filename,write,fragments", [e[1:] for e in SCORES],
+                         ids=[e[0] for e in SCORES])
+def test_score_rejects_bad_synthetic_data(workdir, tmp_path, capsys, monkeypatch, dataset,
+                                          filename, write, fragments):
+    write(workdir / filename)
+    check_rejected(tmp_path, capsys, monkeypatch,
+                   ["score", "--dataset", dataset, "--synthetic", filename], fragments)
+
+
+@pytest.mark.parametrize("options,fragments", [e[1:] for e in SCORE_OPTIONS],
+                         ids=[e[0] for e in SCORE_OPTIONS])
+def test_score_rejects_bad_options(workdir, tmp_path, capsys, monkeypatch, options, fragments):
+    _adult_rows().to_csv(workdir / "s.csv", index=False)
+    check_rejected(tmp_path, capsys, monkeypatch,
+                   ["score", "--dataset", "adult", "--synthetic", "s.csv", *options], fragments)
+
+
+def test_score_reads_the_formats_the_store_writes(workdir, tmp_path, capsys, monkeypatch, assets):
+    """Texts as JSON lines {text, label} and images as .npz {data, labels}, as in artifacts/."""
+    import json
+
+    from dparena.datasets import datasets
+    from dparena.harness.store import write_synthetic
+
+    reviews = datasets.create("rotten-tomatoes", n_private=40, n_eval=40).load(assets)
+    texts = write_synthetic(reviews.private, reviews.private_labels, workdir / "texts")
+    digits = datasets.create("digits", n_private=100, n_eval=100).load(assets)
+    images = write_synthetic(digits.private, digits.private_labels, workdir / "images")
+    for dataset, path, metric in (("rotten-tomatoes", texts, "downstream-accuracy"),
+                                  ("digits", images, "downstream-accuracy")):
+        before = snapshot(tmp_path)
+        code, out, err = cli(capsys, monkeypatch, "score", "--dataset", dataset, "--synthetic",
+                             path, "--dataset-param", "n_eval=40", "--metric", metric, "--json")
+        assert code == 0, err
+        values = {v["name"]: v["value"] for v in json.loads(out)}
+        assert 0 <= values["downstream-accuracy"] <= 1
+        assert snapshot(tmp_path) == before
+
+
 def test_the_table_suite_is_valid(workdir):
     """The unedited suite parses, so each edit above is what the error is about."""
     from dparena.harness.suite import load_suite

@@ -195,7 +195,7 @@ def _check_labels(labels, n: int, num_classes: int, what: str, items: str) -> np
         raise SchemaError(f"{what}: {expected}, got labels of shape {list(lab.shape)}")
     if n and not np.issubdtype(lab.dtype, np.integer):
         for i, v in enumerate(lab.tolist()):
-            if isinstance(v, bool) or not isinstance(v, int):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < num_classes:
                 raise SchemaError(f"{what}: {expected}; label {i} is {v!r}")
         lab = lab.astype(np.int64)
     bad = (lab < 0) | (lab >= num_classes)
