@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from dparena.errors import ConfigError, UnknownNameError
+from dparena.errors import ConfigError, DuplicateNameError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -72,7 +72,8 @@ class Registry(Generic[T]):
                 current == f"{entry.__module__}:{entry.__qualname__}"
             )
             if not lazy_match:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise DuplicateNameError(f"{self.kind} {name!r} is already registered; register "
+                                         f"yours under another name")
         if not isinstance(entry, str) and not issubclass(entry, self.base):
             raise TypeError(f"{entry.__name__} must subclass {self.base.__name__}")
         self._entries[name] = entry

@@ -9,6 +9,8 @@ a subprocess. Every case validates before any data is loaded.
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -429,6 +431,59 @@ def test_score_reads_the_formats_the_store_writes(workdir, tmp_path, capsys, mon
         values = {v["name"]: v["value"] for v in json.loads(out)}
         assert 0 <= values["downstream-accuracy"] <= 1
         assert snapshot(tmp_path) == before
+
+
+# ------------------------------------------------------------------ plugins (D)
+PLUGINS = [
+    ("raises", "raise RuntimeError('boom')\n", ["plugin 'bad_plugin'", "RuntimeError: boom",
+                                                 "DPARENA_PLUGINS"]),
+    ("syntax", "def broken(:\n", ["plugin 'bad_plugin'", "SyntaxError"]),
+    ("missing-import", "import no_such_module_xyz\n", ["'bad_plugin'", "no_such_module_xyz"]),
+    ("builtin-name", "from dparena.methods import methods\n"
+                     "from dparena.methods.baselines.references import UniformSchema\n"
+                     "methods.register('uniform')(type('Mine', (UniformSchema,), {}))\n",
+     ["plugin 'bad_plugin'", "method 'uniform' is already registered", "another name"]),
+    ("builtin-lazy-name", "from dparena.metrics import metrics\n"
+                          "from dparena.metrics.base import Metric\n"
+                          "metrics.register('fid')(type('Mine', (Metric,), {}))\n",
+     ["plugin 'bad_plugin'", "metric 'fid' is already registered"]),
+]
+
+
+@pytest.mark.parametrize("source,fragments", [e[1:] for e in PLUGINS], ids=[e[0] for e in PLUGINS])
+def test_a_broken_plugin_is_one_error_line(tmp_path, source, fragments):
+    (tmp_path / "bad_plugin.py").write_text(source)
+    env = {**os.environ, "DPARENA_PLUGINS": "bad_plugin",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    before = snapshot(tmp_path)
+    out = subprocess.run([sys.executable, "-m", "dparena", "list", "methods"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert_one_error_line(out.returncode, out.stderr, *fragments)
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if "__pycache__" not in k} == before
+
+
+def test_a_broken_entry_point_plugin_names_its_distribution(monkeypatch):
+    from dparena import plugins
+    from dparena.errors import ConfigError
+
+    class EntryPoint:
+        name, value = "broken", "broken_pkg.plugin"
+        dist = type("Dist", (), {"name": "broken-pkg"})()
+
+        def load(self):
+            raise ValueError("bad registration")
+
+    monkeypatch.delenv("DPARENA_PLUGINS", raising=False)
+    monkeypatch.setattr(plugins.metadata, "entry_points", lambda group: [EntryPoint()])
+    plugins.load_plugins.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as err:
+            plugins.load_plugins()
+    finally:
+        plugins.load_plugins.cache_clear()
+    assert "'broken_pkg.plugin'" in str(err.value) and "broken-pkg" in str(err.value)
+    assert "ValueError: bad registration" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_table_suite_is_valid(workdir):
