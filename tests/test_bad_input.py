@@ -698,3 +698,39 @@ def test_an_lm_that_generates_no_valid_row_is_ok_and_ranks_last(tmp_path, assets
     assert rec.info["shortfall"] == 5 - rec.info["valid_rows"]
     if rec.info["valid_rows"] == 0:
         assert rec.info["warning"].startswith("no valid row")
+
+
+# ------------------------------------------------------------------ derived caches (D)
+def _mnist_home(tmp_path, assets) -> Path:
+    """A fresh $DPARENA_HOME holding only the (verified) MNIST pickle."""
+    real = assets.path("mnist-pkl")
+    home = tmp_path / "home"
+    (home / "assets" / "mnist-pkl").mkdir(parents=True)
+    (home / "assets" / "mnist-pkl" / real.name).symlink_to(real)
+    return home
+
+
+def test_a_damaged_mnist_npz_is_rebuilt_not_loaded(tmp_path, assets):
+    from dparena.assets import AssetStore
+    from dparena.datasets.images import _mnist_npz
+
+    store = AssetStore(_mnist_home(tmp_path, assets))
+    first = _mnist_npz(store)
+    [npz] = store.location("mnist-pkl").parent.glob("*.npz")
+    good = npz.read_bytes()
+
+    def other_arrays(path):  # a readable npz with the right keys and shapes but other pixels
+        np.savez(path, **{k: np.zeros_like(v) for k, v in first.items()})
+
+    for damage in (lambda p: p.write_bytes(good[: len(good) // 2]),  # truncated
+                   lambda p: p.write_bytes(good[:-1000] + bytes(1000)),  # tail zeroed
+                   lambda p: p.write_bytes(b"not an npz"),
+                   other_arrays):
+        with open(npz, "wb"):
+            pass
+        damage(npz)
+        again = _mnist_npz(store)
+        for key, value in first.items():
+            assert np.array_equal(again[key], value), key
+    assert [p.name for p in npz.parent.iterdir() if not p.name.startswith("mnist.pkl")] == [
+        npz.name]  # rebuilt in place, no temporary file left
