@@ -143,8 +143,7 @@ def _check_params(cls: type, params: dict[str, Any], what: str) -> None:
     except Exception:  # noqa: BLE001 - unresolvable annotations: leave checking to the class
         return
     for key, value in params.items():
-        param = sig.parameters.get(key)
-        if param is None or key not in hints:
+        if key not in sig.parameters or key not in hints:
             continue  # unknown names are the constructor's TypeError (listed below)
         hint = hints[key]
         if not _matches(value, hint):
@@ -189,7 +188,7 @@ def _expected(hint: Any) -> str:
         item = args[0] if args and (origin is list or args[-1] is Ellipsis) else None
         return f"a list of {_plural(item)}" if item is not None else "a list"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
-            type(None): "absent (none)"}.get(hint, "a table" if origin is dict or hint is dict
+            type(None): "left out"}.get(hint, "a table" if origin is dict or hint is dict
                                               else getattr(hint, "__name__", str(hint)))
 
 

@@ -251,6 +251,18 @@ def test_bad_run_options(workdir, tmp_path, capsys, monkeypatch, options, fragme
     check_rejected(tmp_path, capsys, monkeypatch, ["run", "s.toml", *options], fragments)
 
 
+def test_mistakes_leave_an_existing_result_database_alone(workdir, tmp_path, capsys, monkeypatch):
+    from dparena.harness.store import Store
+
+    Store(workdir / "runs.sqlite")  # a real (empty) store
+    (workdir / "s.toml").write_text(SUITE)
+    (workdir / "bad.toml").write_text(SUITE.replace("seeds = [0]", "seeds = [-1]"))
+    for args in (["run", "bad.toml", "--db", "runs.sqlite"],
+                 ["run", "s.toml", "--db", "runs.sqlite", "--timeout", "0"],
+                 ["run", "s.toml", "--db", "runs.sqlite", "--only", "method=aim"]):
+        check_rejected(tmp_path, capsys, monkeypatch, args, [])
+
+
 # ------------------------------------------------------------------ calculators and audits
 PE = ["accountant", "pe", "--steps", "5", "--delta", "1e-5"]
 AUDIT = ["audit", "--method", "independent-marginals", "--epsilon", "1"]
