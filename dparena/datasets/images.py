@@ -47,7 +47,8 @@ class MNIST(ImageDataset):
     """MNIST digits, 28×28 grey: private = the 50,000 training images, eval = the 10,000 test images.
 
     The carrier pickle (the classic 50k/10k/10k split, pixels stored as value/256) is converted once
-    to ``mnist.npz`` next to the cached asset; later loads read only the npz.
+    to an npz next to the cached asset; later loads read the npz after checking its arrays against
+    their pinned sha256 (a damaged npz is rebuilt, never used).
     """
 
     description = "MNIST handwritten digits 28x28 (50,000 private / 10,000 eval), 10 classes"
@@ -64,26 +65,56 @@ class MNIST(ImageDataset):
                             arrays["test_y"])
 
 
+#: sha256 of the converted MNIST arrays (see :func:`_arrays_sha256`): the conversion of the pinned
+#: pickle is deterministic, so its result is pinned too and the npz cache is verified on every load
+MNIST_ARRAYS_SHA256 = "ec2e1c7dd6c50edf252cb9ffe3a051c95ceca925025aeadffc5e5e73bae62570"
+
+
 def _mnist_npz(store: AssetStore) -> dict[str, np.ndarray]:
+    """The MNIST arrays, from the npz cache next to the asset when it holds exactly the pinned
+    arrays; a missing, unreadable or altered cache is rebuilt from the (verified) pickle."""
+    import zipfile
+
     source = store.path("mnist-pkl")  # verified against its sha256
     npz = source.with_name(f"mnist-{store.asset('mnist-pkl').sha256[:12]}.npz")
-    if not npz.exists():
-        with gzip.open(source, "rb") as fh:
-            (train_x, train_y), _valid, (test_x, test_y) = pickle.load(fh, encoding="latin1")
-
-        def to_uint8(x):
-            return np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
-
-        fd, tmp = tempfile.mkstemp(dir=npz.parent, suffix=".npz")
-        os.close(fd)
+    if npz.exists():
         try:
-            np.savez(tmp, train_x=to_uint8(train_x), train_y=train_y.astype(np.int64),
-                     test_x=to_uint8(test_x), test_y=test_y.astype(np.int64))
-            os.replace(tmp, npz)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    with np.load(npz) as data:
-        return {k: data[k] for k in data.files}
+            with np.load(npz, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            if _arrays_sha256(arrays) == MNIST_ARRAYS_SHA256:
+                return arrays
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            pass  # damaged: rebuilt below
+    with gzip.open(source, "rb") as fh:
+        (train_x, train_y), _valid, (test_x, test_y) = pickle.load(fh, encoding="latin1")
+
+    def to_uint8(x):
+        return np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+
+    arrays = {"train_x": to_uint8(train_x), "train_y": train_y.astype(np.int64),
+              "test_x": to_uint8(test_x), "test_y": test_y.astype(np.int64)}
+    if _arrays_sha256(arrays) != MNIST_ARRAYS_SHA256:  # pragma: no cover - a broken conversion
+        raise AssetError("mnist: converting the pickle gave unexpected arrays; report this")
+    fd, tmp = tempfile.mkstemp(dir=npz.parent, prefix=".part-", suffix=".npz")
+    os.close(fd)
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, npz)  # atomic: a concurrent reader sees the old file or the new one
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return arrays
+
+
+def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over each array's name, dtype, shape and bytes, in name order."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key}:{arr.dtype}:{arr.shape};".encode())
+        digest.update(memoryview(arr).cast("B"))
+    return digest.hexdigest()
 
 
 class Digits(ImageDataset):

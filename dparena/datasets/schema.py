@@ -91,14 +91,23 @@ class TableSchema:
         raise KeyError(name)
 
     def conform(self, frame: pd.DataFrame, what: str = "table") -> pd.DataFrame:
-        """Check columns and parse values; returns a copy in schema order and dtypes.
+        """Check a table against the public schema; returns a copy in schema order and dtypes.
 
-        Raises SchemaError (one line, says what to fix) on missing or extra columns or values that
-        do not parse. Categorical values outside the public list are kept (metrics count them as
-        'unknown').
+        Raises SchemaError (one line naming the first offending column and row, and what to fix)
+        when the columns are not exactly the schema's, a numeric value is missing, not a number,
+        not finite, outside the public bounds or (in an integer column) not a whole number, or a
+        categorical value is missing or not one of the public categories (compared after
+        stripping surrounding spaces, case-sensitively). Rows are counted from 0.
         """
+        if not isinstance(frame, pd.DataFrame):
+            raise SchemaError(f"{what}: expected a table (pandas DataFrame) with columns "
+                              f"{self.names}, got {type(frame).__name__}")
         names = self.names
         got = [str(c).strip() for c in frame.columns]
+        twice = sorted({g for g in got if got.count(g) > 1})
+        if twice:
+            raise SchemaError(f"{what}: columns {twice} appear more than once; give each column "
+                              f"once")
         missing = [n for n in names if n not in got]
         extra = [g for g in got if g not in names]
         if missing or extra:
@@ -112,25 +121,44 @@ class TableSchema:
         frame.columns = got
         out = {}
         for col in self.columns:
-            values = frame[col.name]
+            values = frame[col.name].reset_index(drop=True)
+            where = f"{what}: column {col.name!r} row"
             if isinstance(col, Numeric):
-                parsed = pd.to_numeric(values, errors="coerce")
-                bad = parsed.isna() & values.notna() | values.isna()
-                if bad.any():
-                    row = int(np.flatnonzero(bad.to_numpy())[0])
-                    raise SchemaError(
-                        f"{what}: column {col.name!r} row {row} has value {values.iloc[row]!r}, "
-                        f"which is not a number; fix or drop such rows"
-                    )
-                out[col.name] = parsed.astype(float)
+                parsed = pd.to_numeric(values, errors="coerce").astype(float)
+                arr = parsed.to_numpy()
+                for bad, why in (
+                    (values.isna().to_numpy(), "is empty or NaN; every cell needs a number"),
+                    (np.isnan(arr), "is not a number"),
+                    (np.isinf(arr), "is not finite"),
+                    ((arr < col.lower) | (arr > col.upper),
+                     f"is outside the public bounds [{col.lower:g}, {col.upper:g}]"),
+                    (col.integer & (np.floor(arr) != arr), "is not a whole number (the column "
+                                                           "is an integer)"),
+                ):
+                    if bad.any():
+                        row = int(np.flatnonzero(bad)[0])
+                        value = values.iloc[row]
+                        shown = "" if "empty" in why else f" has value {value!r}, which"
+                        raise SchemaError(f"{where} {row}{shown} {why}; fix or drop such rows")
+                out[col.name] = parsed
             else:
-                if values.isna().any():
-                    row = int(np.flatnonzero(values.isna().to_numpy())[0])
+                empty = values.isna().to_numpy()
+                if empty.any():
+                    row = int(np.flatnonzero(empty)[0])
                     raise SchemaError(
-                        f"{what}: column {col.name!r} row {row} is empty; use one of the public "
-                        f"categories (e.g. {col.categories[0]!r})"
+                        f"{where} {row} is empty; use one of the public categories (e.g. "
+                        f"{col.categories[0]!r})"
                     )
-                out[col.name] = values.astype(str).str.strip()
+                text = values.astype(str).str.strip()
+                unknown = col.codes(text.to_numpy()) >= len(col.categories)
+                if unknown.any():
+                    row = int(np.flatnonzero(unknown)[0])
+                    value = text.iloc[row]
+                    raise SchemaError(
+                        f"{where} {row} has value {value!r}, which is not one of its public "
+                        f"categories{_category_hint(value, col.categories)}; fix or drop such rows"
+                    )
+                out[col.name] = text.astype(object)
         return pd.DataFrame(out, index=range(len(frame)))
 
     def to_dict(self) -> dict:
@@ -143,6 +171,38 @@ class TableSchema:
                 cols.append({"name": c.name, "kind": "categorical",
                              "categories": list(c.categories)})
         return {"columns": cols, "target": self.target}
+
+
+def _category_hint(value: str, categories: tuple[str, ...]) -> str:
+    """"; did you mean 'Male'?" (a case-insensitive match first, then close spellings)."""
+    same = [c for c in categories if c.lower() == value.lower()]
+    if same:
+        return f"; did you mean {same[0]!r}? (categories are case-sensitive)"
+    from dparena.registry import did_you_mean
+
+    return did_you_mean(value, categories) or f" ({', '.join(map(repr, categories[:8]))}" + (
+        ", ...)" if len(categories) > 8 else ")")
+
+
+def _check_labels(labels, n: int, num_classes: int, what: str, items: str) -> np.ndarray:
+    """``n`` integer labels in 0..num_classes-1 as int64 (one-line SchemaError naming the first
+    bad one otherwise)."""
+    expected = f"expected {n} integer labels in 0..{num_classes - 1}, one per {items}"
+    if labels is None:
+        raise SchemaError(f"{what}: labels are missing; {expected}")
+    lab = np.asarray(labels)
+    if lab.shape != (n,):
+        raise SchemaError(f"{what}: {expected}, got labels of shape {list(lab.shape)}")
+    if n and not np.issubdtype(lab.dtype, np.integer):
+        for i, v in enumerate(lab.tolist()):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < num_classes:
+                raise SchemaError(f"{what}: {expected}; label {i} is {v!r}")
+        lab = lab.astype(np.int64)
+    bad = (lab < 0) | (lab >= num_classes)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise SchemaError(f"{what}: {expected}; label {i} is {int(lab[i])}")
+    return lab.astype(np.int64)
 
 
 def _check_proportions(proportions, label_names) -> None:
@@ -189,7 +249,12 @@ class ImageSchema:
 
     def conform(self, images, labels, what: str = "images") -> tuple[np.ndarray, np.ndarray]:
         """Check an image array and its labels against the schema (one-line SchemaError)."""
-        arr = np.asarray(images)
+        try:
+            arr = np.asarray(images)
+        except (ValueError, TypeError):  # ragged or mixed items
+            raise SchemaError(f"{what}: expected an array of shape [N, {self.height}, "
+                              f"{self.width}, {self.channels}], got {type(images).__name__} items "
+                              f"of different shapes") from None
         if arr.ndim == 3 and self.channels == 1:
             arr = arr[..., None]
         if arr.ndim != 4 or arr.shape[1:] != self.shape:
@@ -198,14 +263,7 @@ class ImageSchema:
         if arr.dtype != np.uint8:
             raise SchemaError(f"{what}: expected uint8 pixels in 0..255, got {arr.dtype}; "
                               f"convert with (x * 255).round().astype('uint8')")
-        if labels is None:
-            raise SchemaError(f"{what}: labels are missing; give one label per image")
-        lab = np.asarray(labels)
-        if lab.shape != (len(arr),) or not np.issubdtype(lab.dtype, np.integer) or (
-                len(lab) and (lab.min() < 0 or lab.max() >= self.num_classes)):
-            raise SchemaError(f"{what}: expected {len(arr)} integer labels in "
-                              f"0..{self.num_classes - 1}")
-        return arr, lab.astype(np.int64)
+        return arr, _check_labels(labels, len(arr), self.num_classes, what, "image")
 
     def to_dict(self) -> dict:
         return {"kind": "image", "height": self.height, "width": self.width,
@@ -268,14 +326,7 @@ class TextSchema:
         if bad:
             raise SchemaError(f"{what}: item {bad[0]} is {type(out[bad[0]]).__name__}, not a "
                               f"string; give one string per text")
-        if labels is None:
-            raise SchemaError(f"{what}: labels are missing; give one label per text")
-        lab = np.asarray(labels)
-        if lab.shape != (len(out),) or (len(lab) and not np.issubdtype(lab.dtype, np.integer)) or (
-                len(lab) and (lab.min() < 0 or lab.max() >= self.num_classes)):
-            raise SchemaError(f"{what}: expected {len(out)} integer labels in "
-                              f"0..{self.num_classes - 1}")
-        return out, lab.astype(np.int64)
+        return out, _check_labels(labels, len(out), self.num_classes, what, "text")
 
     def to_dict(self) -> dict:
         return {"kind": "text", "label_names": list(self.label_names), "domain": self.domain,

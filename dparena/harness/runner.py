@@ -31,6 +31,7 @@ from dparena.harness.store import RunRecord, Store, json_safe_info, write_synthe
 from dparena.harness.suite import RunSpec
 from dparena.metrics.base import EvalData, MetricContext
 from dparena.privacy import Ledger
+from dparena.types import Synthetic
 
 EPS_TOLERANCE = 1e-9
 
@@ -77,6 +78,12 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
         synthetic = method.generate(task, ledger)
         timings["generate_s"] = time.perf_counter() - t0
         rec.info = json_safe_info(synthetic.info)
+
+        synthetic, shortfall = checked_output(synthetic, spec, bundle.schema, type(method))
+        if shortfall:  # a may_return_fewer method: ok, with the shortfall on record
+            rec.info["shortfall"] = shortfall
+            rec.info.setdefault("warning", f"returned {len(synthetic)} of the {spec.n_samples} "
+                                           f"requested records")
 
         spent_eps, spent_delta = ledger.spent(spec.delta)
         rec.spent_epsilon, rec.spent_delta, rec.ledger = spent_eps, spent_delta, ledger.to_list()
@@ -130,11 +137,44 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
             except Exception as exc:  # noqa: BLE001
                 rec.metric_errors["audit"] = _one_line(exc)
             timings["audit_s"] = time.perf_counter() - t0
+    except InvalidOutput as exc:  # the reason is the whole story: no traceback
+        rec.status, rec.error = "failed", f"invalid output: {exc}"
     except Exception as exc:  # noqa: BLE001 - recorded as a failed run
         rec.status = "failed"
         rec.error = f"{_one_line(exc)}\n{traceback.format_exc()}"
     rec.timings = timings
     return rec
+
+
+class InvalidOutput(Exception):
+    """A method returned data that do not fit the public schema or n_samples."""
+
+
+def checked_output(synthetic: Any, spec: RunSpec, schema: Any,
+                   method_cls: type) -> tuple[Synthetic, int]:
+    """``synthetic`` conformed to the public schema (tables in schema order and dtypes) and its
+    shortfall against ``spec.n_samples``; raises InvalidOutput naming the first offending column,
+    row, image or text. Exactly ``n_samples`` records are required, or at most that many from a
+    method that declares ``may_return_fewer``."""
+    from dparena.datasets.schema import TableSchema
+    from dparena.errors import SchemaError
+
+    what = "the method's output"
+    if not isinstance(synthetic, Synthetic):
+        raise InvalidOutput(f"generate returned {type(synthetic).__name__}, not a Synthetic")
+    try:
+        if isinstance(schema, TableSchema):
+            data, labels = schema.conform(synthetic.data, what), synthetic.labels
+        else:  # ImageSchema / TextSchema: data and labels together
+            data, labels = schema.conform(synthetic.data, synthetic.labels, what)
+    except SchemaError as exc:
+        raise InvalidOutput(str(exc)) from None
+    n, wanted = len(data), spec.n_samples
+    if n > wanted or (n < wanted and not getattr(method_cls, "may_return_fewer", False)):
+        raise InvalidOutput(f"{what} has {n} records, but n_samples = {wanted} were requested; a "
+                            f"method returns exactly n_samples records (fewer only if it declares "
+                            f"may_return_fewer)")
+    return replace(synthetic, data=data, labels=labels), wanted - n
 
 
 def _one_line(exc: BaseException) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ _SECTION_KEYS = {"name", "dataset", "dataset_params", "n_samples", "metrics", "m
                  "secure_noise"}
 _AUDIT_KEYS = {"canaries", "runs", "confidence", "n_private", "n_samples"}
 _METHOD_KEYS = {"name", "params", "label"}
+# a suite's name is the folder of its results (results/<name>/): one safe path component
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,22 @@ def load_suite(path: str | Path, store=None, secure_noise: bool = False) -> Suit
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"suite file {path} does not exist; see benchmarks/suites/ for examples")
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; give a suite .toml file (see benchmarks/suites/)")
     try:
-        raw = tomllib.loads(path.read_text())
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read suite file {path} ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+        if "\x00" in text:
+            raise UnicodeError
+    except UnicodeError:
+        kind = " (it looks like UTF-16)" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise ConfigError(f"{path} is not UTF-8 text{kind}; save the suite as a UTF-8 TOML "
+                          f"file") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     return parse_suite(raw, path=path, store=store, secure_noise=secure_noise)
@@ -153,7 +170,10 @@ def load_suite(path: str | Path, store=None, secure_noise: bool = False) -> Suit
 
 def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
                 secure_noise: bool = False) -> Suite:
-    """``secure_noise`` (the CLI's --secure-noise) turns OS-entropy noise on for every section."""
+    """Validate a parsed suite completely (types, ranges, names) before anything runs.
+
+    ``secure_noise`` (the CLI's --secure-noise) turns OS-entropy noise on for every section.
+    """
     from dparena.assets import AssetStore
     from dparena.datasets import datasets
     from dparena.methods import methods
@@ -161,38 +181,51 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
 
     where = str(path) if path else "suite"
     store = store or AssetStore()
+    _table(raw, "a suite", where)
     _no_unknown(raw, _SUITE_KEYS, where)
-    name = raw.get("name") or (path.stem if path else "suite")
+    name = suite_name(raw["name"], where) if "name" in raw else (
+        suite_name(path.stem, where, derived=True) if path else "suite")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"{where}: description must be a string, got {description!r}")
+    for key in ("seeds", "epsilons", "delta", "timeout_s", "memory_mb", "secure_noise"):
+        if key in raw:  # the defaults are checked even where every section overrides them
+            _TOP_CHECKS[key](raw[key], where)
     sections = raw.get("section")
     if not sections or not isinstance(sections, list):
         raise ConfigError(f"{where}: needs at least one [[section]] table")
     specs: list[RunSpec] = []
     for i, sec in enumerate(sections):
+        if not isinstance(sec, dict):
+            raise ConfigError(f"{where}: section {i + 1} must be a [[section]] table, got {sec!r}")
         swhere = f"{where} section {sec.get('name', i + 1)!r}"
         _no_unknown(sec, _SECTION_KEYS, swhere)
-        sec_name = str(sec.get("name", sec.get("dataset", i + 1)))
-        seeds = _int_list(sec.get("seeds", raw.get("seeds", [0])), "seeds", swhere)
-        epsilons = [float(e) for e in sec.get("epsilons", raw.get("epsilons", []))]
-        for eps in epsilons:
-            Budget(eps, 0.0)  # validates ε > 0
         if "dataset" not in sec:
             raise ConfigError(f"{swhere}: missing 'dataset'")
-        ds_name = sec["dataset"]
-        ds_params = dict(sec.get("dataset_params", {}))
+        ds_name = _text(sec["dataset"], "dataset", swhere)
+        sec_name = _text(sec.get("name", ds_name), "name", swhere)
+        seeds = _seeds(sec.get("seeds", raw.get("seeds", [0])), swhere)
+        epsilons = _epsilons(sec.get("epsilons", raw.get("epsilons", [])), swhere)
+        ds_params = _table(sec.get("dataset_params", {}), "dataset_params", swhere)
         dataset = datasets.create(ds_name, **ds_params)
         n_private = dataset.private_size(store)
-        delta = resolve_delta(sec.get("delta", raw.get("delta", 1e-5)), n_private)
-        Budget(1.0, delta)
+        delta = _delta(sec.get("delta", raw.get("delta", 1e-5)), swhere, n_private)
         n_samples = sec.get("n_samples", n_private)
         if n_samples == "private":
             n_samples = n_private
-        if not isinstance(n_samples, int) or n_samples < 1:
-            raise ConfigError(f"{swhere}: n_samples must be a positive integer or 'private'")
+        if not _is_int(n_samples) or n_samples < 1:
+            raise ConfigError(f"{swhere}: n_samples must be a positive integer or 'private', got "
+                              f"{n_samples!r}")
         if "metrics" not in sec:  # `metrics = []` (generation only) must be written out
             raise ConfigError(f"{swhere}: list at least one metric (or metrics = [] to only "
                               f"generate)")
-        metric_names = tuple(sec["metrics"])
-        metric_params = {k: dict(v) for k, v in sec.get("metric_params", {}).items()}
+        metric_names = sec["metrics"]
+        if not isinstance(metric_names, list) or not all(isinstance(m, str) for m in metric_names):
+            raise ConfigError(f"{swhere}: metrics must be a list of metric names (see dparena "
+                              f"list metrics), got {metric_names!r}")
+        metric_names = tuple(metric_names)
+        metric_params = {k: _table(v, f"metric_params for {k!r}", swhere) for k, v in
+                         _table(sec.get("metric_params", {}), "metric_params", swhere).items()}
         for m in metric_names:
             metric = metrics.create(m, **metric_params.get(m, {}))
             if not metric.supports(dataset.modality):
@@ -203,34 +236,40 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
             if m not in metric_names:
                 raise ConfigError(f"{swhere}: metric_params for {m!r}, which is not in metrics")
         audit = _audit_options(sec.get("audit"), swhere)
-        secure = sec.get("secure_noise", raw.get("secure_noise", False))
-        if not isinstance(secure, bool):
-            raise ConfigError(f"{swhere}: secure_noise must be true or false")
+        if audit is not None and audit["runs"] > 1 and dataset.modality.value != "tabular":
+            raise ConfigError(f"{swhere}: {dataset.modality.value} audits use the one-run "
+                              f"analysis only; drop runs from audit")
+        secure = _bool(sec.get("secure_noise", raw.get("secure_noise", False)), "secure_noise",
+                       swhere)
         secure = secure or secure_noise
-        limits = {}
-        for key in ("timeout_s", "memory_mb"):
-            value = sec.get(key, raw.get(key))
-            if value is not None and (not isinstance(value, int | float) or value <= 0):
-                raise ConfigError(f"{swhere}: {key} must be a positive number")
-            limits[key] = value
+        limits = {key: _limit(sec.get(key, raw.get(key)), key, swhere)
+                  for key in ("timeout_s", "memory_mb")}
         entries = sec.get("methods") or []
+        if not isinstance(entries, list):
+            raise ConfigError(f"{swhere}: methods must be a list of method names or "
+                              f"{{ name, params, label }} tables, got {entries!r}")
         if not entries:
             raise ConfigError(f"{swhere}: list at least one method")
         labels: set[str] = set()
         for entry in entries:
             if isinstance(entry, str):
                 entry = {"name": entry}
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{swhere}: a method entry must be a name or a {{ name, params, "
+                                  f"label }} table, got {entry!r}")
             _no_unknown(entry, _METHOD_KEYS, f"{swhere} method {entry.get('name')!r}")
             if "name" not in entry:
                 raise ConfigError(f"{swhere}: a method entry lacks 'name'")
-            params = dict(entry.get("params", {}))
-            method = methods.create(entry["name"], **params)
+            m_name = _text(entry["name"], "a method's name", swhere)
+            mwhere = f"{swhere} method {m_name!r}"
+            params = _table(entry.get("params", {}), "params", mwhere)
+            method = methods.create(m_name, **params)
             if not method.supports(dataset.modality):
                 raise ConfigError(
-                    f"{swhere}: method {entry['name']!r} is for {_modalities(method)} data, "
+                    f"{swhere}: method {m_name!r} is for {_modalities(method)} data, "
                     f"dataset {ds_name!r} is {dataset.modality.value}"
                 )
-            label = entry.get("label") or entry["name"]
+            label = _text(entry.get("label", m_name), "label", mwhere)
             if label in labels:
                 raise ConfigError(
                     f"{swhere}: two methods are labelled {label!r}; give each a distinct 'label'"
@@ -239,12 +278,12 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
             cls = type(method)
             eps_list: list[float | None] = list(epsilons) if cls.private else [None]
             if cls.private and not eps_list:
-                raise ConfigError(f"{swhere}: no epsilons given for DP method {entry['name']!r}")
+                raise ConfigError(f"{swhere}: no epsilons given for DP method {m_name!r}")
             for eps in eps_list:
                 for seed in seeds:
                     specs.append(RunSpec(
                         suite=name, section=sec_name, dataset=ds_name, dataset_params=ds_params,
-                        dataset_version=type(dataset).version, method=entry["name"],
+                        dataset_version=type(dataset).version, method=m_name,
                         method_params=params, method_version=cls.version, label=label,
                         private=cls.private, epsilon=eps, delta=delta, seed=seed,
                         n_samples=n_samples, metrics=metric_names, metric_params=metric_params,
@@ -254,15 +293,39 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{where}: the same run is listed twice (same dataset, method, params)")
-    return Suite(name=name, path=path, specs=specs, description=raw.get("description", ""))
+    return Suite(name=name, path=path, specs=specs, description=description)
+
+
+def suite_name(value: Any, where: str = "suite", derived: bool = False) -> str:
+    """A suite name that is safe as the folder ``results/<name>/``: letters, digits, ``-_.``, not
+    starting with a dot, at most 100 characters (a ConfigError otherwise)."""
+    if isinstance(value, str) and _NAME.fullmatch(value):
+        return value
+    if derived:
+        raise ConfigError(f"{where}: the file name {value!r} is not a safe results folder name; "
+                          f"add name = \"...\" (letters, digits, '-', '_', '.'; no leading dot)")
+    raise ConfigError(f"{where}: name must be letters, digits, '-', '_' or '.' (not starting with "
+                      f"a dot, at most 100 characters), got {value!r}; it names the results folder")
 
 
 def _audit_options(value: Any, where: str) -> dict[str, Any] | None:
     """``audit = true`` or ``audit = { canaries, runs, confidence, n_private, n_samples }``."""
     if value is None or value is False:
         return None
+    if value is not True and not isinstance(value, dict):
+        raise ConfigError(f"{where}: audit must be true, false or a table such as "
+                          f"{{ n_private = 300 }}, got {value!r}")
     options: dict[str, Any] = {} if value is True else dict(value)
-    _no_unknown(options, _AUDIT_KEYS, f"{where} audit")
+    awhere = f"{where} audit"
+    _no_unknown(options, _AUDIT_KEYS, awhere)
+    for key, least in (("canaries", 1), ("runs", 1), ("n_private", 2), ("n_samples", 1)):
+        if key in options and (not _is_int(options[key]) or options[key] < least):
+            raise ConfigError(f"{awhere}: {key} must be an integer >= {least}, got "
+                              f"{options[key]!r}")
+    confidence = options.get("confidence", 0.95)
+    if not _is_number(confidence) or not 0 < confidence < 1:
+        raise ConfigError(f"{awhere}: confidence must be a number in (0, 1) such as 0.95, got "
+                          f"{confidence!r}")
     defaults = {"canaries": None, "runs": 1, "confidence": 0.95, "n_private": 300,
                 "n_samples": 1500}
     return {**defaults, **options}
@@ -274,10 +337,85 @@ def _no_unknown(table: dict, allowed: set[str], where: str) -> None:
         raise ConfigError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
 
 
-def _int_list(value: Any, what: str, where: str) -> list[int]:
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
-        raise ConfigError(f"{where}: {what} must be a non-empty list of integers")
+# TOML booleans are Python bools, which are ints: never accept one where a number is meant
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+SEED_LIMIT = 2**32  # seeds are unsigned 32-bit integers (what every seeded library accepts)
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    if (not isinstance(value, list) or not value
+            or not all(_is_int(v) and 0 <= v < SEED_LIMIT for v in value)):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of integers in 0..{SEED_LIMIT - 1}"
+                          f" (e.g. [0, 1, 2]), got {value!r}")
     return value
+
+
+def _epsilons(value: Any, where: str) -> list[float]:
+    if not isinstance(value, list) or not all(_is_number(v) for v in value):
+        raise ConfigError(f"{where}: epsilons must be a list of numbers (e.g. [1.0, 10.0]), got "
+                          f"{value!r}")
+    for eps in value:
+        if not math.isfinite(eps):
+            raise ConfigError(f"{where}: epsilons must be finite, got {eps!r}; ε = inf is the "
+                              f"budget of non-private references such as 'real', listed as methods")
+        Budget(eps, 0.0)  # validates ε > 0
+    return [float(e) for e in value]
+
+
+def _delta(value: Any, where: str, n_private: int | None = None) -> float | None:
+    """The δ of ``value`` (a number or a rule of the public size N); with ``n_private`` None only
+    the value's type and, for a number, its range are checked."""
+    if not (_is_number(value) or isinstance(value, str)):
+        raise ConfigError(f"{where}: delta must be a number in (0, 1) or the rule '1/(n*ln(n))', "
+                          f"got {value!r}")
+    if n_private is None and isinstance(value, str):
+        return None  # a rule: resolved (and checked) per section
+    delta = resolve_delta(value, n_private or 2)
+    if not 0.0 < delta < 1.0:  # also rejects NaN
+        raise ConfigError(f"{where}: delta must be in (0, 1), got {value!r}; every DP guarantee "
+                          f"here needs δ > 0 (e.g. 1e-5 or '1/(n*ln(n))')")
+    return delta
+
+
+def _limit(value: Any, key: str, where: str) -> float | None:
+    if value is not None and (not _is_number(value) or not math.isfinite(value) or value <= 0):
+        raise ConfigError(f"{where}: {key} must be a positive number, got {value!r}")
+    return value
+
+
+def _bool(value: Any, key: str, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} must be true or false, got {value!r}")
+    return value
+
+
+def _text(value: Any, what: str, where: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: {what} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _table(value: Any, what: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {what} must be a table such as {{ key = value }}, got "
+                          f"{value!r}")
+    return dict(value)
+
+
+_TOP_CHECKS = {
+    "seeds": _seeds, "epsilons": _epsilons,
+    "delta": _delta,
+    "timeout_s": lambda v, where: _limit(v, "timeout_s", where),
+    "memory_mb": lambda v, where: _limit(v, "memory_mb", where),
+    "secure_noise": lambda v, where: _bool(v, "secure_noise", where),
+}
 
 
 def _modalities(obj) -> str:

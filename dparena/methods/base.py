@@ -68,6 +68,11 @@ class Method(ABC):
     # the latter are listed here; tests/test_info_published.py checks that every other value stays
     # the same when one private record changes (keys ending in "_s" are wall times, not covered).
     released_info: ClassVar[frozenset[str]] = frozenset()
+    # the harness checks every output against the public schema and n_samples (a mismatch is a
+    # failed run); True lets a method return FEWER valid records than n_samples (an LM keeps only
+    # the rows that parse) — the run is ok, its shortfall stored in the record's info with a
+    # warning — never more, and never invalid ones
+    may_return_fewer: ClassVar[bool] = False
     # what one run needs, in Ray's terms (num_cpus, num_gpus, memory in bytes)
     resources: ClassVar[dict[str, float]] = {"num_cpus": 1}
 

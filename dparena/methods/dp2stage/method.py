@@ -54,6 +54,7 @@ class DP2Stage(Method):
     stages: ClassVar[int] = 2
     # counts of generated rows: post-processing of the DP-trained model
     released_info = frozenset({"attempts", "valid_rows", "validity_rate", "warning"})
+    may_return_fewer = True  # only the generated rows that parse; an empty table ranks last
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
                  shuffle: bool = False, alpha: float = 0.65, epochs: int = 10,
