@@ -244,17 +244,18 @@ def check(
     db: Path = typer.Option(..., help="Result database to check."),
     baseline: Path = typer.Option(..., help="Baseline from `dparena leaderboard --format json`."),
     tolerance: float = typer.Option(0.05, help="Allowed relative drop of a mean (0.05 = 5%)."),
+    allow_missing: bool = typer.Option(False, help="Report baseline entries without a current "
+                                                   "value (failed, absent) instead of failing."),
 ):
-    """Exit 1 if any metric regressed against the baseline; print what changed.
+    """Exit 1 if any metric regressed or went missing against the baseline; print what changed.
 
     Example: dparena check --db results/quick/runs.sqlite --baseline results/baseline.json
     """
-    from dparena.leaderboard.gate import check_database, format_comparisons
+    from dparena.leaderboard.gate import check_database, failures, format_comparisons
 
-    comps = check_database(db, baseline, tolerance)
-    typer.echo(format_comparisons(comps))
-    bad = [c for c in comps if c.status == "regressed"]
-    if bad:
+    comps = check_database(db, baseline, tolerance, allow_missing)
+    typer.echo(format_comparisons(comps, allow_missing))
+    if failures(comps, allow_missing):
         raise typer.Exit(1)
 
 
