@@ -246,6 +246,10 @@ def check(
     tolerance: float = typer.Option(0.05, help="Allowed relative drop of a mean (0.05 = 5%)."),
     allow_missing: bool = typer.Option(False, help="Report baseline entries without a current "
                                                    "value (failed, absent) instead of failing."),
+    unseeded_tolerance: float = typer.Option(
+        0.4, help="Allowed relative drop of a single run of a method whose noise takes no seed "
+                  "(AIM, MST, secure noise); smaller drops beyond --tolerance are reported as "
+                  "noisy."),
 ):
     """Exit 1 if any metric regressed or went missing against the baseline; print what changed.
 
@@ -253,7 +257,7 @@ def check(
     """
     from dparena.leaderboard.gate import check_database, failures, format_comparisons
 
-    comps = check_database(db, baseline, tolerance, allow_missing)
+    comps = check_database(db, baseline, tolerance, allow_missing, unseeded_tolerance)
     typer.echo(format_comparisons(comps, allow_missing))
     if failures(comps, allow_missing):
         raise typer.Exit(1)

@@ -9,7 +9,8 @@ The test fails, printing the same table as ``dparena check``, when any (dataset,
 metric) mean regressed against the baseline beyond the tolerance, or has no current value (its
 runs failed, or there is none), or — with ``suite=`` — when a run of the suite is recorded as
 failed, on the first attempt and on every resumed one. ``allow_missing=True`` is the explicit
-opt-out: missing values and failed runs are then reported, not failing. Plugins named in
+opt-out: missing values and failed runs are then reported, not failing. ``unseeded_tolerance`` is
+``dparena check --unseeded-tolerance`` (single runs of methods whose noise takes no seed). Plugins named in
 $DPARENA_PLUGINS (or the ``dparena.plugins`` entry points) are loaded as by the command line.
 """
 
@@ -23,23 +24,26 @@ import pytest
 @pytest.fixture
 def dparena_check():
     def check(baseline: str | Path, db: str | Path | None = None, suite: str | Path | None = None,
-              tolerance: float = 0.05, allow_missing: bool = False):
+              tolerance: float = 0.05, allow_missing: bool = False,
+              unseeded_tolerance: float = 0.4):
         from dparena.errors import DparenaError
 
         try:
-            return _check(baseline, db, suite, tolerance, allow_missing)
+            return _check(baseline, db, suite, tolerance, allow_missing, unseeded_tolerance)
         except DparenaError as exc:
             pytest.fail(f"error: {exc}", pytrace=False)
 
     return check
 
 
-def _check(baseline, db, suite, tolerance: float, allow_missing: bool):
+def _check(baseline, db, suite, tolerance: float, allow_missing: bool,
+           unseeded_tolerance: float):
     from dparena.leaderboard import gate
     from dparena.plugins import load_plugins
 
     load_plugins()
     gate.check_tolerance(tolerance)
+    gate.check_tolerance(unseeded_tolerance, "unseeded_tolerance")
     failed_runs: list[str] = []
     if suite is not None:
         from dparena.harness.runner import Runner
@@ -58,7 +62,7 @@ def _check(baseline, db, suite, tolerance: float, allow_missing: bool):
                        for s in loaded.specs if s.key in failed]
     if db is None:
         raise ValueError("dparena_check needs db= or suite=")
-    comps = gate.check_database(db, baseline, tolerance, allow_missing)
+    comps = gate.check_database(db, baseline, tolerance, allow_missing, unseeded_tolerance)
     bad = gate.failures(comps, allow_missing)
     if bad or (failed_runs and not allow_missing):
         head = "synthetic-data quality regressed against the baseline"

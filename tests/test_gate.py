@@ -238,3 +238,108 @@ def test_check_fails_on_lost_results_unless_allowed_and_rejects_bad_options(tmp_
     junk = tmp_path / "junk.json"
     junk.write_text(json.dumps(_doc([dict(GOOD, mean=None)])))
     assert_user_error(dparena("check", "--db", good.path, "--baseline", junk), "'mean'")
+
+
+# -- item 2: run-to-run noise of unseeded methods is not a regression --------------------------
+
+def _single(label, value, reproducible, method=None):
+    return _entries([_run(label, 1.0, 0, {"m": value}, method=method,
+                          reproducible=reproducible)])
+
+
+def test_a_single_unseeded_run_is_gated_by_the_wide_band():
+    """MST at ε = 1: dcr 0.775 -> 0.720 on a fresh `make demo` is OpenDP's unseeded noise."""
+    base, fresh = _single("mst", 0.775, False), _single("mst", 0.720, False)
+    assert base[0]["reproducible"] is False
+    [c] = compare(fresh, base)
+    assert c.status == "noisy" and failures([c]) == []
+    assert c.reason.startswith("not reproducible: method noise is not seeded (n = 1)")
+    assert "noisy" in format_comparisons([c]) and "gate: passed" in format_comparisons([c])
+    # a halved value is beyond the band: a regression
+    [c] = compare(_single("mst", 0.775 / 2, False), base)
+    assert c.status == "regressed" and "not seeded" in c.reason
+    # a seeded method reproduces its value: the plain tolerance applies
+    [c] = compare(_single("marg", 0.720, True), _single("marg", 0.775, True))
+    assert c.status == "regressed"
+    # the band is an option, checked like the tolerance
+    [c] = compare(fresh, base, unseeded_tolerance=0.05)
+    assert c.status == "regressed"
+    with pytest.raises(ConfigError, match="--unseeded-tolerance"):
+        compare(fresh, base, unseeded_tolerance=math.nan)
+
+
+def test_older_baselines_learn_reproducibility_from_the_method_class():
+    """A baseline written before entries said whether they reproduce: the registry decides."""
+    base, fresh = _single("mst", 0.775, None), _single("mst", 0.720, None)
+    assert base[0]["reproducible"] is None
+    for entries in (base, fresh):
+        for e in entries:
+            e["method"] = "mst"
+    assert compare(fresh, base)[0].status == "noisy"
+    for e in base + fresh:
+        e["method"] = "independent-marginals"
+    assert compare(fresh, base)[0].status == "regressed"
+
+
+def test_runs_record_whether_they_reproduce(tmp_path):
+    from dparena.methods.baselines.aim_mst import AIM, MST
+    from dparena.methods.baselines.marginals import IndependentMarginals
+
+    assert not AIM.reproducible and not MST.reproducible and IndependentMarginals.reproducible
+    raw = {"name": "r", "seeds": [0], "epsilons": [1.0], "delta": 1e-5,
+           "section": [{"dataset": "adult", "dataset_params": {"n_private": 400, "n_eval": 400},
+                        "n_samples": 300, "metrics": ["histogram-intersection"],
+                        "methods": [{"name": "independent-marginals"}, {"name": "mst"}]}]}
+    store = Store(tmp_path / "runs.sqlite")
+    for spec in parse_suite(raw).specs + parse_suite(raw, secure_noise=True).specs:
+        _record(store, spec)
+    got = {(r["method"], json.loads(r["spec"])["secure_noise"]): r["reproducible"]
+           for r in store.runs()}
+    assert got == {("independent-marginals", False): 1, ("mst", False): 0,
+                   ("independent-marginals", True): 0, ("mst", True): 0}
+
+
+MST_SECTION = {  # the quick suite's adult-opendp section, shrunk: 4 Adult columns, 200 samples
+    "name": "opendp", "seeds": [0], "epsilons": [0.3], "delta": 1e-5,
+    "section": [{"dataset": "test-adult4", "dataset_params": {"n_private": 1000, "n_eval": 1000},
+                 "n_samples": 200,
+                 "metrics": ["histogram-intersection", "pair-histogram-intersection"],
+                 "methods": [{"name": "mst", "params": {"bins": 8, "iters": 100}},
+                             {"name": "independent-marginals"}]}],
+}
+
+
+def test_two_fresh_runs_of_an_unseeded_section_pass_each_others_baseline(tmp_path):
+    """A small quick-suite AIM/MST section: two fresh runs (MST's noise differs between them)
+    pass each other's baseline in both directions; halving the values still fails the gate."""
+    import sqlite3
+
+    import tests.gate_plugins  # noqa: F401 - registers test-adult4
+    from dparena.harness.runner import Runner
+    from dparena.leaderboard.gate import check_database
+
+    specs = parse_suite(MST_SECTION).specs
+    dbs = [tmp_path / f"{i}" / "runs.sqlite" for i in range(2)]
+    for db in dbs:
+        summary = Runner(Store(db)).run(specs)
+        assert summary.ok == len(specs), summary
+    values = [{(r["label"], n): m["value"] for r in Store(db).runs()
+               for n, m in r["metrics"].items()} for db in dbs]
+    assert values[0] != values[1]  # MST's noise takes no seed
+    assert all(values[0][k] == values[1][k] for k in values[0] if k[0] == "independent-marginals")
+    for mine, other in ((0, 1), (1, 0)):
+        baseline = tmp_path / f"baseline{other}.json"
+        baseline.write_text(to_json(build_tables(Store(dbs[other]).runs())))
+        comps = check_database(dbs[mine], baseline)
+        assert failures(comps) == [], format_comparisons(comps)
+    entries = json.loads(baseline.read_text())["entries"]
+    assert {e["reproducible"] for e in entries if e["label"] == "mst"} == {False}
+
+    con = sqlite3.connect(dbs[0])
+    with con:
+        con.execute("UPDATE metric_values SET value = value * 0.5")
+    con.close()
+    comps = check_database(dbs[0], tmp_path / "baseline1.json")
+    bad = failures(comps)
+    assert {c.label for c in bad} == {"mst", "independent-marginals"}
+    assert all(c.status == "regressed" for c in bad)

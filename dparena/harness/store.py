@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT NOT NULL DEFAULT '', metric_errors TEXT NOT NULL DEFAULT '{}',
     artifact TEXT, audit TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL,
     info TEXT NOT NULL DEFAULT '{}',
-    accountant TEXT NOT NULL DEFAULT ''
+    accountant TEXT NOT NULL DEFAULT '',
+    reproducible INTEGER
 );
 CREATE TABLE IF NOT EXISTS metric_values (
     key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
@@ -50,7 +51,7 @@ RUN_COLUMNS = ("key", "name", "suite", "section", "dataset", "dataset_version", 
                "method", "method_version", "method_params", "label", "private", "epsilon", "delta",
                "seed", "n_samples", "status", "spent_epsilon", "spent_delta", "ledger", "timings",
                "peak_rss_mb", "versions", "error", "metric_errors", "artifact", "audit", "spec",
-               "created_at", "info", "accountant")
+               "created_at", "info", "accountant", "reproducible")
 INFO_LIMIT = 20_000  # characters of one info value's JSON kept in the store
 
 
@@ -100,6 +101,8 @@ class Store:
                 con.execute("ALTER TABLE runs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
             if "accountant" not in columns:  # ... or before they named their accountant
                 con.execute("ALTER TABLE runs ADD COLUMN accountant TEXT NOT NULL DEFAULT ''")
+            if "reproducible" not in columns:  # ... or said whether their seed fixes them (NULL)
+                con.execute("ALTER TABLE runs ADD COLUMN reproducible INTEGER")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=60)
@@ -124,7 +127,7 @@ class Store:
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
             json.dumps(rec.metric_errors), rec.artifact,
             json.dumps(rec.audit) if rec.audit is not None else None, s.to_json(), rec.created_at,
-            json.dumps(rec.info, default=_default), rec.accountant,
+            json.dumps(rec.info, default=_default), rec.accountant, _reproducible(s),
         )
         con = self._connect()
         try:
@@ -169,6 +172,19 @@ class Store:
         recorded as ok or invalid; only a failed or killed run leaves it, to resume from.
         """
         return self.path.parent / "work" / spec.key
+
+
+def _reproducible(spec: RunSpec) -> int | None:
+    """1 if the run's output is a function of its seed, 0 if not (secure noise, or a method whose
+    noise takes no seed: ``Method.reproducible``), None if the method is not registered here."""
+    if spec.secure_noise:
+        return 0
+    from dparena.methods import methods
+
+    try:
+        return int(bool(getattr(methods.get(spec.method), "reproducible", True)))
+    except Exception:  # noqa: BLE001 - an unregistered or unimportable method: not recorded
+        return None
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -88,6 +88,8 @@ class Row:
     audit_error: str = ""  # the error of an audit that raised
     accountant: str = ""  # how the runs' ε was composed ("?" if not recorded; "" for references)
     n_failed: int = 0  # runs of the row recorded as failed
+    # the runs' output is a function of their seed (False: unseeded noise; None: not recorded)
+    reproducible: bool | None = None
     first_error: str = ""  # the first line of the first failed run's error
 
     @property
@@ -277,10 +279,19 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str,
             row.accountant = " / ".join(sorted({r.get("accountant") or "?"
                                                 for r in (scored or group)}))
             _judge_row(row, scored, audits)
+        row.reproducible = _reproducible(scored or group)
         for col in columns:
             row.cells[col.name] = _cell(row, col, scored)
         rows.append(row)
     return rows
+
+
+def _reproducible(runs: list[dict[str, Any]]) -> bool | None:
+    """False if any run's noise is not seeded, True if every run says it is, else None."""
+    said = [r.get("reproducible") for r in runs]
+    if any(v == 0 for v in said) or any(json.loads(r["spec"]).get("secure_noise") for r in runs):
+        return False
+    return True if said and all(v == 1 for v in said) else None
 
 
 def _cell(row: Row, col: ColumnSpec, scored: list[dict[str, Any]]) -> Cell:
@@ -399,7 +410,8 @@ def _entries(tables: list[Table], empty: bool) -> list[dict[str, Any]]:
                     "mean": s.mean if s else None, "std": s.std if s else None,
                     "n": s.n if s else 0, "ci_low": s.ci_low if s else None,
                     "ci_high": s.ci_high if s else None, "lost": cell.lost,
-                    "accountant": row.accountant, "note": row.note,
+                    "reproducible": row.reproducible, "accountant": row.accountant,
+                    "note": row.note,
                 }
                 if empty:
                     entry["why"] = cell.note if s else _why_empty(row, cell)

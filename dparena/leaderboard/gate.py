@@ -11,10 +11,19 @@ nothing, or there is no such run — is **missing**, and so is one that lost run
 the baseline was made; missing entries fail the gate too unless ``allow_missing`` is given (then
 they are reported and the remaining values are compared). Entries whose dataset or metric version
 differs, and baseline rows that were not ok themselves, are not compared (reported as skipped).
+
+A method whose noise takes no seed (``Method.reproducible = False``: AIM and MST through OpenDP;
+any run with secure noise) gives a different value on every fresh run, and a single run has no
+spread to judge that noise by. When either side of such an entry has one run, a drop beyond
+``tolerance`` but within ``unseeded_tolerance`` (default 0.4: MST's run-to-run spread on the quick
+suite reaches 9% relative for dcr) is reported as **noisy**, not failing; a larger drop (a value
+halved) regresses. With at least two runs on both sides the CI rule above applies to it as to any
+method.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -23,7 +32,8 @@ from typing import Any
 
 from dparena.errors import ConfigError
 
-STATUSES = ("ok", "improved", "regressed", "missing", "skipped")
+STATUSES = ("ok", "improved", "noisy", "regressed", "missing", "skipped")
+UNSEEDED_TOLERANCE = 0.4
 PRIVACY_FAILURES = {
     "invalid": "overspent its budget",
     "audit-failed": "the privacy audit rejects the claimed ε (Holm–Bonferroni over the store's "
@@ -124,6 +134,8 @@ def _entry_problem(e: Any) -> str | None:
         return f"'lost' must be an integer >= 0 (got {lost!r})"
     if not isinstance(e.get("status", "ok"), str):
         return "'status' must be text"
+    if e.get("reproducible") not in (None, True, False):
+        return "'reproducible' must be true, false or null"
     return None
 
 
@@ -139,10 +151,12 @@ def check_tolerance(value: float, option: str = "--tolerance") -> float:
 
 
 def compare(current: list[dict[str, Any]], baseline: list[dict[str, Any]],
-            tolerance: float = 0.05, allow_missing: bool = False) -> list[Comparison]:
+            tolerance: float = 0.05, allow_missing: bool = False,
+            unseeded_tolerance: float = UNSEEDED_TOLERANCE) -> list[Comparison]:
     """Compare ``current`` entries (``aggregate.current_entries``; plain baseline entries work
     too) with ``baseline`` entries, one Comparison per baseline entry."""
     check_tolerance(tolerance)
+    check_tolerance(unseeded_tolerance, "--unseeded-tolerance")
     now = {_key(e): e for e in current}
     rows = {_key(e)[:3] for e in current}
     out = []
@@ -176,13 +190,14 @@ def compare(current: list[dict[str, Any]], baseline: list[dict[str, Any]],
                 or cur.get("metric_version") != base.get("metric_version")):
             comp.status, comp.reason = "skipped", "dataset or metric version changed"
             continue
-        _judge(comp, base, cur, tolerance)
+        _judge(comp, base, cur, tolerance, unseeded_tolerance)
         if lost:
             comp.reason = "; ".join(filter(None, [comp.reason, cur.get("why")]))
     return out
 
 
-def _judge(comp: Comparison, base: dict[str, Any], cur: dict[str, Any], tolerance: float) -> None:
+def _judge(comp: Comparison, base: dict[str, Any], cur: dict[str, Any], tolerance: float,
+           unseeded_tolerance: float) -> None:
     """Set ``comp.status`` / ``reason`` from the two means (and their CIs)."""
     sign = 1.0 if base["direction"] == "maximize" else -1.0
     worse_by = sign * (base["mean"] - cur["mean"])
@@ -201,12 +216,44 @@ def _judge(comp: Comparison, base: dict[str, Any], cur: dict[str, Any], toleranc
             else:
                 comp.status = "ok"
                 comp.reason = "beyond tolerance but within seed noise (CIs overlap)"
+        elif not _reproducible(base, cur):
+            band = max(tolerance, unseeded_tolerance)
+            n = min(base.get("n", 1), cur.get("n", 1))
+            said = f"not reproducible: method noise is not seeded (n = {n})"
+            if worse_by > band * abs(base["mean"]):
+                comp.status = "regressed"
+                comp.reason = f"{said}, but worse by more than its band of {band:g} relative"
+            else:
+                comp.status = "noisy"
+                comp.reason = (f"{said}; worse by {worse_by / abs(base['mean']):.1%}, within its "
+                               f"band of {band:g} relative")
         else:
             comp.status, comp.reason = "regressed", f"worse by more than {tolerance:g} relative"
     elif -worse_by > allowed:
         comp.status = "improved"
     else:
         comp.status = "ok"
+
+
+def _reproducible(base: dict[str, Any], cur: dict[str, Any]) -> bool:
+    """Whether an entry's values are a function of the seeds: what either side records (False
+    wins), else what the method's class says (entries from before they recorded it)."""
+    said = [e.get("reproducible") for e in (base, cur)]
+    if False in said:
+        return False
+    if True in said:
+        return True
+    return _method_reproducible(base.get("method") or cur.get("method") or "")
+
+
+@functools.cache
+def _method_reproducible(name: str) -> bool:
+    from dparena.methods import methods
+
+    try:
+        return bool(getattr(methods.get(name), "reproducible", True))
+    except Exception:  # noqa: BLE001 - unknown or unimportable: judged as seeded (the strict side)
+        return True
 
 
 def failures(comps: list[Comparison], allow_missing: bool = False) -> list[Comparison]:
@@ -220,7 +267,7 @@ def format_comparisons(comps: list[Comparison], allow_missing: bool = False) -> 
     verdict."""
     from dparena.leaderboard.render import fmt_value
 
-    shown = [c for c in comps if c.status in ("regressed", "missing", "skipped")]
+    shown = [c for c in comps if c.status in ("regressed", "missing", "noisy", "skipped")]
     rows = [("status", "dataset", "method", "ε", "metric", "baseline", "current", "reason")]
     for c in shown:
         rows.append((c.status, c.dataset, c.label, "ref" if c.epsilon is None else f"{c.epsilon:g}",
@@ -246,15 +293,16 @@ def format_comparisons(comps: list[Comparison], allow_missing: bool = False) -> 
     return "\n".join(lines)
 
 
-def check_database(db, baseline, tolerance: float = 0.05,
-                   allow_missing: bool = False) -> list[Comparison]:
+def check_database(db, baseline, tolerance: float = 0.05, allow_missing: bool = False,
+                   unseeded_tolerance: float = UNSEEDED_TOLERANCE) -> list[Comparison]:
     """Compare a result database with a baseline file (what `dparena check` does)."""
     from dparena.harness.store import Store
     from dparena.leaderboard.aggregate import build_tables, current_entries
 
     check_tolerance(tolerance)
+    check_tolerance(unseeded_tolerance, "--unseeded-tolerance")
     if not Path(db).exists():
         raise ConfigError(f"no result database at {db}; run a suite first (dparena run SUITE)")
     base = load_baseline(baseline)
     current = current_entries(build_tables(Store(db).runs(), all_metrics=True))
-    return compare(current, base, tolerance, allow_missing)
+    return compare(current, base, tolerance, allow_missing, unseeded_tolerance)
