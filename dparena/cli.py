@@ -185,7 +185,12 @@ def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
     from dparena.leaderboard.render import to_html, to_markdown
 
     tables = build_tables(store.runs())
-    pngs = plot_tables(tables, folder / "plots")
+    try:  # nothing in the results may cost the tables: plots are optional
+        pngs = plot_tables(tables, folder / "plots")
+    except Exception as exc:  # noqa: BLE001
+        pngs = []
+        typer.echo(f"warning: plots not written ({type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0] if str(exc) else ''})", err=True)
     links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
     _write_atomic(folder / "leaderboard.md", to_markdown(tables, links))
     _write_atomic(folder / "leaderboard.html",

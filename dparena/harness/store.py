@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS metric_values (
     key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
     metric TEXT NOT NULL, name TEXT NOT NULL, value REAL, direction TEXT NOT NULL,
     version TEXT NOT NULL, headline INTEGER NOT NULL,
+    nonfinite TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (key, name)
 );
 """
@@ -103,6 +104,8 @@ class Store:
                 con.execute("ALTER TABLE runs ADD COLUMN accountant TEXT NOT NULL DEFAULT ''")
             if "reproducible" not in columns:  # ... or said whether their seed fixes them (NULL)
                 con.execute("ALTER TABLE runs ADD COLUMN reproducible INTEGER")
+            if "nonfinite" not in {r[1] for r in con.execute("PRAGMA table_info(metric_values)")}:
+                con.execute("ALTER TABLE metric_values ADD COLUMN nonfinite TEXT NOT NULL DEFAULT ''")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=60)
@@ -136,8 +139,9 @@ class Store:
                 con.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(row))})", row)
                 con.executemany(
-                    "INSERT INTO metric_values VALUES (?,?,?,?,?,?,?)",
-                    [(s.key, m["metric"], m["name"], _finite_or_none(m["value"]), m["direction"],
+                    "INSERT INTO metric_values (key, metric, name, value, nonfinite, direction, "
+                    "version, headline) VALUES (?,?,?,?,?,?,?,?)",
+                    [(s.key, m["metric"], m["name"], *_stored_value(m["value"]), m["direction"],
                       m["version"], int(m["headline"])) for m in rec.metrics],
                 )
         finally:
@@ -187,8 +191,17 @@ def _reproducible(spec: RunSpec) -> int | None:
         return None
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+def _stored_value(value: Any) -> tuple[float | None, str]:
+    """A metric value as (value, nonfinite): inf, -inf and NaN are stored as NULL with their kind
+    ("inf", "-inf", "nan"), so SQL aggregates never see them and the leaderboard shows them."""
+    if value is None:
+        return None, ""
+    value = float(value)
+    if math.isnan(value):
+        return None, "nan"
+    if math.isinf(value):
+        return None, "inf" if value > 0 else "-inf"
+    return value, ""
 
 
 def _default(obj: Any) -> Any:

@@ -295,14 +295,23 @@ def _reproducible(runs: list[dict[str, Any]]) -> bool | None:
 
 
 def _cell(row: Row, col: ColumnSpec, scored: list[dict[str, Any]]) -> Cell:
-    values = [r["metrics"][col.name]["value"] for r in scored
-              if col.name in r["metrics"] and r["metrics"][col.name]["value"] is not None]
+    values = [v for r in scored if col.name in r["metrics"]
+              if (v := metric_value(r["metrics"][col.name])) is not None]
     keys = tuple(r["key"] for r in scored if col.name in r["metrics"])
     errors = [r["metric_errors"][col.metric] for r in scored
               if col.metric in r["metric_errors"] and col.name not in r["metrics"]]
     lost, why = _lost(row, errors)
     if values:
-        return Cell(Stat.of(values), run_keys=keys, note=why, lost=lost)
+        stat = Stat.of(values) if all(math.isfinite(v) for v in values) else None
+        if stat is not None and math.isfinite(stat.mean):
+            return Cell(stat, run_keys=keys, note=why, lost=lost)
+        # a non-finite value: shown as what the mean is (inf, -inf, nan), never ranked or plotted
+        with np.errstate(all="ignore"):
+            token = _nonfinite_token(float(np.mean(values)))
+        bad = sum(not math.isfinite(v) for v in values)
+        note = f"non-finite ({token}) on {bad}/{len(values)} runs: not ranked or plotted"
+        return Cell(None, token, run_keys=keys, note="; ".join(filter(None, [note, why])),
+                    lost=lost)
     if row.status == "failed":
         return Cell(None, "failed", note=row.first_error, lost=lost)
     if errors:
@@ -311,6 +320,29 @@ def _cell(row: Row, col: ColumnSpec, scored: list[dict[str, Any]]) -> Cell:
                                     for r in scored):
         return Cell(None, "n/a", note=why, lost=lost)
     return Cell(None, "no run", note=why, lost=lost)
+
+
+NONFINITE = ("inf", "-inf", "nan")
+
+
+def metric_value(stored: dict[str, Any]) -> float | None:
+    """A stored metric value as a float: None if there is none, inf / -inf / nan if non-finite.
+
+    The store keeps a non-finite value as NULL with its kind in ``nonfinite``; databases written
+    before it did hold NaN as NULL (no value) and infinities as they are.
+    """
+    if stored.get("nonfinite"):
+        return float(stored["nonfinite"])
+    value = stored.get("value")
+    return None if value is None else float(value)
+
+
+def _nonfinite_token(value: float) -> str:
+    """"inf", "-inf" or "nan" for a non-finite value (a mean of finite values that overflows is
+    inf too)."""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return "nan"
 
 
 def _lost(row: Row, errors: list[str]) -> tuple[int, str]:
@@ -427,4 +459,6 @@ def _why_empty(row: Row, cell: Cell) -> str:
         return f"failed: {cell.note}"
     if cell.empty == "n/a":
         return "n/a: the metric returned no value"
+    if cell.empty in NONFINITE:
+        return cell.note
     return cell.empty + (f" ({cell.note})" if cell.note else "")

@@ -24,7 +24,8 @@ LEGEND = (
     "INVALID rows overspent their budget, AUDIT-FAILED rows exceed their claimed ε at 95% "
     "confidence by the canary audit (Holm–Bonferroni over the store's audits; the "
     "audit/eps-lower-bound column is each audit's own bound) and AUDIT-ERROR rows' audit raised; "
-    "none of these is ranked."
+    "none of these is ranked. A cell reading inf, -inf or nan holds a non-finite metric value: "
+    "never ranked or plotted."
 )
 
 
