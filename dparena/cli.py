@@ -166,9 +166,7 @@ def _tables(db: Path, all_metrics: bool = False):
     from dparena.harness.store import Store
     from dparena.leaderboard.aggregate import build_tables
 
-    if not db.exists():
-        raise ConfigError(f"no result database at {db}; run a suite first (dparena run SUITE)")
-    return build_tables(Store(db).runs(), all_metrics=all_metrics)
+    return build_tables(Store(db, mode="r").runs(), all_metrics=all_metrics)
 
 
 def _write_atomic(path: Path, text: str) -> None:

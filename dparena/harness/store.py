@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dparena.errors import ConfigError
 from dparena.harness.suite import RunSpec
 
 SCHEMA = """
@@ -90,26 +91,123 @@ class RunRecord:
     accountant: str = ""  # how the run's ε was composed (Ledger.accountant), e.g. "PRV", "none"
 
 
+# the columns a file must have to be read as a dparena store (those of the oldest schema)
+REQUIRED = {"runs": {"key", "name", "dataset", "method", "label", "status", "spec", "created_at"},
+            "metric_values": {"key", "metric", "name", "value", "direction", "version",
+                              "headline"}}
+# what a column added since reads as in an older store
+OLD_DEFAULTS = {"info": "{}", "accountant": "", "error": "", "metric_errors": "{}",
+                "reproducible": None}
+FORMAT = 1  # PRAGMA user_version of a store this version has written to
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    """One SQLite result database.
+
+    ``mode="w"`` (the default) is for writing: the file and its folder are created if needed and
+    must be writable (checked by a write, before anything runs), an older store gains the columns
+    and tables added since, and a file that is not a dparena store is refused. ``mode="r"`` only
+    reads: it never creates, migrates or otherwise changes the file (SQLite's read-only mode);
+    the file must exist and be a dparena store. Either way a bad file is a one-line ConfigError.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "w"):
+        if mode not in ("r", "w"):
+            raise ValueError(f"mode must be 'r' or 'w', not {mode!r}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
         self.artifacts = self.path.parent / "artifacts"
-        with self._connect() as con:
-            con.executescript(SCHEMA)
-            columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
-            if "info" not in columns:  # a database written before runs kept the method's info
+        if self.path.is_dir():
+            raise ConfigError(f"{self.path} is a folder, not a dparena result database")
+        problem = _header_problem(self.path)
+        if problem:
+            raise ConfigError(f"{self.path}: not a dparena result database, or a damaged one "
+                              f"({problem})")
+        if mode == "r":
+            if not self.path.exists():
+                raise ConfigError(f"no result database at {self.path}; run a suite first "
+                                  f"(dparena run SUITE)")
+            self._guard(self._check_readable)
+        else:
+            self._guard(self._open_for_writing)
+
+    def _guard(self, step) -> None:
+        """Run ``step`` turning SQLite's complaints about the file into one-line ConfigErrors."""
+        try:
+            step()
+        except sqlite3.OperationalError as exc:
+            if self.mode == "w" and _unwritable(exc):
+                raise ConfigError(f"{self.path}: cannot write the result database ({exc}); "
+                                  f"dparena run needs a writable file and folder") from None
+            raise ConfigError(f"{self.path}: cannot read the result database ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path}: not a dparena result database, or a damaged one "
+                              f"({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot open the result database "
+                              f"({exc.strerror or exc})") from None
+
+    def _tables(self, con: sqlite3.Connection) -> dict[str, set[str]]:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: {r[1] for r in con.execute(f"PRAGMA table_info({_quote(n)})")} for n in names}
+
+    def _refuse_foreign(self, tables: dict[str, set[str]]) -> None:
+        if not tables:
+            return
+        for name, needed in REQUIRED.items():
+            if not needed <= tables.get(name, set()):
+                raise ConfigError(
+                    f"{self.path}: not a dparena result database (it has the tables "
+                    f"{', '.join(sorted(tables))}); give a new file or a store dparena wrote")
+
+    def _check_readable(self) -> None:
+        con = self._connect()
+        try:
+            tables = self._tables(con)
+            if not tables:
+                raise ConfigError(f"{self.path}: not a dparena result database (no tables); "
+                                  f"run a suite into it first (dparena run SUITE --db PATH)")
+            self._refuse_foreign(tables)
+        finally:
+            con.close()
+
+    def _open_for_writing(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._connect()
+        try:
+            con.isolation_level = None  # explicit transaction: schema and migration in one
+            con.execute("BEGIN IMMEDIATE")  # the write lock: refused on a read-only file
+            tables = self._tables(con)
+            self._refuse_foreign(tables)
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                con.execute(statement)
+            columns = tables.get("runs", set())
+            if tables and "info" not in columns:  # a store written before runs kept their info
                 con.execute("ALTER TABLE runs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
-            if "accountant" not in columns:  # ... or before they named their accountant
+            if tables and "accountant" not in columns:  # ... or named their accountant
                 con.execute("ALTER TABLE runs ADD COLUMN accountant TEXT NOT NULL DEFAULT ''")
-            if "reproducible" not in columns:  # ... or said whether their seed fixes them (NULL)
+            if tables and "reproducible" not in columns:  # ... or said whether a seed fixes them
                 con.execute("ALTER TABLE runs ADD COLUMN reproducible INTEGER")
-            if "nonfinite" not in {r[1] for r in con.execute("PRAGMA table_info(metric_values)")}:
-                con.execute("ALTER TABLE metric_values ADD COLUMN nonfinite TEXT NOT NULL DEFAULT ''")
+            if tables and "nonfinite" not in tables.get("metric_values", set()):
+                con.execute("ALTER TABLE metric_values ADD COLUMN nonfinite TEXT NOT NULL "
+                            "DEFAULT ''")
+            # always a write (page 1 and the journal beside the file): a read-only file or folder
+            # fails here, before any run starts
+            con.execute(f"PRAGMA user_version = {FORMAT}")
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=60)
-        con.execute("PRAGMA foreign_keys = ON")
+        if self.mode == "r":  # SQLite's read-only mode: nothing is ever written to the file
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        else:
+            con = sqlite3.connect(self.path, timeout=60)
+            con.execute("PRAGMA foreign_keys = ON")
         return con
 
     def finished_keys(self, statuses: Iterable[str] = ("ok", "invalid", "failed")) -> set[str]:
@@ -148,7 +246,10 @@ class Store:
             con.close()
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run row with its metric values under ``"metrics"`` ({name: row})."""
+        """Every run row with its metric values under ``"metrics"`` ({name: row}).
+
+        Columns added after a store was written read as their defaults (``OLD_DEFAULTS``).
+        """
         con = self._connect()
         con.row_factory = sqlite3.Row
         try:
@@ -156,9 +257,13 @@ class Store:
             values: dict[str, dict[str, dict[str, Any]]] = {}
             for r in con.execute("SELECT * FROM metric_values"):
                 values.setdefault(r["key"], {})[r["name"]] = dict(r)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path}: the result database is damaged ({exc})") from None
         finally:
             con.close()
         for run in runs:
+            for col in RUN_COLUMNS:
+                run.setdefault(col, OLD_DEFAULTS.get(col))
             run["metrics"] = values.get(run["key"], {})
             for col in ("ledger", "timings", "versions", "metric_errors", "method_params",
                         "dataset_params", "info"):
@@ -176,6 +281,43 @@ class Store:
         recorded as ok or invalid; only a failed or killed run leaves it, to resume from.
         """
         return self.path.parent / "work" / spec.key
+
+
+def _header_problem(path: Path) -> str | None:
+    """What the file's SQLite header says is wrong with it (not SQLite, truncated), or None.
+
+    An empty or absent file is fine (an empty database). Checked before SQLite opens the file,
+    so that a torn copy is never written to.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if size == 0:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return "not an SQLite file"
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    counter_valid = head[24:28] == head[92:96]  # else SQLite ignores the in-header size
+    if counter_valid and pages and size < page_size * pages:
+        return f"truncated: {size:,} bytes where its header says {page_size * pages:,}"
+    return None
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("readonly", "read-only", "unable to open", "disk i/o",
+                                   "permission"))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _reproducible(spec: RunSpec) -> int | None:

@@ -301,8 +301,6 @@ def check_database(db, baseline, tolerance: float = 0.05, allow_missing: bool = 
 
     check_tolerance(tolerance)
     check_tolerance(unseeded_tolerance, "--unseeded-tolerance")
-    if not Path(db).exists():
-        raise ConfigError(f"no result database at {db}; run a suite first (dparena run SUITE)")
     base = load_baseline(baseline)
-    current = current_entries(build_tables(Store(db).runs(), all_metrics=True))
+    current = current_entries(build_tables(Store(db, mode="r").runs(), all_metrics=True))
     return compare(current, base, tolerance, allow_missing, unseeded_tolerance)
