@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sqlite3
 import tempfile
+import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,11 @@ CREATE TABLE IF NOT EXISTS metric_values (
     version TEXT NOT NULL, headline INTEGER NOT NULL,
     nonfinite TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (key, name)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
 );
 """
 
@@ -99,6 +107,7 @@ REQUIRED = {"runs": {"key", "name", "dataset", "method", "label", "status", "spe
 OLD_DEFAULTS = {"info": "{}", "accountant": "", "error": "", "metric_errors": "{}",
                 "reproducible": None}
 FORMAT = 1  # PRAGMA user_version of a store this version has written to
+LEASE_TTL_S = 600.0  # a lease not renewed for this long is stale (drivers renew every 30 s)
 
 
 class Store:
@@ -216,8 +225,9 @@ class Store:
             rows = con.execute(f"SELECT key FROM runs WHERE status IN ({marks})", tuple(statuses))
             return {r[0] for r in rows}
 
-    def record(self, rec: RunRecord) -> None:
-        """Insert or replace the run and its metric values in one transaction."""
+    def record(self, rec: RunRecord, lease: str | None = None) -> None:
+        """Insert or replace the run and its metric values in one transaction (releasing the
+        run's lease if ``lease`` holds it)."""
         s = rec.spec
         row = (
             s.key, s.name, s.suite, s.section, s.dataset, s.dataset_version,
@@ -242,6 +252,8 @@ class Store:
                     [(s.key, m["metric"], m["name"], *_stored_value(m["value"]), m["direction"],
                       m["version"], int(m["headline"])) for m in rec.metrics],
                 )
+                if lease is not None:
+                    con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (s.key, lease))
         finally:
             con.close()
 
@@ -271,6 +283,82 @@ class Store:
             run["audit"] = json.loads(run["audit"]) if run["audit"] else None
         return runs
 
+    # -- leases: drivers sharing a store split its runs ------------------------------------------
+    #
+    # A driver claims a run before it starts it (a row in ``leases``: the run's key, the holder
+    # "host:pid:uuid" and an expiry time), renews its leases while the runs are in flight and
+    # releases each when it records the run. Another driver skips a run that is leased, and takes
+    # it over once the lease is stale: expired, or held by a process of this host that is gone.
+
+    def recorded_mark(self) -> int:
+        """A mark of what is recorded now: runs recorded later have a larger rowid (a replaced
+        row gets max(rowid) + 1)."""
+        con = self._connect()
+        try:
+            return con.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]
+        finally:
+            con.close()
+
+    def claim(self, key: str, holder: str, done: Iterable[str], since: int,
+              ttl: float = LEASE_TTL_S) -> str:
+        """Try to lease run ``key`` for ``holder``: "claimed"; "done" if it is recorded with a
+        status in ``done`` or was recorded after ``since`` (``recorded_mark``) by anyone; "busy"
+        if another driver's live lease holds it."""
+        con = self._connect()
+        try:
+            con.isolation_level = None
+            con.execute("BEGIN IMMEDIATE")  # one claim at a time across processes
+            got = self._claim(con, key, holder, tuple(done), since, ttl)
+            con.execute("COMMIT")
+            return got
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    @staticmethod
+    def _claim(con: sqlite3.Connection, key: str, holder: str, done: tuple[str, ...],
+               since: int, ttl: float) -> str:
+        row = con.execute("SELECT status, rowid FROM runs WHERE key = ?", (key,)).fetchone()
+        if row is not None and (row[0] in done or row[1] > since):
+            return "done"
+        lease = con.execute("SELECT holder, expires_at FROM leases WHERE key = ?",
+                            (key,)).fetchone()
+        now = time.time()
+        if lease is not None and lease[0] != holder and not _stale(*lease, now):
+            return "busy"
+        con.execute("INSERT OR REPLACE INTO leases (key, holder, expires_at) VALUES (?, ?, ?)",
+                    (key, holder, now + ttl))
+        return "claimed"
+
+    def renew(self, keys: Iterable[str], holder: str, ttl: float = LEASE_TTL_S) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+        con = self._connect()
+        try:
+            with con:
+                con.execute(f"UPDATE leases SET expires_at = ? WHERE holder = ? AND key IN "
+                            f"({','.join('?' * len(keys))})", (time.time() + ttl, holder, *keys))
+        finally:
+            con.close()
+
+    def release(self, key: str, holder: str) -> None:
+        self._release("key = ? AND holder = ?", (key, holder))
+
+    def release_all(self, holder: str) -> None:
+        self._release("holder = ?", (holder,))
+
+    def _release(self, where: str, args: tuple) -> None:
+        con = self._connect()
+        try:
+            with con:
+                con.execute(f"DELETE FROM leases WHERE {where}", args)
+        finally:
+            con.close()
+
     def artifact_dir(self, spec: RunSpec) -> Path:
         return self.artifacts / spec.key
 
@@ -281,6 +369,37 @@ class Store:
         recorded as ok or invalid; only a failed or killed run leaves it, to resume from.
         """
         return self.path.parent / "work" / spec.key
+
+
+def lease_holder() -> str:
+    """A fresh holder name for a driver's leases: host:pid:uuid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _stale(holder: str, expires_at: float, now: float) -> bool:
+    """An expired lease, or one whose holder is a process of this host that is gone (or a
+    zombie). Another host's processes cannot be seen: its leases go stale when they expire."""
+    if expires_at < now:
+        return True
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _header_problem(path: Path) -> str | None:
