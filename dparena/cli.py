@@ -170,11 +170,19 @@ def _tables(db: Path, all_metrics: bool = False):
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary name and a rename, with the mode a plain open() would give."""
+    from dparena.harness.store import umask
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 otherwise
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _write_leaderboards(store, folder: Path, quiet: bool) -> None:

@@ -208,3 +208,53 @@ def test_run_detects_a_read_only_store_before_any_run_starts(tmp_path, what):
     assert out.returncode == 2 and len(lines) == 1, out.stderr
     assert lines[0].startswith("error: ") and "cannot write" in lines[0], lines[0]
     assert _snapshot(folder) == before and not (folder / "artifacts").exists()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_written_through_a_temporary_name_honour_the_umask(tmp_path, umask):
+    import numpy as np
+    import pandas as pd
+
+    from dparena.cli import _write_atomic
+    from dparena.harness.store import write_synthetic
+
+    old = os.umask(umask)
+    try:
+        _write_atomic(tmp_path / "leaderboard.md", "# board\n")
+        table = write_synthetic(pd.DataFrame({"a": [1, 2]}), None, tmp_path / "t")
+        images = write_synthetic(np.zeros((2, 4, 4), np.uint8), np.array([0, 1]), tmp_path / "i")
+        texts = write_synthetic(["a", "b"], None, tmp_path / "x")
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "leaderboard.md", table, images, texts):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, path
+
+
+def test_info_is_stored_as_valid_json(tmp_path):
+    """NaN and infinities in a method's info are stored as the strings "nan", "inf", "-inf"
+    (JSON has no such numbers; SQLite's JSON functions reject NaN)."""
+    import math
+
+    import numpy as np
+
+    from dparena.harness.store import json_safe_info
+
+    info = {"sigma": math.nan, "trace": np.array([1.0, np.inf]), "nested": {"x": -math.inf},
+            "ok": 1.5}
+    assert json_safe_info(info) == {"sigma": "nan", "trace": [1.0, "inf"],
+                                    "nested": {"x": "-inf"}, "ok": 1.5}
+    store = Store(tmp_path / "runs.sqlite")
+    spec = parse_suite(RAW).specs[0]
+    store.record(RunRecord(spec, "ok", spent_epsilon=2.0, created_at="now",
+                           info=json_safe_info(info)))
+    con = sqlite3.connect(store.path)
+    assert con.execute("SELECT json_valid(info), json_extract(info, '$.sigma'), "
+                       "json_extract(info, '$.trace[1]') FROM runs").fetchone() == (1, "nan", "inf")
+    con.close()
+    # a record built by hand with a raw NaN is stored valid too
+    store.record(RunRecord(spec, "ok", spent_epsilon=2.0, created_at="now",
+                           info={"sigma": math.nan}))
+    con = sqlite3.connect(store.path)
+    assert con.execute("SELECT json_extract(info, '$.sigma') FROM runs").fetchone() == ("nan",)
+    con.close()
+    assert store.runs()[0]["info"] == {"sigma": "nan"}

@@ -372,3 +372,30 @@ def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
         (tmp_path / name).unlink()
     cli._write_leaderboards(store, tmp_path, quiet=True)
     assert (tmp_path / "leaderboard.md").exists() and (tmp_path / "leaderboard.html").exists()
+
+
+def test_markdown_escapes_headers_labels_and_newlines():
+    run = _run("two\nlines|x", 1.0, 0, {"a|b\nc": 0.5}, error="")
+    run["metric_errors"] = {}
+    tables = build_tables([run, _run("plain", 1.0, 0, {"a|b\nc": 0.4})])
+    tables[0].rows[0].note = "first\nsecond | third"
+    md = to_markdown(tables)
+    table = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len(table) == 4  # header, rule, two rows: no newline broke a row
+    pipes = {ln.replace("\\|", "").count("|") for ln in table}
+    assert pipes == {table[1].count("|")}
+    assert "a\\|b c ↑" in table[0] and "two lines\\|x" in md
+    assert "first second \\| third" in md
+
+
+def test_csv_cells_cannot_be_formulas():
+    """OWASP CSV injection: text cells starting with = + - @ tab or CR get a leading quote;
+    numbers stay numbers."""
+    evil = '=HYPERLINK("http://evil.example","x")'
+    runs = [_run(evil, 1.0, 0, {"@SUM(A1)": -0.5}), _run("+cmd", 1.0, 0, {"@SUM(A1)": 0.2}),
+            _run("-x", 1.0, 0, {"@SUM(A1)": 0.1}), _run("\tt", 1.0, 0, {"@SUM(A1)": 0.3})]
+    rows = list(csv.DictReader(io.StringIO(render(build_tables(runs), "csv"))))
+    labels = {r["label"] for r in rows}
+    assert labels == {"'" + evil, "'+cmd", "'-x", "'\tt"}
+    assert {r["metric"] for r in rows} == {"'@SUM(A1)"}
+    assert {r["mean"] for r in rows if r["label"] == "'" + evil} == {"-0.5"}

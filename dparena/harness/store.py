@@ -66,15 +66,28 @@ INFO_LIMIT = 20_000  # characters of one info value's JSON kept in the store
 
 
 def json_safe_info(info: dict[str, Any]) -> dict[str, Any]:
-    """The method's ``Synthetic.info`` as stored: JSON-safe, each value at most INFO_LIMIT chars."""
+    """The method's ``Synthetic.info`` as stored: valid JSON (NaN and infinities become the
+    strings "nan", "inf", "-inf"; arrays lists), each value at most INFO_LIMIT chars."""
     out: dict[str, Any] = {}
     for key, value in info.items():
-        text = json.dumps(value, default=_default)
+        value = _finite_json(json.loads(json.dumps(value, default=_default)))
+        text = json.dumps(value, allow_nan=False)
         if len(text) > INFO_LIMIT:
             out[str(key)] = f"<{len(text):,} characters of JSON, not stored>"
         else:
-            out[str(key)] = json.loads(text)
+            out[str(key)] = value
     return out
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by "nan", "inf" or "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return value
 
 
 @dataclass
@@ -238,7 +251,8 @@ class Store:
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
             json.dumps(rec.metric_errors), rec.artifact,
             json.dumps(rec.audit) if rec.audit is not None else None, s.to_json(), rec.created_at,
-            json.dumps(rec.info, default=_default), rec.accountant, _reproducible(s),
+            json.dumps(json_safe_info(rec.info), allow_nan=False), rec.accountant,
+            _reproducible(s),
         )
         con = self._connect()
         try:
@@ -471,6 +485,20 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
+def umask() -> int:
+    """This process's umask (read without changing it where Linux tells it)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
     """Write synthetic data atomically: tables to Parquet, arrays to .npz, texts to JSON lines."""
     import pandas as pd
@@ -498,6 +526,7 @@ def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
                 for text, label in zip(items, lab, strict=True):
                     fh.write(json.dumps({"text": text, "label": label}, default=_default) + "\n")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=final.suffix)
+    os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600: give it the mode open() would
     os.close(fd)
     try:
         writer(tmp)
