@@ -44,6 +44,7 @@ def _check(baseline, db, suite, tolerance: float, allow_missing: bool,
     load_plugins()
     gate.check_tolerance(tolerance)
     gate.check_tolerance(unseeded_tolerance, "unseeded_tolerance")
+    gate.load_baseline(baseline)  # a bad baseline is reported before the suite runs
     failed_runs: list[str] = []
     if suite is not None:
         from dparena.harness.runner import Runner

@@ -114,3 +114,29 @@ def test_a_method_that_starts_crashing_fails_the_gate_on_the_first_run_and_on_a_
             assert {{c.status for c in comps if c.label == "test-breaks"}} == {{"missing"}}
     """)
     pytester.runpytest_subprocess().assert_outcomes(passed=1)
+
+
+def test_bad_arguments_fail_before_the_suite_runs(pytester, tmp_path, monkeypatch):
+    import os
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    suite = tmp_path / "ci.toml"
+    suite.write_text(SUITE_TOML.replace('{ name = "test-breaks" }', '{ name = "uniform" }'))
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text('{"format": "dparena-leaderboard", "entries": []}')
+    db = tmp_path / "ci" / "runs.sqlite"
+    pytester.makepyfile(f"""
+        def test_empty_baseline(dparena_check):
+            dparena_check(baseline={str(baseline)!r}, suite={str(suite)!r}, db={str(db)!r})
+
+        def test_nan_tolerance(dparena_check):
+            dparena_check(baseline={str(baseline)!r}, suite={str(suite)!r}, db={str(db)!r},
+                          tolerance=float("nan"))
+    """)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*error: *baseline.json: the baseline has no entries*",
+                                 "*error: --tolerance must be a finite number*"])
+    assert not db.exists()
