@@ -309,11 +309,12 @@ def _nonfinite_store(tmp_path, values):
 def test_nonfinite_values_are_stored_as_null_with_their_kind(tmp_path):
     import sqlite3
 
-    store = _nonfinite_store(tmp_path, [math.inf, -math.inf, math.nan])
+    store = _nonfinite_store(tmp_path, [math.inf, -math.inf, math.nan, "not a number", 0.25])
     con = sqlite3.connect(store.path)
     got = sorted(con.execute("SELECT r.seed, m.value, m.nonfinite FROM metric_values m JOIN runs r "
                              "USING (key) WHERE r.method = 'independent-marginals'"))
-    assert got == [(0, None, "inf"), (1, None, "-inf"), (2, None, "nan")]
+    assert got == [(0, None, "inf"), (1, None, "-inf"), (2, None, "nan"), (3, None, "nan"),
+                   (4, 0.25, "")]
 
 
 def test_a_nonfinite_value_is_shown_never_ranked_and_never_plotted(tmp_path):

@@ -471,7 +471,10 @@ def _stored_value(value: Any) -> tuple[float | None, str]:
     ("inf", "-inf", "nan"), so SQL aggregates never see them and the leaderboard shows them."""
     if value is None:
         return None, ""
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):  # not a number at all: stored as one that is not a number
+        return None, "nan"
     if math.isnan(value):
         return None, "nan"
     if math.isinf(value):

@@ -88,9 +88,9 @@ class Row:
     audit_error: str = ""  # the error of an audit that raised
     accountant: str = ""  # how the runs' ε was composed ("?" if not recorded; "" for references)
     n_failed: int = 0  # runs of the row recorded as failed
+    first_error: str = ""  # the first line of the first failed run's error
     # the runs' output is a function of their seed (False: unseeded noise; None: not recorded)
     reproducible: bool | None = None
-    first_error: str = ""  # the first line of the first failed run's error
 
     @property
     def rankable(self) -> bool:

@@ -103,6 +103,11 @@ def _no_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _short(value: Any) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -122,16 +127,16 @@ def _entry_problem(e: Any) -> str | None:
     if "mean" not in e:
         return "has no 'mean'"
     if not _number(e["mean"]):
-        return f"'mean' must be a finite number (got {e['mean']!r})"
+        return f"'mean' must be a finite number (got {_short(e['mean'])})"
     for name in ("std", "ci_low", "ci_high"):
         if e.get(name) is not None and not _number(e[name]):
-            return f"{name!r} must be a finite number or null (got {e[name]!r})"
+            return f"{name!r} must be a finite number or null (got {_short(e[name])})"
     n = e.get("n", 1)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        return f"'n' must be a positive integer (got {n!r})"
+        return f"'n' must be a positive integer (got {_short(n)})"
     lost = e.get("lost", 0)
     if not isinstance(lost, int) or isinstance(lost, bool) or lost < 0:
-        return f"'lost' must be an integer >= 0 (got {lost!r})"
+        return f"'lost' must be an integer >= 0 (got {_short(lost)})"
     if not isinstance(e.get("status", "ok"), str):
         return "'status' must be text"
     if e.get("reproducible") not in (None, True, False):

@@ -59,7 +59,8 @@ def cell_detail(cell: Cell | None) -> str:
         return cell.note if cell else ""
     s = cell.stat
     ci = f"95% CI [{fmt_value(s.ci_low)}, {fmt_value(s.ci_high)}]" if s.ci_low is not None else "no CI (n=1)"
-    return f"mean {s.mean:.6g}, std {s.std:.3g}, n={s.n}, {ci}"
+    lost = f"; {cell.note}" if cell.note else ""  # runs without a value here, and why
+    return f"mean {s.mean:.6g}, std {s.std:.3g}, n={s.n}, {ci}{lost}"
 
 
 def header(col) -> str:
