@@ -189,17 +189,23 @@ def _tables(db: Path, all_metrics: bool = False):
     from dparena.harness.store import Store
     from dparena.leaderboard.aggregate import build_tables
 
-    if not db.exists():
-        raise ConfigError(f"no result database at {db}; run a suite first (dparena run SUITE)")
-    return build_tables(Store(db).runs(), all_metrics=all_metrics)
+    return build_tables(Store(db, mode="r").runs(), all_metrics=all_metrics)
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    """Write through a temporary name and a rename, with the mode a plain open() would give."""
+    from dparena.harness.store import umask
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 otherwise
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
@@ -208,7 +214,12 @@ def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
     from dparena.leaderboard.render import to_html, to_markdown
 
     tables = build_tables(store.runs())
-    pngs = plot_tables(tables, folder / "plots")
+    try:  # nothing in the results may cost the tables: plots are optional
+        pngs = plot_tables(tables, folder / "plots")
+    except Exception as exc:  # noqa: BLE001
+        pngs = []
+        typer.echo(f"warning: plots not written ({type(exc).__name__}: "
+                   f"{str(exc).splitlines()[0] if str(exc) else ''})", err=True)
     links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
     _write_atomic(folder / "leaderboard.md", to_markdown(tables, links))
     _write_atomic(folder / "leaderboard.html",
@@ -267,17 +278,22 @@ def check(
     db: Path = typer.Option(..., help="Result database to check."),
     baseline: Path = typer.Option(..., help="Baseline from `dparena leaderboard --format json`."),
     tolerance: float = typer.Option(0.05, help="Allowed relative drop of a mean (0.05 = 5%)."),
+    allow_missing: bool = typer.Option(False, help="Report baseline entries without a current "
+                                                   "value (failed, absent) instead of failing."),
+    unseeded_tolerance: float = typer.Option(
+        0.4, help="Allowed relative drop of a single run of a method whose noise takes no seed "
+                  "(AIM, MST, secure noise); smaller drops beyond --tolerance are reported as "
+                  "noisy."),
 ):
-    """Exit 1 if any metric regressed against the baseline; print what changed.
+    """Exit 1 if any metric regressed or went missing against the baseline; print what changed.
 
     Example: dparena check --db results/quick/runs.sqlite --baseline results/baseline.json
     """
-    from dparena.leaderboard.gate import check_database, format_comparisons
+    from dparena.leaderboard.gate import check_database, failures, format_comparisons
 
-    comps = check_database(db, baseline, tolerance)
-    typer.echo(format_comparisons(comps))
-    bad = [c for c in comps if c.status == "regressed"]
-    if bad:
+    comps = check_database(db, baseline, tolerance, allow_missing, unseeded_tolerance)
+    typer.echo(format_comparisons(comps, allow_missing))
+    if failures(comps, allow_missing):
         raise typer.Exit(1)
 
 

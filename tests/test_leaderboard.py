@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from dparena.leaderboard.aggregate import Stat, baseline_entries, build_tables
+from dparena.leaderboard.aggregate import Stat, baseline_entries, build_tables, current_entries
 from dparena.leaderboard.gate import compare
 from dparena.leaderboard.render import latex_escape, render, to_html, to_markdown
 
@@ -282,3 +282,121 @@ def test_every_format_shows_the_accountant():
     gauss_tex = next(ln for ln in tex.splitlines() if ln.startswith("gauss"))
     assert gauss_tex.count("&") == len(tables[0].columns) + 1 and "RDP" in tex
     assert "sgd\\_lm" in tex
+
+
+# -- non-finite metric values ------------------------------------------------------------------
+
+def _nonfinite_store(tmp_path, values):
+    """A store with one run of independent-marginals per value of ``values`` (seeds 0, 1, ...)
+    and one finite uniform run, as `dparena run` would record them."""
+    from dparena.harness.store import RunRecord, Store
+    from dparena.harness.suite import parse_suite
+
+    raw = {"name": "nf", "seeds": list(range(len(values))), "epsilons": [1.0], "delta": 1e-5,
+           "section": [{"dataset": "adult", "dataset_params": {"n_private": 400, "n_eval": 400},
+                        "n_samples": 300, "metrics": ["histogram-intersection"],
+                        "methods": [{"name": "independent-marginals"}, {"name": "uniform"}]}]}
+    store = Store(tmp_path / "runs.sqlite")
+    for spec in parse_suite(raw).specs:
+        value = values[spec.seed] if spec.method == "independent-marginals" else 0.5
+        store.record(RunRecord(spec, "ok", spent_epsilon=spec.epsilon, metrics=[
+            {"metric": "histogram-intersection", "name": "histogram-intersection",
+             "value": value, "direction": "maximize", "version": "1", "headline": True}],
+            created_at="2026-01-01T00:00:00+00:00"))
+    return store
+
+
+def test_nonfinite_values_are_stored_as_null_with_their_kind(tmp_path):
+    import sqlite3
+
+    store = _nonfinite_store(tmp_path, [math.inf, -math.inf, math.nan, "not a number", 0.25])
+    con = sqlite3.connect(store.path)
+    got = sorted(con.execute("SELECT r.seed, m.value, m.nonfinite FROM metric_values m JOIN runs r "
+                             "USING (key) WHERE r.method = 'independent-marginals'"))
+    assert got == [(0, None, "inf"), (1, None, "-inf"), (2, None, "nan"), (3, None, "nan"),
+                   (4, 0.25, "")]
+
+
+def test_a_nonfinite_value_is_shown_never_ranked_and_never_plotted(tmp_path):
+    from dparena.leaderboard.plots import plot_tables
+
+    runs = [_run("inf", 1.0, 0, {"m": math.inf}), _run("inf", 1.0, 1, {"m": 0.9}),
+            _run("nan", 1.0, 0, {"m": math.nan}), _run("fine", 1.0, 0, {"m": 0.5}),
+            _run("fine", 4.0, 0, {"m": 0.6}), _run("inf", 4.0, 0, {"m": math.inf})]
+    # what the store returns for a run recorded by this version: NULL with its kind
+    runs.append(dict(_run("stored", 1.0, 0, {"m": None}), key="stored"))
+    runs[-1]["metrics"]["m"]["nonfinite"] = "-inf"
+    tables = build_tables(runs)
+    rows = {r.label: r for r in tables[0].rows}
+    assert rows["fine"].cells["m"].rank == 1
+    for label, token in (("inf", "inf"), ("nan", "nan"), ("stored", "-inf")):
+        cell = rows[label].cells["m"]
+        assert cell.stat is None and cell.rank is None and cell.empty == token
+        assert "non-finite" in cell.note
+    assert "1/2 runs" in rows["inf"].cells["m"].note
+    out = _all_formats(tables)
+    assert "| inf |" in out["md"].replace(" (1)", "") and ">inf</td>" in out["html"]
+    assert [e["label"] for e in json.loads(out["json"])["entries"]] == ["fine", "fine"]
+    assert [p.name for p in plot_tables(tables, tmp_path / "plots")] == ["toy--m.png"]
+    [comp] = [c for c in compare(current_entries(tables), baseline_entries(
+        build_tables([_run("inf", 1.0, s, {"m": 0.9}) for s in range(2)]))) if c.epsilon == 1.0]
+    assert comp.status == "missing" and comp.reason.startswith("non-finite (inf)")
+
+
+def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
+    """A metric that returns inf once must not break every later leaderboard of the database,
+    and plots that fail must not cost the Markdown and HTML."""
+    import sqlite3
+
+    from dparena import cli
+
+    store = _nonfinite_store(tmp_path, [math.inf, 0.8])
+    cli._write_leaderboards(store, tmp_path, quiet=True)
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert "inf" in md and (tmp_path / "leaderboard.html").exists()
+    # a database written by an older version holds inf as a REAL
+    con = sqlite3.connect(store.path)
+    with con:
+        con.execute("UPDATE metric_values SET value = 9e999, nonfinite = '' WHERE value IS NULL")
+    con.close()
+    (tmp_path / "leaderboard.md").unlink()
+    cli._write_leaderboards(store, tmp_path, quiet=True)
+    assert "inf" in (tmp_path / "leaderboard.md").read_text()
+
+    def broken(*args, **kwargs):
+        raise ValueError("Axis limits cannot be NaN or Inf")
+
+    import dparena.leaderboard.plots
+
+    monkeypatch.setattr(dparena.leaderboard.plots, "plot_tables", broken)
+    for name in ("leaderboard.md", "leaderboard.html"):
+        (tmp_path / name).unlink()
+    cli._write_leaderboards(store, tmp_path, quiet=True)
+    assert (tmp_path / "leaderboard.md").exists() and (tmp_path / "leaderboard.html").exists()
+
+
+def test_markdown_escapes_headers_labels_and_newlines():
+    run = _run("two\nlines|x", 1.0, 0, {"a|b\nc": 0.5}, error="")
+    run["metric_errors"] = {}
+    tables = build_tables([run, _run("plain", 1.0, 0, {"a|b\nc": 0.4})])
+    tables[0].rows[0].note = "first\nsecond | third"
+    md = to_markdown(tables)
+    table = [ln for ln in md.splitlines() if ln.startswith("|")]
+    assert len(table) == 4  # header, rule, two rows: no newline broke a row
+    pipes = {ln.replace("\\|", "").count("|") for ln in table}
+    assert pipes == {table[1].count("|")}
+    assert "a\\|b c ↑" in table[0] and "two lines\\|x" in md
+    assert "first second \\| third" in md
+
+
+def test_csv_cells_cannot_be_formulas():
+    """OWASP CSV injection: text cells starting with = + - @ tab or CR get a leading quote;
+    numbers stay numbers."""
+    evil = '=HYPERLINK("http://evil.example","x")'
+    runs = [_run(evil, 1.0, 0, {"@SUM(A1)": -0.5}), _run("+cmd", 1.0, 0, {"@SUM(A1)": 0.2}),
+            _run("-x", 1.0, 0, {"@SUM(A1)": 0.1}), _run("\tt", 1.0, 0, {"@SUM(A1)": 0.3})]
+    rows = list(csv.DictReader(io.StringIO(render(build_tables(runs), "csv"))))
+    labels = {r["label"] for r in rows}
+    assert labels == {"'" + evil, "'+cmd", "'-x", "'\tt"}
+    assert {r["metric"] for r in rows} == {"'@SUM(A1)"}
+    assert {r["mean"] for r in rows if r["label"] == "'" + evil} == {"-0.5"}

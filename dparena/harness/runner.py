@@ -3,7 +3,9 @@ record), each run in its own forked worker process, skipping runs already in the
 
 A worker that raises, crashes or times out is recorded as ``failed`` and the suite goes on; the
 driver process alone writes the store, one transaction per run, so killing the driver at any point
-loses at most the runs in flight, which the next invocation re-does.
+loses at most the runs in flight, which the next invocation re-does. A driver leases each run in
+the store before starting it (``Store.claim``), so several drivers of one store (or Ray drivers)
+split its runs instead of each running all of them; the leases of a dead driver are taken over.
 """
 
 from __future__ import annotations
@@ -27,13 +29,15 @@ from typing import Any
 import dparena
 from dparena.assets import AssetStore
 from dparena.datasets.base import DatasetBundle
-from dparena.harness.store import RunRecord, Store, json_safe_info, write_synthetic
+from dparena.harness.store import RunRecord, Store, json_safe_info, lease_holder, write_synthetic
 from dparena.harness.suite import RunSpec
 from dparena.metrics.base import EvalData, MetricContext
 from dparena.privacy import Ledger
 from dparena.types import Synthetic
 
 EPS_TOLERANCE = 1e-9
+LEASE_RENEW_S = 30.0  # how often a driver renews the leases of its runs in flight
+LEASE_POLL_S = 1.0  # how often it asks again about runs another driver holds
 
 
 @dataclass
@@ -243,6 +247,7 @@ class Runner:
         self.memory_mb = memory_mb
         self.on_start = on_start
         self.on_done = on_done
+        self._leases: _Leases | None = None
 
     def pending(self, specs: list[RunSpec], retry_failed: bool = False) -> list[RunSpec]:
         statuses = ("ok", "invalid") if retry_failed else ("ok", "invalid", "failed")
@@ -260,52 +265,63 @@ class Runner:
         cache_dir = self.store.path.parent / "cache"
         running: dict[Connection, tuple[RunSpec, Any, float]] = {}
         queue = list(todo)
-        while queue or running:
-            while queue and len(running) < self.jobs:
-                spec = queue.pop(0)
-                bundle = self._bundle(spec, bundles, summary)
-                if bundle is None:
+        leases = self._leases = _Leases(self.store, retry_failed)
+        try:
+            while queue or running or leases.waiting:
+                queue += leases.due()
+                while queue and len(running) < self.jobs:
+                    spec = queue.pop(0)
+                    if not leases.take(spec, summary):  # recorded or held by another driver
+                        continue
+                    bundle = self._bundle(spec, bundles, summary)
+                    if bundle is None:
+                        continue
+                    if self.on_start:
+                        self.on_start(spec)
+                    recv, send = ctx.Pipe(duplex=False)
+                    proc = ctx.Process(
+                        target=_worker,
+                        args=(spec, bundle, self.store.artifact_dir(spec), cache_dir,
+                              self.store.work_dir(spec), threads, send),
+                        daemon=True,
+                    )
+                    proc.start()
+                    send.close()
+                    running[recv] = (spec, proc, time.monotonic())
+                leases.renew([spec.key for spec, _, _ in running.values()])
+                if not running:
+                    if leases.waiting:  # only runs another driver holds: wait for them
+                        time.sleep(0.2)
                     continue
-                if self.on_start:
-                    self.on_start(spec)
-                recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(
-                    target=_worker,
-                    args=(spec, bundle, self.store.artifact_dir(spec), cache_dir,
-                          self.store.work_dir(spec), threads, send),
-                    daemon=True,
-                )
-                proc.start()
-                send.close()
-                running[recv] = (spec, proc, time.monotonic())
-            if not running:
-                continue
-            ready = wait(list(running), timeout=0.2)
-            for conn in ready:
-                spec, proc, _ = running.pop(conn)
-                try:
-                    rec = conn.recv()
-                except (EOFError, OSError):
+                ready = wait(list(running), timeout=0.2)
+                for conn in ready:
+                    spec, proc, _ = running.pop(conn)
+                    try:
+                        rec = conn.recv()
+                    except (EOFError, OSError):
+                        proc.join()
+                        rec = RunRecord(spec, "failed", created_at=_now(),
+                                        error=f"worker died (exit code {proc.exitcode})")
                     proc.join()
-                    rec = RunRecord(spec, "failed", created_at=_now(),
-                                    error=f"worker died (exit code {proc.exitcode})")
-                proc.join()
-                conn.close()
-                self._finish(summary, rec)
-            for conn, (spec, proc, started) in list(running.items()):
-                limit = spec.timeout_s if spec.timeout_s is not None else self.timeout
-                cap = spec.memory_mb if spec.memory_mb is not None else self.memory_mb
-                reason = None
-                if limit is not None and time.monotonic() - started > limit:
-                    reason = f"timed out after {limit:g} s"
-                elif cap is not None and (_rss_mb(proc.pid) or 0.0) > cap:
-                    reason = f"exceeded the memory cap of {cap:g} MB"
-                if reason:
-                    proc.kill()
-                    proc.join()
-                    running.pop(conn)
                     conn.close()
-                    self._finish(summary, RunRecord(spec, "failed", created_at=_now(), error=reason))
+                    self._finish(summary, rec)
+                for conn, (spec, proc, started) in list(running.items()):
+                    limit = spec.timeout_s if spec.timeout_s is not None else self.timeout
+                    cap = spec.memory_mb if spec.memory_mb is not None else self.memory_mb
+                    reason = None
+                    if limit is not None and time.monotonic() - started > limit:
+                        reason = f"timed out after {limit:g} s"
+                    elif cap is not None and (_rss_mb(proc.pid) or 0.0) > cap:
+                        reason = f"exceeded the memory cap of {cap:g} MB"
+                    if reason:
+                        proc.kill()
+                        proc.join()
+                        running.pop(conn)
+                        conn.close()
+                        self._finish(summary, RunRecord(spec, "failed", created_at=_now(),
+                                                        error=reason))
+        finally:
+            leases.close()
         return summary
 
     def _bundle(self, spec: RunSpec, bundles: dict[str, DatasetBundle],
@@ -322,7 +338,7 @@ class Runner:
         return bundles[bkey]
 
     def _finish(self, summary: Summary, rec: RunRecord) -> None:
-        self.store.record(rec)
+        self.store.record(rec, lease=self._leases.holder if self._leases else None)
         if rec.status in ("ok", "invalid"):  # finished for good: no state to resume from
             shutil.rmtree(self.store.work_dir(rec.spec), ignore_errors=True)
         if rec.status == "ok":
@@ -366,40 +382,91 @@ class RayRunner(Runner):
         refs: dict[str, Any] = {}
         cache_dir = self.store.path.parent / "cache"
         futures: dict[Any, tuple[RunSpec, float]] = {}
-        for spec in todo:
-            bundle = self._bundle(spec, bundles, summary)
-            if bundle is None:
-                continue
-            bkey = f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
-            if bkey not in refs:
-                refs[bkey] = ray.put(bundle)
-            res = dict(getattr(methods.get(spec.method), "resources", {"num_cpus": 1}))
-            if spec.memory_mb is not None:
-                res["memory"] = int(spec.memory_mb * 2**20)
-            if self.on_start:
-                self.on_start(spec)
-            ref = task.options(**res).remote(spec, refs[bkey], self.store.artifact_dir(spec),
-                                             cache_dir, self.store.work_dir(spec),
-                                             int(res.get("num_cpus", 1)))
-            futures[ref] = (spec, time.monotonic())
-        while futures:
-            done, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
-            for ref in done:
-                spec, _ = futures.pop(ref)
-                try:
-                    rec = ray.get(ref)
-                except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed run
-                    rec = RunRecord(spec, "failed", created_at=_now(),
-                                    error=f"ray task failed: {_one_line(exc)}")
-                self._finish(summary, rec)
-            for ref, (spec, started) in list(futures.items()):
-                limit = spec.timeout_s if spec.timeout_s is not None else self.timeout
-                if limit is not None and time.monotonic() - started > limit:
-                    ray.cancel(ref, force=True)
-                    futures.pop(ref)
-                    self._finish(summary, RunRecord(spec, "failed", created_at=_now(),
-                                                    error=f"timed out after {limit:g} s"))
+        queue = list(todo)
+        leases = self._leases = _Leases(self.store, retry_failed)
+        try:
+            while queue or futures or leases.waiting:
+                queue += leases.due()
+                for spec in queue:
+                    if not leases.take(spec, summary):  # recorded or held by another driver
+                        continue
+                    bundle = self._bundle(spec, bundles, summary)
+                    if bundle is None:
+                        continue
+                    bkey = f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
+                    if bkey not in refs:
+                        refs[bkey] = ray.put(bundle)
+                    res = dict(getattr(methods.get(spec.method), "resources", {"num_cpus": 1}))
+                    if spec.memory_mb is not None:
+                        res["memory"] = int(spec.memory_mb * 2**20)
+                    if self.on_start:
+                        self.on_start(spec)
+                    ref = task.options(**res).remote(spec, refs[bkey], self.store.artifact_dir(spec),
+                                                     cache_dir, self.store.work_dir(spec),
+                                                     int(res.get("num_cpus", 1)))
+                    futures[ref] = (spec, time.monotonic())
+                queue = []
+                leases.renew([spec.key for spec, _ in futures.values()])
+                if not futures:
+                    time.sleep(0.2)  # only runs another driver holds: wait for them
+                    continue
+                done, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
+                for ref in done:
+                    spec, _ = futures.pop(ref)
+                    try:
+                        rec = ray.get(ref)
+                    except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed run
+                        rec = RunRecord(spec, "failed", created_at=_now(),
+                                        error=f"ray task failed: {_one_line(exc)}")
+                    self._finish(summary, rec)
+                for ref, (spec, started) in list(futures.items()):
+                    limit = spec.timeout_s if spec.timeout_s is not None else self.timeout
+                    if limit is not None and time.monotonic() - started > limit:
+                        ray.cancel(ref, force=True)
+                        futures.pop(ref)
+                        self._finish(summary, RunRecord(spec, "failed", created_at=_now(),
+                                                        error=f"timed out after {limit:g} s"))
+        finally:
+            leases.close()
         return summary
+
+
+class _Leases:
+    """This driver's side of the store's run leases (``Store.claim``): concurrent drivers of one
+    store split its runs, each run executes once, and a dead driver's runs are taken over."""
+
+    def __init__(self, store: Store, retry_failed: bool):
+        self.store = store
+        self.holder = lease_holder()
+        self.done = ("ok", "invalid") if retry_failed else ("ok", "invalid", "failed")
+        self.since = store.recorded_mark()  # runs recorded after this are done by someone else
+        self.waiting: list[RunSpec] = []  # held by another driver's live lease
+        self._renewed = self._polled = time.monotonic()
+
+    def take(self, spec: RunSpec, summary: Summary) -> bool:
+        got = self.store.claim(spec.key, self.holder, self.done, self.since)
+        if got == "done":  # another driver recorded it meanwhile
+            summary.skipped += 1
+        elif got == "busy":
+            self.waiting.append(spec)
+        return got == "claimed"
+
+    def due(self) -> list[RunSpec]:
+        """The runs another driver held, to ask about again (every LEASE_POLL_S)."""
+        if not self.waiting or time.monotonic() - self._polled < LEASE_POLL_S:
+            return []
+        self._polled = time.monotonic()
+        due, self.waiting = self.waiting, []
+        return due
+
+    def renew(self, keys: list[str]) -> None:
+        if time.monotonic() - self._renewed >= LEASE_RENEW_S:
+            self.store.renew(keys, self.holder)
+            self._renewed = time.monotonic()
+
+    def close(self) -> None:
+        """Release what is still held (runs in flight when the driver stops)."""
+        self.store.release_all(self.holder)
 
 
 def _ray_execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir: Path,

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import sqlite3
 import tempfile
+import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from dparena.errors import ConfigError
 from dparena.harness.suite import RunSpec
 
 SCHEMA = """
@@ -36,13 +40,20 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT NOT NULL DEFAULT '', metric_errors TEXT NOT NULL DEFAULT '{}',
     artifact TEXT, audit TEXT, spec TEXT NOT NULL, created_at TEXT NOT NULL,
     info TEXT NOT NULL DEFAULT '{}',
-    accountant TEXT NOT NULL DEFAULT ''
+    accountant TEXT NOT NULL DEFAULT '',
+    reproducible INTEGER
 );
 CREATE TABLE IF NOT EXISTS metric_values (
     key TEXT NOT NULL REFERENCES runs(key) ON DELETE CASCADE,
     metric TEXT NOT NULL, name TEXT NOT NULL, value REAL, direction TEXT NOT NULL,
     version TEXT NOT NULL, headline INTEGER NOT NULL,
+    nonfinite TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (key, name)
+);
+CREATE TABLE IF NOT EXISTS leases (
+    key TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
 );
 """
 
@@ -50,20 +61,33 @@ RUN_COLUMNS = ("key", "name", "suite", "section", "dataset", "dataset_version", 
                "method", "method_version", "method_params", "label", "private", "epsilon", "delta",
                "seed", "n_samples", "status", "spent_epsilon", "spent_delta", "ledger", "timings",
                "peak_rss_mb", "versions", "error", "metric_errors", "artifact", "audit", "spec",
-               "created_at", "info", "accountant")
+               "created_at", "info", "accountant", "reproducible")
 INFO_LIMIT = 20_000  # characters of one info value's JSON kept in the store
 
 
 def json_safe_info(info: dict[str, Any]) -> dict[str, Any]:
-    """The method's ``Synthetic.info`` as stored: JSON-safe, each value at most INFO_LIMIT chars."""
+    """The method's ``Synthetic.info`` as stored: valid JSON (NaN and infinities become the
+    strings "nan", "inf", "-inf"; arrays lists), each value at most INFO_LIMIT chars."""
     out: dict[str, Any] = {}
     for key, value in info.items():
-        text = json.dumps(value, default=_default)
+        value = _finite_json(json.loads(json.dumps(value, default=_default)))
+        text = json.dumps(value, allow_nan=False)
         if len(text) > INFO_LIMIT:
             out[str(key)] = f"<{len(text):,} characters of JSON, not stored>"
         else:
-            out[str(key)] = json.loads(text)
+            out[str(key)] = value
     return out
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by "nan", "inf" or "-inf"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return value
 
 
 @dataclass
@@ -88,22 +112,124 @@ class RunRecord:
     accountant: str = ""  # how the run's ε was composed (Ledger.accountant), e.g. "PRV", "none"
 
 
+# the columns a file must have to be read as a dparena store (those of the oldest schema)
+REQUIRED = {"runs": {"key", "name", "dataset", "method", "label", "status", "spec", "created_at"},
+            "metric_values": {"key", "metric", "name", "value", "direction", "version",
+                              "headline"}}
+# what a column added since reads as in an older store
+OLD_DEFAULTS = {"info": "{}", "accountant": "", "error": "", "metric_errors": "{}",
+                "reproducible": None}
+FORMAT = 1  # PRAGMA user_version of a store this version has written to
+LEASE_TTL_S = 600.0  # a lease not renewed for this long is stale (drivers renew every 30 s)
+
+
 class Store:
-    def __init__(self, path: str | Path):
+    """One SQLite result database.
+
+    ``mode="w"`` (the default) is for writing: the file and its folder are created if needed and
+    must be writable (checked by a write, before anything runs), an older store gains the columns
+    and tables added since, and a file that is not a dparena store is refused. ``mode="r"`` only
+    reads: it never creates, migrates or otherwise changes the file (SQLite's read-only mode);
+    the file must exist and be a dparena store. Either way a bad file is a one-line ConfigError.
+    """
+
+    def __init__(self, path: str | Path, mode: str = "w"):
+        if mode not in ("r", "w"):
+            raise ValueError(f"mode must be 'r' or 'w', not {mode!r}")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.mode = mode
         self.artifacts = self.path.parent / "artifacts"
-        with self._connect() as con:
-            con.executescript(SCHEMA)
-            columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
-            if "info" not in columns:  # a database written before runs kept the method's info
+        if self.path.is_dir():
+            raise ConfigError(f"{self.path} is a folder, not a dparena result database")
+        problem = _header_problem(self.path)
+        if problem:
+            raise ConfigError(f"{self.path}: not a dparena result database, or a damaged one "
+                              f"({problem})")
+        if mode == "r":
+            if not self.path.exists():
+                raise ConfigError(f"no result database at {self.path}; run a suite first "
+                                  f"(dparena run SUITE)")
+            self._guard(self._check_readable)
+        else:
+            self._guard(self._open_for_writing)
+
+    def _guard(self, step) -> None:
+        """Run ``step`` turning SQLite's complaints about the file into one-line ConfigErrors."""
+        try:
+            step()
+        except sqlite3.OperationalError as exc:
+            if self.mode == "w" and _unwritable(exc):
+                raise ConfigError(f"{self.path}: cannot write the result database ({exc}); "
+                                  f"dparena run needs a writable file and folder") from None
+            raise ConfigError(f"{self.path}: cannot read the result database ({exc})") from None
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path}: not a dparena result database, or a damaged one "
+                              f"({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"{self.path}: cannot open the result database "
+                              f"({exc.strerror or exc})") from None
+
+    def _tables(self, con: sqlite3.Connection) -> dict[str, set[str]]:
+        names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {n: {r[1] for r in con.execute(f"PRAGMA table_info({_quote(n)})")} for n in names}
+
+    def _refuse_foreign(self, tables: dict[str, set[str]]) -> None:
+        if not tables:
+            return
+        for name, needed in REQUIRED.items():
+            if not needed <= tables.get(name, set()):
+                raise ConfigError(
+                    f"{self.path}: not a dparena result database (it has the tables "
+                    f"{', '.join(sorted(tables))}); give a new file or a store dparena wrote")
+
+    def _check_readable(self) -> None:
+        con = self._connect()
+        try:
+            tables = self._tables(con)
+            if not tables:
+                raise ConfigError(f"{self.path}: not a dparena result database (no tables); "
+                                  f"run a suite into it first (dparena run SUITE --db PATH)")
+            self._refuse_foreign(tables)
+        finally:
+            con.close()
+
+    def _open_for_writing(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._connect()
+        try:
+            con.isolation_level = None  # explicit transaction: schema and migration in one
+            con.execute("BEGIN IMMEDIATE")  # the write lock: refused on a read-only file
+            tables = self._tables(con)
+            self._refuse_foreign(tables)
+            for statement in filter(str.strip, SCHEMA.split(";")):
+                con.execute(statement)
+            columns = tables.get("runs", set())
+            if tables and "info" not in columns:  # a store written before runs kept their info
                 con.execute("ALTER TABLE runs ADD COLUMN info TEXT NOT NULL DEFAULT '{}'")
-            if "accountant" not in columns:  # ... or before they named their accountant
+            if tables and "accountant" not in columns:  # ... or named their accountant
                 con.execute("ALTER TABLE runs ADD COLUMN accountant TEXT NOT NULL DEFAULT ''")
+            if tables and "reproducible" not in columns:  # ... or said whether a seed fixes them
+                con.execute("ALTER TABLE runs ADD COLUMN reproducible INTEGER")
+            if tables and "nonfinite" not in tables.get("metric_values", set()):
+                con.execute("ALTER TABLE metric_values ADD COLUMN nonfinite TEXT NOT NULL "
+                            "DEFAULT ''")
+            # always a write (page 1 and the journal beside the file): a read-only file or folder
+            # fails here, before any run starts
+            con.execute(f"PRAGMA user_version = {FORMAT}")
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=60)
-        con.execute("PRAGMA foreign_keys = ON")
+        if self.mode == "r":  # SQLite's read-only mode: nothing is ever written to the file
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+        else:
+            con = sqlite3.connect(self.path, timeout=60)
+            con.execute("PRAGMA foreign_keys = ON")
         return con
 
     def finished_keys(self, statuses: Iterable[str] = ("ok", "invalid", "failed")) -> set[str]:
@@ -112,8 +238,9 @@ class Store:
             rows = con.execute(f"SELECT key FROM runs WHERE status IN ({marks})", tuple(statuses))
             return {r[0] for r in rows}
 
-    def record(self, rec: RunRecord) -> None:
-        """Insert or replace the run and its metric values in one transaction."""
+    def record(self, rec: RunRecord, lease: str | None = None) -> None:
+        """Insert or replace the run and its metric values in one transaction (releasing the
+        run's lease if ``lease`` holds it)."""
         s = rec.spec
         row = (
             s.key, s.name, s.suite, s.section, s.dataset, s.dataset_version,
@@ -124,7 +251,8 @@ class Store:
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
             json.dumps(rec.metric_errors), rec.artifact,
             json.dumps(rec.audit) if rec.audit is not None else None, s.to_json(), rec.created_at,
-            json.dumps(rec.info, default=_default), rec.accountant,
+            json.dumps(json_safe_info(rec.info), allow_nan=False), rec.accountant,
+            _reproducible(s),
         )
         con = self._connect()
         try:
@@ -133,15 +261,21 @@ class Store:
                 con.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_COLUMNS)}) "
                             f"VALUES ({','.join('?' * len(row))})", row)
                 con.executemany(
-                    "INSERT INTO metric_values VALUES (?,?,?,?,?,?,?)",
-                    [(s.key, m["metric"], m["name"], _finite_or_none(m["value"]), m["direction"],
+                    "INSERT INTO metric_values (key, metric, name, value, nonfinite, direction, "
+                    "version, headline) VALUES (?,?,?,?,?,?,?,?)",
+                    [(s.key, m["metric"], m["name"], *_stored_value(m["value"]), m["direction"],
                       m["version"], int(m["headline"])) for m in rec.metrics],
                 )
+                if lease is not None:
+                    con.execute("DELETE FROM leases WHERE key = ? AND holder = ?", (s.key, lease))
         finally:
             con.close()
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run row with its metric values under ``"metrics"`` ({name: row})."""
+        """Every run row with its metric values under ``"metrics"`` ({name: row}).
+
+        Columns added after a store was written read as their defaults (``OLD_DEFAULTS``).
+        """
         con = self._connect()
         con.row_factory = sqlite3.Row
         try:
@@ -149,15 +283,95 @@ class Store:
             values: dict[str, dict[str, dict[str, Any]]] = {}
             for r in con.execute("SELECT * FROM metric_values"):
                 values.setdefault(r["key"], {})[r["name"]] = dict(r)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"{self.path}: the result database is damaged ({exc})") from None
         finally:
             con.close()
         for run in runs:
+            for col in RUN_COLUMNS:
+                run.setdefault(col, OLD_DEFAULTS.get(col))
             run["metrics"] = values.get(run["key"], {})
             for col in ("ledger", "timings", "versions", "metric_errors", "method_params",
                         "dataset_params", "info"):
                 run[col] = json.loads(run[col]) if run[col] else {}
             run["audit"] = json.loads(run["audit"]) if run["audit"] else None
         return runs
+
+    # -- leases: drivers sharing a store split its runs ------------------------------------------
+    #
+    # A driver claims a run before it starts it (a row in ``leases``: the run's key, the holder
+    # "host:pid:uuid" and an expiry time), renews its leases while the runs are in flight and
+    # releases each when it records the run. Another driver skips a run that is leased, and takes
+    # it over once the lease is stale: expired, or held by a process of this host that is gone.
+
+    def recorded_mark(self) -> int:
+        """A mark of what is recorded now: runs recorded later have a larger rowid (a replaced
+        row gets max(rowid) + 1)."""
+        con = self._connect()
+        try:
+            return con.execute("SELECT COALESCE(MAX(rowid), 0) FROM runs").fetchone()[0]
+        finally:
+            con.close()
+
+    def claim(self, key: str, holder: str, done: Iterable[str], since: int,
+              ttl: float = LEASE_TTL_S) -> str:
+        """Try to lease run ``key`` for ``holder``: "claimed"; "done" if it is recorded with a
+        status in ``done`` or was recorded after ``since`` (``recorded_mark``) by anyone; "busy"
+        if another driver's live lease holds it."""
+        con = self._connect()
+        try:
+            con.isolation_level = None
+            con.execute("BEGIN IMMEDIATE")  # one claim at a time across processes
+            got = self._claim(con, key, holder, tuple(done), since, ttl)
+            con.execute("COMMIT")
+            return got
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    @staticmethod
+    def _claim(con: sqlite3.Connection, key: str, holder: str, done: tuple[str, ...],
+               since: int, ttl: float) -> str:
+        row = con.execute("SELECT status, rowid FROM runs WHERE key = ?", (key,)).fetchone()
+        if row is not None and (row[0] in done or row[1] > since):
+            return "done"
+        lease = con.execute("SELECT holder, expires_at FROM leases WHERE key = ?",
+                            (key,)).fetchone()
+        now = time.time()
+        if lease is not None and lease[0] != holder and not _stale(*lease, now):
+            return "busy"
+        con.execute("INSERT OR REPLACE INTO leases (key, holder, expires_at) VALUES (?, ?, ?)",
+                    (key, holder, now + ttl))
+        return "claimed"
+
+    def renew(self, keys: Iterable[str], holder: str, ttl: float = LEASE_TTL_S) -> None:
+        keys = list(keys)
+        if not keys:
+            return
+        con = self._connect()
+        try:
+            with con:
+                con.execute(f"UPDATE leases SET expires_at = ? WHERE holder = ? AND key IN "
+                            f"({','.join('?' * len(keys))})", (time.time() + ttl, holder, *keys))
+        finally:
+            con.close()
+
+    def release(self, key: str, holder: str) -> None:
+        self._release("key = ? AND holder = ?", (key, holder))
+
+    def release_all(self, holder: str) -> None:
+        self._release("holder = ?", (holder,))
+
+    def _release(self, where: str, args: tuple) -> None:
+        con = self._connect()
+        try:
+            with con:
+                con.execute(f"DELETE FROM leases WHERE {where}", args)
+        finally:
+            con.close()
 
     def artifact_dir(self, spec: RunSpec) -> Path:
         return self.artifacts / spec.key
@@ -171,14 +385,121 @@ class Store:
         return self.path.parent / "work" / spec.key
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+def lease_holder() -> str:
+    """A fresh holder name for a driver's leases: host:pid:uuid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _stale(holder: str, expires_at: float, now: float) -> bool:
+    """An expired lease, or one whose holder is a process of this host that is gone (or a
+    zombie). Another host's processes cannot be seen: its leases go stale when they expire."""
+    if expires_at < now:
+        return True
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return not _alive(int(pid))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _header_problem(path: Path) -> str | None:
+    """What the file's SQLite header says is wrong with it (not SQLite, truncated), or None.
+
+    An empty or absent file is fine (an empty database). Checked before SQLite opens the file,
+    so that a torn copy is never written to.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if size == 0:
+        return None
+    if len(head) < 100 or not head.startswith(b"SQLite format 3\x00"):
+        return "not an SQLite file"
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(head[28:32], "big")
+    counter_valid = head[24:28] == head[92:96]  # else SQLite ignores the in-header size
+    if counter_valid and pages and size < page_size * pages:
+        return f"truncated: {size:,} bytes where its header says {page_size * pages:,}"
+    return None
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("readonly", "read-only", "unable to open", "disk i/o",
+                                   "permission"))
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _reproducible(spec: RunSpec) -> int | None:
+    """1 if the run's output is a function of its seed, 0 if not (secure noise, or a method whose
+    noise takes no seed: ``Method.reproducible``), None if the method is not registered here."""
+    if spec.secure_noise:
+        return 0
+    from dparena.methods import methods
+
+    try:
+        return int(bool(getattr(methods.get(spec.method), "reproducible", True)))
+    except Exception:  # noqa: BLE001 - an unregistered or unimportable method: not recorded
+        return None
+
+
+def _stored_value(value: Any) -> tuple[float | None, str]:
+    """A metric value as (value, nonfinite): inf, -inf and NaN are stored as NULL with their kind
+    ("inf", "-inf", "nan"), so SQL aggregates never see them and the leaderboard shows them."""
+    if value is None:
+        return None, ""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):  # not a number at all: stored as one that is not a number
+        return None, "nan"
+    if math.isnan(value):
+        return None, "nan"
+    if math.isinf(value):
+        return None, "inf" if value > 0 else "-inf"
+    return value, ""
 
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, np.generic | np.ndarray):
         return obj.tolist()
     return str(obj)
+
+
+def umask() -> int:
+    """This process's umask (read without changing it where Linux tells it)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
@@ -208,6 +529,7 @@ def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
                 for text, label in zip(items, lab, strict=True):
                     fh.write(json.dumps({"text": text, "label": label}, default=_default) + "\n")
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=final.suffix)
+    os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600: give it the mode open() would
     os.close(fd)
     try:
         writer(tmp)

@@ -52,13 +52,18 @@ class Stat:
 
 @dataclass
 class Cell:
-    """One table cell: a statistic, or ``None`` with ``empty`` saying why ("no run", "failed", "n/a")."""
+    """One table cell: a statistic, or ``None`` with ``empty`` saying why ("no run", "failed", "n/a").
+
+    ``lost`` counts the row's runs that have no value here because the run or the metric failed;
+    ``note`` says why (the first error), for empty cells and for cells that lost runs.
+    """
 
     stat: Stat | None
     empty: str = ""
     rank: int | None = None
     run_keys: tuple[str, ...] = ()
     note: str = ""
+    lost: int = 0
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,10 @@ class Row:
     audit_failed: bool = False
     audit_error: str = ""  # the error of an audit that raised
     accountant: str = ""  # how the runs' ε was composed ("?" if not recorded; "" for references)
+    n_failed: int = 0  # runs of the row recorded as failed
+    first_error: str = ""  # the first line of the first failed run's error
+    # the runs' output is a function of their seed (False: unseeded noise; None: not recorded)
+    reproducible: bool | None = None
 
     @property
     def rankable(self) -> bool:
@@ -258,35 +267,97 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str,
         spent = [r["spent_epsilon"] for r in group if r["spent_epsilon"] is not None]
         row = Row(label=label, method=group[0]["method"], kind=kind, status=status,
                   spent_epsilon=max(spent) if spent else None, n_runs=len(group))
-        n_failed = sum(r["status"] == "failed" for r in group)
-        if n_failed:
-            first = next(r["error"] for r in group if r["status"] == "failed")
-            row.note = f"{n_failed}/{len(group)} runs failed: {first.splitlines()[0] if first else ''}"
+        failed = [r for r in group if r["status"] == "failed"]
+        if failed:
+            first = failed[0]["error"]
+            row.n_failed = len(failed)
+            row.first_error = first.splitlines()[0] if first else ""
+            row.note = f"{len(failed)}/{len(group)} runs failed: {row.first_error}"
         if status == "invalid":
             row.note = next(r["error"] for r in group if r["status"] == "invalid")
         if kind == "dp":
             row.accountant = " / ".join(sorted({r.get("accountant") or "?"
                                                 for r in (scored or group)}))
             _judge_row(row, scored, audits)
+        row.reproducible = _reproducible(scored or group)
         for col in columns:
-            values = [r["metrics"][col.name]["value"] for r in scored
-                      if col.name in r["metrics"] and r["metrics"][col.name]["value"] is not None]
-            keys = tuple(r["key"] for r in scored if col.name in r["metrics"])
-            if values:
-                row.cells[col.name] = Cell(Stat.of(values), run_keys=keys)
-            elif status == "failed":
-                row.cells[col.name] = Cell(None, "failed")
-            elif any(col.metric in r["metric_errors"] for r in scored):
-                err = next(r["metric_errors"][col.metric] for r in scored
-                           if col.metric in r["metric_errors"])
-                row.cells[col.name] = Cell(None, "failed", note=err)
-            elif col.metric == "audit" or any(col.metric in json.loads(r["spec"])["metrics"]
-                                              for r in scored):
-                row.cells[col.name] = Cell(None, "n/a")
-            else:
-                row.cells[col.name] = Cell(None, "no run")
+            row.cells[col.name] = _cell(row, col, scored)
         rows.append(row)
     return rows
+
+
+def _reproducible(runs: list[dict[str, Any]]) -> bool | None:
+    """False if any run's noise is not seeded, True if every run says it is, else None."""
+    said = [r.get("reproducible") for r in runs]
+    if any(v == 0 for v in said) or any(json.loads(r["spec"]).get("secure_noise") for r in runs):
+        return False
+    return True if said and all(v == 1 for v in said) else None
+
+
+def _cell(row: Row, col: ColumnSpec, scored: list[dict[str, Any]]) -> Cell:
+    values = [v for r in scored if col.name in r["metrics"]
+              if (v := metric_value(r["metrics"][col.name])) is not None]
+    keys = tuple(r["key"] for r in scored if col.name in r["metrics"])
+    errors = [r["metric_errors"][col.metric] for r in scored
+              if col.metric in r["metric_errors"] and col.name not in r["metrics"]]
+    lost, why = _lost(row, errors)
+    if values:
+        stat = Stat.of(values) if all(math.isfinite(v) for v in values) else None
+        if stat is not None and math.isfinite(stat.mean):
+            return Cell(stat, run_keys=keys, note=why, lost=lost)
+        # a non-finite value: shown as what the mean is (inf, -inf, nan), never ranked or plotted
+        with np.errstate(all="ignore"):
+            token = _nonfinite_token(float(np.mean(values)))
+        bad = sum(not math.isfinite(v) for v in values)
+        note = f"non-finite ({token}) on {bad}/{len(values)} runs: not ranked or plotted"
+        return Cell(None, token, run_keys=keys, note="; ".join(filter(None, [note, why])),
+                    lost=lost)
+    if row.status == "failed":
+        return Cell(None, "failed", note=row.first_error, lost=lost)
+    if errors:
+        return Cell(None, "failed", note=errors[0], lost=lost)
+    if col.metric == "audit" or any(col.metric in json.loads(r["spec"])["metrics"]
+                                    for r in scored):
+        return Cell(None, "n/a", note=why, lost=lost)
+    return Cell(None, "no run", note=why, lost=lost)
+
+
+NONFINITE = ("inf", "-inf", "nan")
+
+
+def metric_value(stored: dict[str, Any]) -> float | None:
+    """A stored metric value as a float: None if there is none, inf / -inf / nan if non-finite.
+
+    The store keeps a non-finite value as NULL with its kind in ``nonfinite``; databases written
+    before it did hold NaN as NULL (no value) and infinities as they are.
+    """
+    if stored.get("nonfinite"):
+        return float(stored["nonfinite"])
+    value = stored.get("value")
+    return None if value is None else float(value)
+
+
+def _nonfinite_token(value: float) -> str:
+    """"inf", "-inf" or "nan" for a non-finite value (a mean of finite values that overflows is
+    inf too)."""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return "nan"
+
+
+def _lost(row: Row, errors: list[str]) -> tuple[int, str]:
+    """How many of the row's runs have no value in a cell because they or its metric failed, and
+    why (the first error of each kind)."""
+    parts, lost = [], 0
+    if row.n_failed and row.status != "failed":
+        lost += row.n_failed
+        parts.append(f"{row.n_failed}/{row.n_runs} runs failed: {row.first_error}")
+    elif row.status == "failed":
+        lost += row.n_failed
+    if errors:
+        lost += len(errors)
+        parts.append(f"the metric failed on {len(errors)}/{row.n_runs} runs: {errors[0]}")
+    return lost, "; ".join(parts)
 
 
 def _judge_row(row: Row, scored: list[dict[str, Any]], audits: dict[str, AuditVerdict]) -> None:
@@ -338,6 +409,17 @@ def _sort_key(row: Row, columns: list[ColumnSpec]) -> tuple:
 
 def baseline_entries(tables: list[Table]) -> list[dict[str, Any]]:
     """Flat records (one per dataset, row, ε, metric value) used by the JSON format and the gate."""
+    return _entries(tables, empty=False)
+
+
+def current_entries(tables: list[Table]) -> list[dict[str, Any]]:
+    """What the gate compares a baseline with: the baseline records of ``tables`` plus one record
+    (``mean`` None) per empty cell, each record with ``why`` its value is missing or incomplete
+    (e.g. "failed: <first error line> (2/2 runs)"; "" when nothing is)."""
+    return _entries(tables, empty=True)
+
+
+def _entries(tables: list[Table], empty: bool) -> list[dict[str, Any]]:
     out = []
     seen = set()
     for table in tables:
@@ -345,19 +427,38 @@ def baseline_entries(tables: list[Table]) -> list[dict[str, Any]]:
             eps = None if row.kind == "reference" else table.epsilon
             for col in table.columns:
                 cell = row.cells.get(col.name)
-                if cell is None or cell.stat is None:
+                if cell is None or (cell.stat is None and not empty):
                     continue
                 key = (table.dataset, row.label, eps, col.name)
                 if key in seen:  # references repeat in every ε table
                     continue
                 seen.add(key)
                 s = cell.stat
-                out.append({
+                entry = {
                     "dataset": table.dataset, "dataset_version": table.dataset_version,
                     "label": row.label, "method": row.method, "kind": row.kind,
                     "status": row.display_status, "epsilon": eps, "metric": col.name,
                     "metric_version": col.version, "direction": col.direction.value,
-                    "mean": s.mean, "std": s.std, "n": s.n, "ci_low": s.ci_low,
-                    "ci_high": s.ci_high, "accountant": row.accountant, "note": row.note,
-                })
+                    "mean": s.mean if s else None, "std": s.std if s else None,
+                    "n": s.n if s else 0, "ci_low": s.ci_low if s else None,
+                    "ci_high": s.ci_high if s else None, "lost": cell.lost,
+                    "reproducible": row.reproducible, "accountant": row.accountant,
+                    "note": row.note,
+                }
+                if empty:
+                    entry["why"] = cell.note if s else _why_empty(row, cell)
+                out.append(entry)
     return out
+
+
+def _why_empty(row: Row, cell: Cell) -> str:
+    """Why a cell has no value, in the gate's words."""
+    if cell.empty == "failed" and row.status == "failed":
+        return f"failed: {cell.note} ({row.n_failed}/{row.n_runs} runs)"
+    if cell.empty == "failed":
+        return f"failed: {cell.note}"
+    if cell.empty == "n/a":
+        return "n/a: the metric returned no value"
+    if cell.empty in NONFINITE:
+        return cell.note
+    return cell.empty + (f" ({cell.note})" if cell.note else "")

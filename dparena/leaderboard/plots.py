@@ -15,6 +15,10 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
+def _finite(*values: float | None) -> bool:
+    return all(v is None or math.isfinite(v) for v in values)
+
+
 def plot_tables(tables: list[Table], folder: Path) -> list[Path]:
     """Write the figures into ``folder``; returns the PNG paths (SVGs sit beside them)."""
     import matplotlib
@@ -40,10 +44,12 @@ def plot_tables(tables: list[Table], folder: Path) -> list[Path]:
                     cell = row.cells.get(col.name)
                     if cell is None or cell.stat is None:
                         continue
+                    s = cell.stat
+                    if not _finite(s.mean, s.ci_low, s.ci_high):  # never plotted (see aggregate)
+                        continue
                     if row.kind == "reference":
-                        refs[row.display_label] = cell.stat.mean
+                        refs[row.display_label] = s.mean
                     elif row.rankable:
-                        s = cell.stat
                         lines[row.label].append((t.epsilon, s.mean, s.ci_low, s.ci_high))
             if not lines:
                 continue

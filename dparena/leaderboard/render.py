@@ -24,7 +24,8 @@ LEGEND = (
     "INVALID rows overspent their budget, AUDIT-FAILED rows exceed their claimed ε at 95% "
     "confidence by the canary audit (Holm–Bonferroni over the store's audits; the "
     "audit/eps-lower-bound column is each audit's own bound) and AUDIT-ERROR rows' audit raised; "
-    "none of these is ranked."
+    "none of these is ranked. A cell reading inf, -inf or nan holds a non-finite metric value: "
+    "never ranked or plotted."
 )
 
 
@@ -58,7 +59,8 @@ def cell_detail(cell: Cell | None) -> str:
         return cell.note if cell else ""
     s = cell.stat
     ci = f"95% CI [{fmt_value(s.ci_low)}, {fmt_value(s.ci_high)}]" if s.ci_low is not None else "no CI (n=1)"
-    return f"mean {s.mean:.6g}, std {s.std:.3g}, n={s.n}, {ci}"
+    lost = f"; {cell.note}" if cell.note else ""  # runs without a value here, and why
+    return f"mean {s.mean:.6g}, std {s.std:.3g}, n={s.n}, {ci}{lost}"
 
 
 def header(col) -> str:
@@ -74,8 +76,8 @@ def accountant_text(row) -> str:
 def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
     out = []
     for t in tables:
-        out.append(f"### {t.title}\n")
-        cols = ["method"] + [header(c) for c in t.columns] + ["accountant"]
+        out.append(f"### {_md_escape(t.title)}\n")
+        cols = ["method"] + [_md_escape(header(c)) for c in t.columns] + ["accountant"]
         out.append("| " + " | ".join(cols) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * len(t.columns) + ["---"]) + "|")
         for row in t.rows:
@@ -101,7 +103,11 @@ def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
 
 
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for one Markdown table cell or line: backslashes and pipes escaped, HTML tags
+    disarmed, line breaks as spaces."""
+    text = " ".join(text.splitlines())
+    return (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
+            .replace(">", "&gt;"))
 
 
 _SCRIPT = """
@@ -258,17 +264,24 @@ def to_csv(tables: list[Table]) -> str:
             for c in t.columns:
                 cell = row.cells.get(c.name)
                 s = cell.stat if cell else None
+                q = _csv_text
                 w.writerow([
-                    t.dataset, t.epsilon, "" if t.delta is None else t.delta, row.label,
-                    row.method, row.kind, row.display_status, c.name, c.direction.value,
+                    q(t.dataset), t.epsilon, "" if t.delta is None else t.delta, q(row.label),
+                    q(row.method), row.kind, row.display_status, q(c.name), c.direction.value,
                     *(("", "", "", "", "") if s is None else
                       (s.mean, s.std, s.n, "" if s.ci_low is None else s.ci_low,
                        "" if s.ci_high is None else s.ci_high)),
                     "" if cell is None or cell.rank is None else cell.rank,
-                    "" if cell is None or s is not None else cell.empty,
-                    row.accountant, row.note,
+                    q("" if cell is None or s is not None else cell.empty),
+                    q(row.accountant), q(row.note),
                 ])
     return buf.getvalue()
+
+
+def _csv_text(text: str) -> str:
+    """A text cell a spreadsheet will not run: one starting with = + - @, a tab or a carriage
+    return gets a leading single quote (OWASP's CSV-injection advice). Numbers are not text."""
+    return f"'{text}" if text and text[0] in "=+-@\t\r" else text
 
 
 def to_json(tables: list[Table]) -> str:

@@ -75,6 +75,10 @@ class Method(ABC):
     may_return_fewer: ClassVar[bool] = False
     # what one run needs, in Ray's terms (num_cpus, num_gpus, memory in bytes)
     resources: ClassVar[dict[str, float]] = {"num_cpus": 1}
+    # whether a run's output is a function of its seed: False when the method draws noise that no
+    # seed controls (AIM and MST: OpenDP's CSPRNG). The regression gate then judges a single run
+    # of it by its wider unseeded band, as run-to-run noise is not a regression.
+    reproducible: ClassVar[bool] = True
 
     def supports(self, modality: Modality) -> bool:
         mods = self.modality if isinstance(self.modality, tuple) else (self.modality,)

@@ -97,6 +97,7 @@ class _MarginalSynthesizer(Method):
     _label = ""
     # chosen by OpenDP's DP selection / drawn from the fitted model: post-processing
     released_info = frozenset({"cliques", "null_rows_dropped"})
+    reproducible = False  # OpenDP's noise and mbi's sampler take no seed (see the module docstring)
 
     def __init__(self, bins: int = 32, iters: int = 1000):
         if not isinstance(bins, int) or bins < 2:
