@@ -1,3 +1,3 @@
 """dparena: a benchmark harness for differentially private synthetic data."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -205,3 +205,18 @@ def test_dparena_run_prints_the_spent_epsilon_with_its_accountant(tmp_path):
     assert out.returncode == 0, out.stderr
     line = next(x for x in out.stderr.splitlines() if "ε spent" in x)
     assert "of 1" in line and "accountant GDP (exact)" in line
+
+
+def test_legacy_published_work_folders_are_removed(tmp_path):
+    """dparena 0.1 kept PE checkpoints (an unkeyed fingerprint of the private data, a pickle) under
+    the published artifacts/<key>/work/; the next run on that store deletes them."""
+    from dparena.harness.runner import Runner
+    from dparena.harness.store import Store
+
+    store = Store(tmp_path / "runs.sqlite")
+    legacy = store.artifacts / "abc" / "work"
+    legacy.mkdir(parents=True)
+    (legacy / "pe-checkpoint.pkl").write_bytes(b"old")
+    (store.artifacts / "abc" / "synthetic.npz").write_bytes(b"keep")
+    Runner(store).run([])
+    assert not legacy.exists() and (store.artifacts / "abc" / "synthetic.npz").exists()

@@ -255,6 +255,7 @@ class Runner:
         return [s for s in specs if s.key not in done]
 
     def run(self, specs: list[RunSpec], retry_failed: bool = False) -> Summary:
+        remove_legacy_work(self.store)
         summary = Summary(total=len(specs))
         todo = self.pending(specs, retry_failed)
         summary.skipped = len(specs) - len(todo)
@@ -373,6 +374,7 @@ class RayRunner(Runner):
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
+        remove_legacy_work(self.store)
         summary = Summary(total=len(specs))
         todo = self.pending(specs, retry_failed)
         summary.skipped = len(specs) - len(todo)
@@ -475,6 +477,15 @@ def _ray_execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache
     rec = execute(spec, bundle, artifact_dir, cache_dir, work_dir)
     rec.peak_rss_mb = _peak_rss_mb()
     return rec
+
+
+def remove_legacy_work(store: Store) -> None:
+    """Delete ``artifacts/<key>/work/`` folders left by dparena 0.1, before work dirs moved out of
+    the published artifacts: they hold PE checkpoints with an unkeyed fingerprint of the private
+    data (a membership oracle) and pickles."""
+    if store.artifacts.is_dir():
+        for legacy in store.artifacts.glob("*/work"):
+            shutil.rmtree(legacy, ignore_errors=True)
 
 
 def _import_classes(specs: list[RunSpec]) -> None:
