@@ -314,15 +314,29 @@ def test_two_fresh_runs_of_an_unseeded_section_pass_each_others_baseline(tmp_pat
     pass each other's baseline in both directions; halving the values still fails the gate."""
     import sqlite3
 
-    import tests.gate_plugins  # noqa: F401 - registers test-adult4
-    from dparena.harness.runner import Runner
+    import os
+
     from dparena.leaderboard.gate import check_database
 
-    specs = parse_suite(MST_SECTION).specs
+    # each run is a fresh `dparena run` process, as in CI: a driver that has itself used polars
+    # (OpenDP's engine; earlier tests in this process did) cannot fork workers that use it again
+    suite = tmp_path / "opendp.toml"
+    sec = MST_SECTION["section"][0]
+    suite.write_text(
+        'name = "opendp"\nseeds = [0]\nepsilons = [0.3]\ndelta = 1e-5\n[[section]]\n'
+        f'dataset = "{sec["dataset"]}"\n'
+        'dataset_params = { n_private = 1000, n_eval = 1000 }\nn_samples = 200\n'
+        'metrics = ["histogram-intersection", "pair-histogram-intersection"]\n'
+        'methods = [{ name = "mst", params = { bins = 8, iters = 100 } }, '
+        '{ name = "independent-marginals" }]\n')
     dbs = [tmp_path / f"{i}" / "runs.sqlite" for i in range(2)]
+    env = {**os.environ, "DPARENA_PLUGINS": "tests.gate_plugins", "PYTHONPATH": str(ROOT)}
     for db in dbs:
-        summary = Runner(Store(db)).run(specs)
-        assert summary.ok == len(specs), summary
+        out = subprocess.run([sys.executable, "-m", "dparena", "run", str(suite), "--db", str(db),
+                              "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=600)
+        assert out.returncode == 0, out.stderr
+        assert all(r["status"] == "ok" for r in Store(db, mode="r").runs())
     values = [{(r["label"], n): m["value"] for r in Store(db).runs()
                for n, m in r["metrics"].items()} for db in dbs]
     assert values[0] != values[1]  # MST's noise takes no seed
