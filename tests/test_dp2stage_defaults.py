@@ -69,6 +69,31 @@ def _linear(lr, total):
     return [lr * (total - k) / total for k in range(total)]
 
 
+# ---------------------------------------------------------------------------- 4: column order
+def test_fixed_order_is_target_then_the_rest_sorted_by_name():
+    rng = np.random.default_rng(0)
+    assert column_orders(SCHEMA.names, 2, False, rng, "income") == [SORTED, SORTED]
+    schema_order = ["income"] + [n for n in SCHEMA.names if n != "income"]
+    assert column_orders(SCHEMA.names, 1, False, rng, "income", order="schema") == [schema_order]
+    m = methods.create("dp2stage", model="tiny")
+    ser = Serializer(SCHEMA, "great")
+    row = {c.name: (c.categories[0] if isinstance(c, Categorical) else c.lower)
+           for c in SCHEMA.columns}
+    (text, spans), = m._texts(ser, pd.DataFrame([row]), rng, "income")
+    assert [text[s.start:s.end] for s in spans if s.group == KEY] == SORTED
+    assert text.startswith(" income is <=50K, age is 17, capital-gain is 0, capital-loss is 0,")
+    old = methods.create("dp2stage", model="tiny", column_order="schema")
+    (text, spans), = old._texts(ser, pd.DataFrame([row]), rng, "income")
+    assert [text[s.start:s.end] for s in spans if s.group == KEY] == schema_order
+
+
+def test_ood_stage1_table_puts_its_own_target_first(assets):
+    from dparena.methods.dp2stage.pseudo import german_table
+
+    _, schema = german_table(assets.path("german-data"))
+    assert schema.target == "credit-risk"
+
+
 # ---------------------------------------------------------------------------- 5: parsing
 def _row_text(ser, **change):
     row = {c.name: (c.categories[0] if isinstance(c, Categorical) else c.lower)

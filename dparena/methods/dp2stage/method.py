@@ -32,7 +32,7 @@ from dparena.methods.dp2stage.lm import MODELS, load_lm, trainable_parameters
 from dparena.methods.dp2stage.loss import encode
 from dparena.methods.dp2stage.pseudo import pseudo_table
 from dparena.methods.dp2stage.sample import LMScorer, generate
-from dparena.methods.dp2stage.serialize import FORMATS, Serializer, column_orders
+from dparena.methods.dp2stage.serialize import FORMATS, ORDERS, Serializer, column_orders
 from dparena.methods.dp2stage.train import check_accountant, check_training_params
 from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger, gaussian_sigma
@@ -56,7 +56,7 @@ class DP2Stage(Method):
     released_info = frozenset({"attempts", "valid_rows", "validity_rate", "warning"})
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
-                 shuffle: bool = False, alpha: float = 0.65, epochs: int = 10,
+                 shuffle: bool = False, column_order: str = "sorted", alpha: float = 0.65, epochs: int = 10,
                  batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
                  max_grad_norm: float = 1.0, accountant: str = "prv",
                  stage1_epochs: float = 5.0, stage1_rows: int = 2000, stage1_lr: float | None = None,
@@ -75,6 +75,9 @@ class DP2Stage(Method):
         if serialization == "apval":
             raise ConfigError(f"{self.name}: 'apval' cannot be prompted with one column's value; "
                               "use great, text or list")
+        if column_order not in ORDERS:
+            raise ConfigError(f"{self.name}: column_order must be one of {', '.join(ORDERS)} "
+                              f"(got {column_order!r})")
         if prompt_dist not in ("dp", "public"):
             raise ConfigError(f"{self.name}: prompt_dist must be 'dp' or 'public'")
         if not 0.0 < prompt_share < 1.0:
@@ -88,6 +91,7 @@ class DP2Stage(Method):
         check_accountant(self.name, accountant)
         self.model, self.pseudo, self.serialization = model, pseudo, serialization
         self.shuffle, self.alpha, self.epochs = shuffle, alpha, epochs
+        self.column_order = column_order
         self.batch_size, self.physical_batch_size, self.lr = batch_size, physical_batch_size, lr
         self.max_grad_norm, self.accountant = max_grad_norm, accountant
         self.stage1_epochs, self.stage1_rows, self.stage1_lr = stage1_epochs, stage1_rows, stage1_lr
@@ -124,7 +128,7 @@ class DP2Stage(Method):
 
     def _stage1_key(self) -> dict:
         # "batch_size" is stage 1's batch (stage 2's batch does not touch stage 1)
-        keys = ("model", "pseudo", "serialization", "shuffle", "alpha",
+        keys = ("model", "pseudo", "serialization", "shuffle", "column_order", "alpha",
                 "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column", "lora_r",
                 "n_layer", "n_embd")
         return {**{k: getattr(self, k) for k in keys}, "batch_size": self.stage1_batch_size,
@@ -156,7 +160,9 @@ class DP2Stage(Method):
         frame, pseudo_schema = pseudo_table(self.pseudo, schema, self.stage1_rows, rng, store)
         pseudo_ser = ser if pseudo_schema is schema else Serializer(pseudo_schema,
                                                                     self.serialization)
-        pfirst = first if first in pseudo_schema.names else None
+        # the pseudo table's own first column: the prompt column if it has one, else its target
+        # (the reference's OOD stage 1 puts the Airline target "satisfaction" first)
+        pfirst = first if first in pseudo_schema.names else pseudo_schema.target
         rows = self._encode(lm, pseudo_ser, frame, rng, pfirst)
         t0 = time.monotonic()
         info = stage1(lm.model, rows, lm.pad_id, epochs=self.stage1_epochs,
@@ -172,11 +178,16 @@ class DP2Stage(Method):
             os.replace(tmp, path)
         return lm, {**info, "stage1_cached": False}
 
-    def _encode(self, lm, ser: Serializer, frame: pd.DataFrame, rng, first):
+    def _texts(self, ser: Serializer, frame: pd.DataFrame, rng, first):
+        """Serialized rows (text, spans): in the fixed order (``first``, then the others sorted
+        by name or in schema order) or shuffled per row."""
         names = ser.schema.names
         records = frame[names].to_dict("records")
-        orders = column_orders(names, len(records), self.shuffle, rng, first)
-        texts = [ser.serialize(r, o) for r, o in zip(records, orders, strict=True)]
+        orders = column_orders(names, len(records), self.shuffle, rng, first, self.column_order)
+        return [ser.serialize(r, o) for r, o in zip(records, orders, strict=True)]
+
+    def _encode(self, lm, ser: Serializer, frame: pd.DataFrame, rng, first):
+        texts = self._texts(ser, frame, rng, first)
         return encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                       lm.eos_id)
 
@@ -279,7 +290,7 @@ class DP2Stage(Method):
         for c in schema.columns:
             if isinstance(c, Categorical):
                 frame[c.name] = frame[c.name].astype(object)
-        scorer = LMScorer(lm, ser, self.shuffle, first)
+        scorer = LMScorer(lm, ser, self.shuffle, first, self.column_order)
         return Synthetic(frame, extras={"lm_scorer": scorer}, info=info)
 
     def _impute(self, lm, ser, texts, gen, deadline):

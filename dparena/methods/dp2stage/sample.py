@@ -82,8 +82,10 @@ def generate(lm, prompts: Sequence[str], *, temperature: float = 1.0, top_p: flo
 class LMScorer:
     """The fine-tuned LM with its serialization, for scoring real rows (never persisted)."""
 
-    def __init__(self, lm, serializer: Serializer, shuffle: bool, first: str | None):
+    def __init__(self, lm, serializer: Serializer, shuffle: bool, first: str | None,
+                 order: str = "sorted"):
         self.lm, self.serializer, self.shuffle, self.first = lm, serializer, shuffle, first
+        self.order = order
 
     def group_nll(self, frame, seed: int = 0, batch_size: int = 64) -> dict[str, tuple[float, int]]:
         """Summed token cross-entropy and token count per group (key/value/other) over ``frame``.
@@ -94,7 +96,7 @@ class LMScorer:
         names = self.serializer.schema.names
         records = frame[names].to_dict("records")
         orders = column_orders(names, len(records), self.shuffle, np.random.default_rng(seed),
-                               self.first)
+                               self.first, self.order)
         texts = [self.serializer.serialize(r, o) for r, o in zip(records, orders, strict=True)]
         rows = encode(self.lm.tokenizer, [t for t, _ in texts], [s for _, s in texts],
                       self.lm.bos_id, self.lm.eos_id)

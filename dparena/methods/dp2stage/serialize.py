@@ -232,11 +232,22 @@ def _fold(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+ORDERS = ("sorted", "schema")
+
+
 def column_orders(names: list[str], n: int, shuffle: bool, rng: np.random.Generator,
-                  first: str | None = None) -> list[list[str]]:
-    """``n`` column orders: fixed (``first`` moved to the front) or a fresh permutation each."""
+                  first: str | None = None, order: str = "sorted") -> list[list[str]]:
+    """``n`` column orders: fixed, or a fresh permutation each (``shuffle``).
+
+    The fixed order is ``first`` then the other columns sorted by name (``order="sorted"``, the
+    DP-2Stage reference's ``[start_col] + sorted(other columns)``, ft_opacus.py ``get_dataset``),
+    or then the others in schema order (``order="schema"``, dparena's order before version 4).
+    """
+    if order not in ORDERS:
+        raise ConfigError(f"column order must be one of {', '.join(ORDERS)} (got {order!r})")
     if not shuffle:
-        base = ([first] if first else []) + [c for c in names if c != first]
+        rest = [c for c in names if c != first]
+        base = ([first] if first else []) + (sorted(rest) if order == "sorted" else rest)
         return [base] * n
     return [[names[j] for j in rng.permutation(len(names))] for _ in range(n)]
 
