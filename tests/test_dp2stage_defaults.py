@@ -14,6 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("opacus")
 pytest.importorskip("transformers")
 
+from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
+
 from dparena.datasets.adult import SCHEMA  # noqa: E402
 from dparena.datasets.schema import Categorical, Numeric, TableSchema  # noqa: E402
 from dparena.methods import methods  # noqa: E402
@@ -57,7 +59,7 @@ class _LRs:
             if type(opt) is torch.optim.AdamW:
                 self.lrs.append(opt.param_groups[0]["lr"])
 
-        self.handle = torch.optim.optimizer.register_optimizer_step_pre_hook(hook)
+        self.handle = register_optimizer_step_pre_hook(hook)
         return self
 
     def __exit__(self, *exc):
@@ -67,6 +69,104 @@ class _LRs:
 def _linear(lr, total):
     # transformers' get_scheduler("linear", num_warmup_steps=0): step k uses lr * (T - k) / T
     return [lr * (total - k) / total for k in range(total)]
+
+
+# ---------------------------------------------------------------------------- 2: stage-1 loss
+def test_causal_lm_loss_pools_tokens_over_the_batch_as_transformers():
+    model = _tiny()
+    ids, mask, pos, groups = L.collate(ROWS, pad_id=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    ours = L.causal_lm_loss(logits, ids, groups)
+    labels = ids.masked_fill(mask == 0, -100)
+    hf = model(input_ids=ids, attention_mask=mask, position_ids=pos, labels=labels).loss
+    assert torch.allclose(ours, hf, atol=1e-6)
+    # by hand: every predicted token of the batch counts once
+    terms = []
+    for b, (row_ids, _) in enumerate(ROWS):
+        for t in range(1, len(row_ids)):
+            terms.append(-(logits[b, t - 1] - torch.logsumexp(logits[b, t - 1], 0))[row_ids[t]])
+    assert torch.allclose(ours, torch.stack(terms).mean(), atol=1e-6)
+    per_row = L.weighted_loss(logits, ids, groups, -1.0).mean()  # mean of per-row means
+    assert not torch.allclose(ours, per_row, atol=1e-4)
+
+
+def _first_loss(loss, alpha=0.65):
+    from dparena.methods.dp2stage.train import stage1
+
+    model = _tiny()
+    ids, mask, pos, groups = L.collate(ROWS, pad_id=0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    info = stage1(model, ROWS, 0, epochs=1, batch_size=len(ROWS), lr=1e-3, alpha=alpha,
+                  loss=loss, lr_schedule="linear", generator=torch.Generator().manual_seed(0))
+    return info, logits, ids, groups
+
+
+def test_stage1_uses_plain_cross_entropy_by_hand():
+    """One stage-1 step over a batch holding every row: its loss is the token-pooled CE."""
+    info, logits, ids, groups = _first_loss("ce")
+    assert info["stage1_steps"] == 1
+    expected = float(L.causal_lm_loss(logits, ids, groups))
+    assert info["stage1_loss_first"] == pytest.approx(expected, rel=1e-5)
+    weighted = float(L.weighted_loss(logits, ids, groups, 0.65).mean())
+    assert abs(weighted - expected) > 1e-3
+    info_w, *_ = _first_loss("weighted")
+    assert info_w["stage1_loss_first"] == pytest.approx(weighted, rel=1e-5)
+
+
+def test_stage1_loss_is_part_of_the_stage1_cache_key():
+    ce = methods.create("dp2stage", model="tiny")
+    weighted = methods.create("dp2stage", model="tiny", stage1_loss="weighted")
+    assert ce._stage1_key()["stage1_loss"] == "ce"
+    assert ce._stage1_key() != weighted._stage1_key()
+    # with plain CE stage 1 does not see alpha: one cached stage 1 serves every stage-2 alpha
+    assert ce._stage1_key() == methods.create("dp2stage", model="tiny", alpha=0.3)._stage1_key()
+    assert weighted._stage1_key() != methods.create(
+        "dp2stage", model="tiny", stage1_loss="weighted", alpha=0.3)._stage1_key()
+    for key in ("lr_schedule", "column_order"):
+        assert key in ce._stage1_key()
+
+
+def test_stage2_alpha_weighting_is_still_per_example():
+    """Stage 2 keeps the α-weighted key/value loss (the reference's --weighted_loss 0.65)."""
+    calls = []
+    from dparena.methods.dp2stage import train
+
+    real = train.weighted_loss
+
+    def spy(logits, ids, groups, alpha):
+        calls.append(alpha)
+        return real(logits, ids, groups, alpha)
+
+    import unittest.mock
+
+    model = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)
+    ser = Serializer(SCHEMA, "great")
+    frame = pd.DataFrame([{c.name: (c.categories[0] if isinstance(c, Categorical) else c.lower)
+                           for c in SCHEMA.columns}] * 16)
+    texts = [ser.serialize(r) for r in frame.to_dict("records")]
+    rows = L.encode(model.tokenizer, [t for t, _ in texts], [s for _, s in texts], model.bos_id,
+                    model.eos_id)
+    plan = train.plan_dp_sgd(epsilon=4.0, delta=1e-5, public_size=16, batch_size=8, epochs=1,
+                             accountant="prv")
+    with unittest.mock.patch.object(train, "weighted_loss", spy):
+        train.stage2_dp(model.model, rows, model.pad_id, plan=plan, epochs=1,
+                        physical_batch_size=8, lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0)
+    assert calls and set(calls) == {0.65}
+
+
+# ---------------------------------------------------------------------------- 3: LR schedule
+def test_stage1_lr_decays_linearly_per_optimiser_step():
+    from dparena.methods.dp2stage.train import stage1
+
+    rows = ROWS * 4  # 12 rows, batch 3: 4 steps per epoch, 2 epochs
+    for schedule, expected in (("linear", _linear(1e-2, 8)), ("constant", [1e-2] * 8)):
+        with _LRs() as rec:
+            info = stage1(_tiny(), rows, 0, epochs=2, batch_size=3, lr=1e-2, alpha=0.65,
+                          loss="ce", lr_schedule=schedule,
+                          generator=torch.Generator().manual_seed(0))
+        assert info["stage1_steps"] == 8
+        assert rec.lrs == pytest.approx(expected), schedule
 
 
 # ---------------------------------------------------------------------------- 4: column order

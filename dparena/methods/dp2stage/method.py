@@ -33,7 +33,12 @@ from dparena.methods.dp2stage.loss import encode
 from dparena.methods.dp2stage.pseudo import pseudo_table
 from dparena.methods.dp2stage.sample import LMScorer, generate
 from dparena.methods.dp2stage.serialize import FORMATS, ORDERS, Serializer, column_orders
-from dparena.methods.dp2stage.train import check_accountant, check_training_params
+from dparena.methods.dp2stage.train import (
+    LR_SCHEDULES,
+    STAGE1_LOSSES,
+    check_accountant,
+    check_training_params,
+)
 from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.types import Modality, Synthetic
@@ -59,7 +64,9 @@ class DP2Stage(Method):
                  shuffle: bool = False, column_order: str = "sorted", alpha: float = 0.65, epochs: int = 10,
                  batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
                  max_grad_norm: float = 1.0, accountant: str = "prv",
+                 lr_schedule: str = "linear",
                  stage1_epochs: float = 5.0, stage1_rows: int = 2000, stage1_lr: float | None = None,
+                 stage1_loss: str = "ce",
                  stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
                  prompt_column: str | None = None, prompt_dist: str = "dp",
                  prompt_share: float = 0.05, temperature: float = 1.0, top_p: float = 1.0,
@@ -89,11 +96,18 @@ class DP2Stage(Method):
         if alpha > 1:
             raise ConfigError(f"{self.name}: alpha must be <= 1 (alpha < 0 = plain CE)")
         check_accountant(self.name, accountant)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"{self.name}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} "
+                              f"(got {lr_schedule!r})")
+        if stage1_loss not in STAGE1_LOSSES:
+            raise ConfigError(f"{self.name}: stage1_loss must be one of "
+                              f"{', '.join(STAGE1_LOSSES)} (got {stage1_loss!r})")
         self.model, self.pseudo, self.serialization = model, pseudo, serialization
         self.shuffle, self.alpha, self.epochs = shuffle, alpha, epochs
         self.column_order = column_order
         self.batch_size, self.physical_batch_size, self.lr = batch_size, physical_batch_size, lr
         self.max_grad_norm, self.accountant = max_grad_norm, accountant
+        self.lr_schedule, self.stage1_loss = lr_schedule, stage1_loss
         self.stage1_epochs, self.stage1_rows, self.stage1_lr = stage1_epochs, stage1_rows, stage1_lr
         self.stage1_seed, self.cache_stage1 = stage1_seed, cache_stage1
         self.stage1_batch_size = batch_size if stage1_batch_size is None else stage1_batch_size
@@ -128,11 +142,14 @@ class DP2Stage(Method):
 
     def _stage1_key(self) -> dict:
         # "batch_size" is stage 1's batch (stage 2's batch does not touch stage 1)
-        keys = ("model", "pseudo", "serialization", "shuffle", "column_order", "alpha",
-                "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column", "lora_r",
-                "n_layer", "n_embd")
-        return {**{k: getattr(self, k) for k in keys}, "batch_size": self.stage1_batch_size,
-                "stage1_lr": self.stage1_lr or self.lr}
+        keys = ("model", "pseudo", "serialization", "shuffle", "column_order", "stage1_loss",
+                "lr_schedule", "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column",
+                "lora_r", "n_layer", "n_embd")
+        key = {**{k: getattr(self, k) for k in keys}, "batch_size": self.stage1_batch_size,
+               "stage1_lr": self.stage1_lr or self.lr}
+        if self.stage1_loss == "weighted":  # plain CE does not see alpha
+            key["alpha"] = self.alpha
+        return key
 
     def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline):
         """The LM after stage 1: trained here, or loaded from the stage-1 cache.
@@ -167,7 +184,7 @@ class DP2Stage(Method):
         t0 = time.monotonic()
         info = stage1(lm.model, rows, lm.pad_id, epochs=self.stage1_epochs,
                       batch_size=self.stage1_batch_size, lr=self.stage1_lr or self.lr,
-                      alpha=self.alpha,
+                      alpha=self.alpha, loss=self.stage1_loss, lr_schedule=self.lr_schedule,
                       generator=torch.Generator().manual_seed(self.stage1_seed), deadline=deadline)
         info["stage1_s"] = time.monotonic() - t0
         if self.cache_stage1:
