@@ -169,6 +169,25 @@ def test_stage1_lr_decays_linearly_per_optimiser_step():
         assert rec.lrs == pytest.approx(expected), schedule
 
 
+def test_stage2_lr_decays_per_logical_batch_when_memory_manager_splits_it(adult_small):
+    """Poisson batches of expected size 16 in physical chunks of 2: the LR moves once per logical
+    batch (one DP-SGD step), not once per chunk, and reaches lr / T at the last step."""
+    from dparena.methods.dp2stage.train import plan_dp_sgd, stage2_dp
+
+    lm = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)
+    ser = Serializer(SCHEMA, "great")
+    texts = [ser.serialize(r) for r in adult_small.private.head(64).to_dict("records")]
+    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+                    lm.eos_id)
+    plan = plan_dp_sgd(epsilon=4.0, delta=1e-5, public_size=64, batch_size=16, epochs=2,
+                       accountant="prv")
+    with _LRs() as rec:
+        steps = stage2_dp(lm.model, rows, lm.pad_id, plan=plan, epochs=2, physical_batch_size=2,
+                          lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0, lr_schedule="linear")
+    assert steps == plan.steps == 8
+    assert rec.lrs == pytest.approx(_linear(1e-3, 8))
+
+
 # ---------------------------------------------------------------------------- 4: column order
 def test_fixed_order_is_target_then_the_rest_sorted_by_name():
     rng = np.random.default_rng(0)

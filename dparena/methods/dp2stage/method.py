@@ -266,7 +266,7 @@ class DP2Stage(Method):
         steps = stage2_dp(lm.model, private_rows, lm.pad_id, plan=plan, epochs=self.epochs,
                           physical_batch_size=self.physical_batch_size, lr=self.lr,
                           max_grad_norm=self.max_grad_norm, alpha=self.alpha,
-                          seed=int(seeds[2]), noise=task.noise)
+                          seed=int(seeds[2]), noise=task.noise, lr_schedule=self.lr_schedule)
         book_dp_sgd(ledger, plan, steps, "DP-SGD", self.max_grad_norm)
         info.update({"stage2_s": time.monotonic() - t2, "accountant": plan.accountant,
                      "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,

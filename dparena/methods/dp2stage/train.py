@@ -196,9 +196,13 @@ def _os_entropy_noise(noise):
 
 def stage2_dp(model, rows: Sequence, pad_id: int, *, plan: DPSGDPlan, epochs: int,
               physical_batch_size: int, lr: float, max_grad_norm: float, alpha: float, seed: int,
-              noise=None) -> int:
+              noise=None, lr_schedule: str = "constant") -> int:
     """DP-SGD (AdamW update on the privatized gradient) on the private rows for ``epochs`` epochs
     with the privacy parameters of ``plan``; returns the number of DP-SGD steps taken.
+
+    ``lr_schedule`` (see the module docstring) runs over the plan's T = ``plan.steps`` logical
+    steps; the rate changes once per logical Poisson batch, never between its physical chunks.
+    The LR is a function of the public step index only.
 
     ``noise`` is the run's noise source (:mod:`dparena.privacy.noise`): seeded noise and Poisson
     sampling from ``seed`` by default, OS entropy for both when it is secure.
@@ -231,30 +235,39 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, plan: DPSGDPlan, epochs: in
     steps = [0]
     with warnings.catch_warnings(), _os_entropy_noise(noise):
         warnings.simplefilter("ignore")  # "full backward hook ... no inputs require gradients"
-        _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps)
+        _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps,
+                   lambda k: lr * lr_factor(lr_schedule, k, plan.steps))
     module._close()  # remove Opacus' hooks: the model is used plainly for sampling and scoring
     return steps[0]
 
 
-def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps):
+def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps, lr_at):
     """The training loop; ``steps[0]`` counts logical (Poisson) batches. No loss value of a private
-    batch leaves this function: un-noised, it would be a release outside the ledger."""
+    batch leaves this function: un-noised, it would be a release outside the ledger.
+
+    ``lr_at(k)`` is the learning rate of logical step k; it is set before every physical chunk and
+    k advances only when Opacus really steps (the last chunk of a logical batch)."""
     from opacus.utils.batch_memory_manager import BatchMemoryManager
 
+    done = 0  # logical steps taken
     for _ in range(epochs):
         steps[0] += len(dp_loader)
         with BatchMemoryManager(data_loader=dp_loader, max_physical_batch_size=physical_batch_size,
                                 optimizer=opt) as memory_loader:
             for ids, mask, pos, groups in memory_loader:
+                _set_lr(opt, lr_at(done))
                 if ids.shape[0] == 0:  # an empty Poisson batch still takes a (noise-only) step
                     opt.zero_grad(set_to_none=True)
                     opt.step()
+                    done += 1
                     continue
                 ids, mask, pos, groups = _trim(ids, mask, pos, groups)
                 loss = weighted_loss(_Forward.logits(module, ids, mask, pos), ids, groups,
                                      alpha).mean()
                 loss.backward()
                 opt.step()
+                if not opt._is_last_step_skipped:  # the logical batch's update happened
+                    done += 1
                 opt.zero_grad(set_to_none=True)
 
 
