@@ -251,3 +251,54 @@ def test_parser_case_folding_never_picks_between_two_public_categories():
     comma = TableSchema((Categorical("c", ("a,b", "c")), Numeric("x", 0.0, 3.0)))
     ser = Serializer(comma, "great")  # a category holds the bare separator: split on ", " only
     assert ser.parse(" c is a,b, x is 1") == {"c": "a,b", "x": 1.0}
+
+
+# ---------------------------------------------------------------------------- 5: generation loop
+FAST = dict(model="tiny", epochs=1, batch_size=16, physical_batch_size=16, lr=5e-3, n_embd=32,
+            n_layer=1, max_new_tokens=4, gen_batch_size=8, prompt_dist="public")
+
+
+def _fake_generate(every):
+    """A stand-in for the LM: every ``every``-th completion is a valid row, the rest junk."""
+    count = [0]
+    ser = Serializer(SCHEMA, "great")
+    base = {c.name: (c.categories[0] if isinstance(c, Categorical) else c.lower)
+            for c in SCHEMA.columns}
+
+    def fake(lm, prompts, **kwargs):
+        out = []
+        for p in prompts:
+            count[0] += 1
+            if count[0] % every == 0:
+                row = {**base, **ser.parse_partial(p)}
+                out.append(ser.serialize(row, SORTED)[0])
+            else:
+                out.append(p + " junk")
+        return out
+
+    return fake
+
+
+def _run_with(monkeypatch, adult_small, every, n, **kw):
+    from dparena.methods.dp2stage import method as method_module
+
+    monkeypatch.setattr(method_module, "generate", _fake_generate(every))
+    private = adult_small.private.iloc[:32]
+    task = Task(private=private, schema=SCHEMA, budget=Budget(4.0, 1e-5), n_samples=n, seed=0,
+                public_size=32)
+    return methods.create("dp-standard", **FAST, **kw).generate(task, Ledger())
+
+
+def test_generation_samples_until_n_valid_rows(monkeypatch, adult_small):
+    syn = _run_with(monkeypatch, adult_small, every=5, n=10)  # 1 in 5 valid: needs ~50 attempts
+    assert len(syn.data) == 10 and syn.info["valid_rows"] == 10
+    assert syn.info["shortfall"] == 0 and "warning" not in syn.info
+    assert syn.info["attempts"] >= 50
+
+
+def test_generation_stops_at_its_cap_and_reports_the_shortfall(monkeypatch, adult_small):
+    syn = _run_with(monkeypatch, adult_small, every=9, n=10, max_attempts=3.0)
+    assert syn.info["attempts"] <= 30 and 0 < syn.info["valid_rows"] < 10
+    assert syn.info["shortfall"] == 10 - syn.info["valid_rows"] == 10 - len(syn.data)
+    assert "shortfall" in syn.info["warning"]
+    assert "shortfall" in type(methods.create("dp2stage")).released_info

@@ -58,7 +58,7 @@ class DP2Stage(Method):
     version = "3"  # 2: SmolLM2 + LoRA the default model; 3: PRV accountant, public N, joint σ
     stages: ClassVar[int] = 2
     # counts of generated rows: post-processing of the DP-trained model
-    released_info = frozenset({"attempts", "valid_rows", "validity_rate", "warning"})
+    released_info = frozenset({"attempts", "valid_rows", "validity_rate", "shortfall", "warning"})
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
                  shuffle: bool = False, column_order: str = "sorted", alpha: float = 0.65, epochs: int = 10,
@@ -70,7 +70,7 @@ class DP2Stage(Method):
                  stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
                  prompt_column: str | None = None, prompt_dist: str = "dp",
                  prompt_share: float = 0.05, temperature: float = 1.0, top_p: float = 1.0,
-                 gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 3.0,
+                 gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 10.0,
                  impute_retries: int = 0, give_up_after: int = 300,
                  time_limit_s: float | None = None, lora_r: int = 8,
                  n_layer: int = 2, n_embd: int = 64, threads: int = 1):
@@ -272,6 +272,12 @@ class DP2Stage(Method):
                      "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
                      "dp_steps": steps})
 
+        # Rejection sampling until n_samples valid rows, as the reference's generation.py (its
+        # stage-2 scripts: --rejection_sample True, no imputation), which loops until n rows
+        # parse and gives up only when 16 batches (100 prompts each) brought none. dparena caps
+        # the attempts at max_attempts x n_samples (the reference has no cap but an optional time
+        # limit), stops after give_up_after attempts without a valid row, and reports the rows
+        # still missing as info["shortfall"].
         t3 = time.monotonic()
         gen = torch.Generator().manual_seed(int(seeds[3]))
         valid: list[dict] = []
@@ -301,8 +307,13 @@ class DP2Stage(Method):
         info.update({"generate_s": time.monotonic() - t3, "attempts": attempts,
                      "valid_rows": len(valid),
                      "validity_rate": len(valid) / attempts if attempts else 0.0})
+        info["shortfall"] = n - len(valid)  # rows short of n_samples (0: all generated)
         if not valid:  # reported (validity 0, perplexity still scored); table metrics fail
             info["warning"] = f"no valid row in {attempts} generated"
+        elif len(valid) < n:
+            info["warning"] = (f"shortfall of {n - len(valid)} rows: {len(valid)} of {n} valid "
+                               f"after {attempts} generated (cap {len(values)} = max_attempts "
+                               f"{self.max_attempts:g} x n_samples, or the time limit)")
         frame = pd.DataFrame(valid, columns=schema.names)
         for c in schema.columns:
             if isinstance(c, Categorical):
