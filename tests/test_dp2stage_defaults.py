@@ -302,3 +302,40 @@ def test_generation_stops_at_its_cap_and_reports_the_shortfall(monkeypatch, adul
     assert syn.info["shortfall"] == 10 - syn.info["valid_rows"] == 10 - len(syn.data)
     assert "shortfall" in syn.info["warning"]
     assert "shortfall" in type(methods.create("dp2stage")).released_info
+
+
+# ---------------------------------------------------------------------------- 6: perplexity
+def test_perplexity_does_not_score_the_first_token_and_counts_eos_as_other():
+    """As the reference (rows tokenized without BOS, so their first token is never predicted):
+    the prediction from our BOS is left out; the end-of-row token is one 'other' token per row."""
+    from dparena.methods.dp2stage.loss import token_ce
+    from dparena.methods.dp2stage.sample import LMScorer
+    from dparena.metrics import metrics
+
+    assert metrics.get("perplexity").version == "2"
+    lm = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)
+    ser = Serializer(SCHEMA, "great")
+    frame = pd.DataFrame([_row_text(ser)[1], _row_text(ser, age=44.0, sex="Male")[1]])
+    scorer = LMScorer(lm, ser, shuffle=False, first="income")
+    sums = scorer.group_nll(frame)
+    texts = [ser.serialize(r, SORTED) for r in frame.to_dict("records")]
+    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+                    lm.eos_id)
+    expected = {g: [0.0, 0] for g in range(3)}
+    with torch.no_grad():
+        for ids, groups in rows:
+            t = torch.tensor([ids])
+            ce = token_ce(lm.model(input_ids=t).logits, t)[0]
+            for j in range(1, len(ce)):  # target j + 1; j = 0 would be the first text token
+                expected[groups[j + 1]][0] += float(ce[j])
+                expected[groups[j + 1]][1] += 1
+    for g, name in enumerate(("key", "value", "other")):
+        assert sums[name][1] == expected[g][1]
+        assert sums[name][0] == pytest.approx(expected[g][0], rel=1e-5)
+    assert sum(n for _, n in sums.values()) == sum(len(ids) - 2 for ids, _ in rows)
+
+
+def test_perplexity_max_rows_zero_scores_every_row():
+    from dparena.metrics import metrics
+
+    assert metrics.create("perplexity", max_rows=0).max_rows == 0

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dparena.errors import require
-from dparena.methods.dp2stage.loss import collate, encode, group_nll
+from dparena.methods.dp2stage.loss import IGNORE, collate, encode, group_nll
 from dparena.methods.dp2stage.serialize import GROUP_NAMES, Serializer, column_orders
 
 
@@ -90,7 +90,10 @@ class LMScorer:
     def group_nll(self, frame, seed: int = 0, batch_size: int = 64) -> dict[str, tuple[float, int]]:
         """Summed token cross-entropy and token count per group (key/value/other) over ``frame``.
 
-        Rows are serialized exactly as in training (fixed order, or a seeded shuffle per row).
+        Rows are serialized exactly as in training (fixed order, or a seeded shuffle per row) and
+        encoded ``[bos] + text + [eos]``. Scored: every text token but the first, and the end-of-row
+        token (group "other"). The first text token (predicted from BOS alone) is left out as in
+        the DP-2Stage reference, whose rows carry no BOS so their first token is never predicted.
         """
         torch = require("torch", "llm")
         names = self.serializer.schema.names
@@ -100,6 +103,7 @@ class LMScorer:
         texts = [self.serializer.serialize(r, o) for r, o in zip(records, orders, strict=True)]
         rows = encode(self.lm.tokenizer, [t for t, _ in texts], [s for _, s in texts],
                       self.lm.bos_id, self.lm.eos_id)
+        rows = [(ids, [IGNORE, IGNORE, *groups[2:]]) for ids, groups in rows]
         totals = np.zeros((3, 2))
         self.lm.model.eval()
         with torch.no_grad():
