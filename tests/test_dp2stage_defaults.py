@@ -71,6 +71,24 @@ def _linear(lr, total):
     return [lr * (total - k) / total for k in range(total)]
 
 
+# ---------------------------------------------------------------------------- 1, 8: defaults
+def test_defaults_are_the_reference_scripts_values():
+    m = methods.create("dp2stage")
+    assert m.temperature == 0.7 and m.top_p == 1.0
+    assert m.stage1_loss == "ce" and m.alpha == 0.65  # stage 1 plain CE, stage 2 weighted
+    assert m.lr_schedule == "linear" and m.column_order == "sorted" and m.shuffle is False
+    assert type(m).version == "4"
+    assert methods.create("dp-standard").temperature == 0.7
+
+
+def test_bad_new_parameters_are_config_errors():
+    from dparena.errors import ConfigError
+
+    for bad in ({"stage1_loss": "mse"}, {"lr_schedule": "cosine"}, {"column_order": "random"}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            methods.create("dp2stage", **bad)
+
+
 # ---------------------------------------------------------------------------- 2: stage-1 loss
 def test_causal_lm_loss_pools_tokens_over_the_batch_as_transformers():
     model = _tiny()

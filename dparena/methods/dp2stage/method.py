@@ -5,6 +5,13 @@ privacy on pseudo data (``uniform`` draws from the public schema, or an out-of-d
 table ``ood``) so it learns the serialization format; stage 2 fine-tunes on the private rows with
 DP-SGD and the weighted loss (α on value tokens). DP-Standard is stage 2 alone.
 
+Defaults follow the authors' scripts (github.com/tejuafonja/DP-2Stage, scripts/experiments/GPT2):
+stage 1 with plain cross-entropy (``stage1_loss="ce"``; their stage-1 config sets
+``WEIGHTED_LOSS=-1``), stage 2 with α = 0.65 (``WEIGHTED_LOSS=0.65``); a linear learning-rate
+decay (``LR_SCHEDULER_TYPE=linear``; here per optimiser step, see :mod:`.train`); a fixed column
+order of the target then the other columns sorted by name (ft_opacus.py ``get_dataset``);
+sampling at temperature 0.7, top-p 1 (GPT2.sh), rejection sampling until n rows are valid.
+
 Privacy: stage 2 is the only read of private rows besides the optional DP count of the prompt
 column. With ``prompt_dist="dp"`` the prompt column's histogram over public categories/bins is a
 Gaussian mechanism whose σ alone would give (``prompt_share``·ε, δ); DP-SGD's noise multiplier is
@@ -55,7 +62,12 @@ class DP2Stage(Method):
     modality = Modality.TABULAR
     description = "DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table"
     extra = "llm"
-    version = "3"  # 2: SmolLM2 + LoRA the default model; 3: PRV accountant, public N, joint σ
+    # 2: SmolLM2 + LoRA the default model; 3: PRV accountant, public N, joint σ;
+    # 4: the reference scripts' defaults: temperature 0.7, stage 1 plain CE (stage1_loss), linear
+    #    LR decay per optimiser step in both stages (lr_schedule), fixed order = target + the rest
+    #    sorted (column_order), stage 1 in shuffled passes, generation until n valid rows (cap
+    #    max_attempts 10, info["shortfall"]), a parser tolerant of case / whitespace / separators
+    version = "4"
     stages: ClassVar[int] = 2
     # counts of generated rows: post-processing of the DP-trained model
     released_info = frozenset({"attempts", "valid_rows", "validity_rate", "shortfall", "warning"})
@@ -69,7 +81,7 @@ class DP2Stage(Method):
                  stage1_loss: str = "ce",
                  stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
                  prompt_column: str | None = None, prompt_dist: str = "dp",
-                 prompt_share: float = 0.05, temperature: float = 1.0, top_p: float = 1.0,
+                 prompt_share: float = 0.05, temperature: float = 0.7, top_p: float = 1.0,
                  gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 10.0,
                  impute_retries: int = 0, give_up_after: int = 300,
                  time_limit_s: float | None = None, lora_r: int = 8,
