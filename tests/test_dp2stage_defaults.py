@@ -357,3 +357,22 @@ def test_perplexity_max_rows_zero_scores_every_row():
     from dparena.metrics import metrics
 
     assert metrics.create("perplexity", max_rows=0).max_rows == 0
+
+
+# ---------------------------------------------------------------------------- 7: the paper suite
+def test_paper_suite_sets_the_reference_values():
+    suite = tomllib.loads((ROOT / "benchmarks/suites/paper-dp2stage.toml").read_text())
+    lm = [m for s in suite["section"] for m in s["methods"]
+          if m["name"] in ("dp2stage", "dp-standard")]
+    assert len(lm) == 3
+    for entry in lm:
+        p = entry["params"]
+        assert p["temperature"] == 0.7 and p["top_p"] == 1.0
+        assert p["lr_schedule"] == "linear" and p["column_order"] == "sorted"
+        assert p["lr"] == 5e-4 and p["batch_size"] == 32 and p["physical_batch_size"] == 16
+        assert p["max_new_tokens"] == 200 and p["gen_batch_size"] == 100
+        methods.create(entry["name"], **p)  # every parameter exists
+        if entry["name"] == "dp2stage":
+            assert p["stage1_loss"] == "ce" and p["alpha"] == 0.65
+            assert p["stage1_lr"] == 5e-4 and p["stage1_batch_size"] == 32
+            assert p["stage1_epochs"] == 5.0
