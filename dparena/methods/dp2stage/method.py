@@ -73,12 +73,11 @@ class DP2Stage(Method):
     released_info = frozenset({"attempts", "valid_rows", "validity_rate", "shortfall", "warning"})
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
-                 shuffle: bool = False, column_order: str = "sorted", alpha: float = 0.65, epochs: int = 10,
-                 batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
-                 max_grad_norm: float = 1.0, accountant: str = "prv",
-                 lr_schedule: str = "linear",
-                 stage1_epochs: float = 5.0, stage1_rows: int = 2000, stage1_lr: float | None = None,
-                 stage1_loss: str = "ce",
+                 shuffle: bool = False, column_order: str = "sorted", alpha: float = 0.65,
+                 epochs: int = 10, batch_size: int = 32, physical_batch_size: int = 32,
+                 lr: float = 5e-4, lr_schedule: str = "linear", max_grad_norm: float = 1.0,
+                 accountant: str = "prv", stage1_epochs: float = 5.0, stage1_rows: int = 2000,
+                 stage1_lr: float | None = None, stage1_loss: str = "ce",
                  stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
                  prompt_column: str | None = None, prompt_dist: str = "dp",
                  prompt_share: float = 0.05, temperature: float = 0.7, top_p: float = 1.0,
