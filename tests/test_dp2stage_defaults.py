@@ -145,32 +145,33 @@ def test_stage1_loss_is_part_of_the_stage1_cache_key():
         assert key in ce._stage1_key()
 
 
-def test_stage2_alpha_weighting_is_still_per_example():
-    """Stage 2 keeps the α-weighted key/value loss (the reference's --weighted_loss 0.65)."""
-    calls = []
+def test_a_default_run_uses_plain_ce_in_stage1_and_the_weighted_loss_in_stage2(
+        monkeypatch, adult_small):
+    """End to end: stage 1 calls only the plain CE, stage 2 only the α = 0.65 per-row weighted
+    loss (the reference's stage-1 --weighted_loss -1 and stage-2 --weighted_loss 0.65)."""
     from dparena.methods.dp2stage import train
 
-    real = train.weighted_loss
+    calls = []
+    ce, weighted = train.causal_lm_loss, train.weighted_loss
 
-    def spy(logits, ids, groups, alpha):
-        calls.append(alpha)
-        return real(logits, ids, groups, alpha)
+    def spy_ce(logits, ids, groups):
+        calls.append("ce")
+        return ce(logits, ids, groups)
 
-    import unittest.mock
+    def spy_weighted(logits, ids, groups, alpha):
+        out = weighted(logits, ids, groups, alpha)
+        calls.append((alpha, tuple(out.shape) == (ids.shape[0],)))  # one loss per row
+        return out
 
-    model = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)
-    ser = Serializer(SCHEMA, "great")
-    frame = pd.DataFrame([{c.name: (c.categories[0] if isinstance(c, Categorical) else c.lower)
-                           for c in SCHEMA.columns}] * 16)
-    texts = [ser.serialize(r) for r in frame.to_dict("records")]
-    rows = L.encode(model.tokenizer, [t for t, _ in texts], [s for _, s in texts], model.bos_id,
-                    model.eos_id)
-    plan = train.plan_dp_sgd(epsilon=4.0, delta=1e-5, public_size=16, batch_size=8, epochs=1,
-                             accountant="prv")
-    with unittest.mock.patch.object(train, "weighted_loss", spy):
-        train.stage2_dp(model.model, rows, model.pad_id, plan=plan, epochs=1,
-                        physical_batch_size=8, lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0)
-    assert calls and set(calls) == {0.65}
+    monkeypatch.setattr(train, "causal_lm_loss", spy_ce)
+    monkeypatch.setattr(train, "weighted_loss", spy_weighted)
+    private = adult_small.private.iloc[:32]
+    task = Task(private=private, schema=SCHEMA, budget=Budget(4.0, 1e-5), n_samples=1, seed=0,
+                public_size=32)
+    methods.create("dp2stage", **FAST, stage1_rows=32, stage1_epochs=1.0, cache_stage1=False,
+                   give_up_after=1).generate(task, Ledger())
+    first_w = next(i for i, c in enumerate(calls) if c != "ce")
+    assert first_w == 2 and set(calls[first_w:]) == {(0.65, True)}  # 2 stage-1 steps of 16
 
 
 # ---------------------------------------------------------------------------- 3: LR schedule
