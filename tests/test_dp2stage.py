@@ -251,7 +251,7 @@ def test_tiny_learns_the_format_in_stage1_and_perplexity_metric():
 
     ser = Serializer(SCHEMA, "great")
     lm = load_lm("tiny", SCHEMA, seed=0, n_embd=64, n_layer=2)
-    order = ["income"] + [c for c in SCHEMA.names if c != "income"]
+    order = ["income"] + sorted(c for c in SCHEMA.names if c != "income")  # the scorer's order
     rng = np.random.default_rng(0)
     frame = uniform_rows(SCHEMA, 1000, rng)
     texts = [ser.serialize(r, order) for r in frame.to_dict("records")]
@@ -262,8 +262,10 @@ def test_tiny_learns_the_format_in_stage1_and_perplexity_metric():
     metric = metrics.create("perplexity")
     before = {v.name: v.value for v in metric.compute(
         Synthetic(real, extras={"lm_scorer": scorer}), EvalData(real, SCHEMA), MetricContext())}
+    # a random-init model learning the format from scratch: a constant rate (the linear decay
+    # halves its budget: 1 valid row of 40 instead of about 29 after these 320 steps)
     stage1(lm.model, rows, lm.pad_id, epochs=10, batch_size=32, lr=5e-3, alpha=0.65,
-           generator=torch.Generator().manual_seed(0))
+           lr_schedule="constant", generator=torch.Generator().manual_seed(0))
     after = {v.name: v.value for v in metric.compute(
         Synthetic(real, extras={"lm_scorer": scorer}), EvalData(real, SCHEMA), MetricContext())}
     assert set(after) == {"perplexity/key", "perplexity/value", "perplexity/other",

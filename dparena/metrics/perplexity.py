@@ -19,16 +19,43 @@ class Perplexity(Metric):
     (DP-2Stage reports the value perplexity: the headline). The LM comes from
     ``Synthetic.extras["lm_scorer"]`` (never persisted); methods without one report nothing, which
     the leaderboard shows as "n/a". Shuffled-order methods are scored on a seeded shuffle.
+
+    As the DP-2Stage reference defines it (ft_opacus.py ``compute_disentangled_loss``): each
+    group's token CEs are pooled over the whole scored set (not averaged per row or per batch),
+    then exponentiated; the real rows are the eval split (Adult: the test set, the reference's
+    ``--validation_file`` in its full configuration); the first token of a row is not scored (the
+    reference tokenizes rows without BOS, so it is never predicted; dparena's rows start with BOS
+    and that one prediction is left out); "other" holds the separators, prefixes and the
+    end-of-row token. Differences that remain:
+
+    * rows: the first ``max_rows`` eval rows (default 2000; ``max_rows = 0``: all), the reference
+      scores the whole test split (16,281 rows);
+    * end of row: dparena scores exactly one end-of-row token per row. The reference appends none
+      but pads each batch of 32 with EOS and keeps the padding in its labels, so a row shorter
+      than its batch's longest scores its end plus one EOS-after-EOS prediction per further pad,
+      and the longest row of each batch scores no end at all; those predictions land in "other"
+      and in its total;
+    * "all" is key + value + other; the reference's total also counts those padding predictions;
+    * groups: dparena assigns a token to the group holding most of its characters in the
+      serializer's spans; the reference labels tokens by id (the key-value separator, the field
+      separator, the "The" prefix, EOS and BOS are "other", the rest alternate key / value at each
+      separator). On well-formed rows with GPT-2's tokenizer the two agree; they differ where a
+      value contains a separator token or BPE merges a separator with its neighbours;
+    * shuffled order: a permutation per row seeded by the run (the reference uses Python's global
+      ``random``).
+
+    Version 2: the first token is no longer scored (version 1 scored it as a key token).
     """
 
     modality = Modality.TABULAR
     description = "exp(mean token CE) of the method's own LM on real eval rows (key/value/other/all)"
     extra = "llm"
+    version = "2"
     direction = Direction.MINIMIZE
     lower = 1.0
 
     def __init__(self, max_rows: int | None = 2000):
-        self.max_rows = max_rows
+        self.max_rows = max_rows  # None or 0: every eval row
 
     def headline(self) -> list[str]:
         return ["perplexity/value"]
@@ -38,7 +65,7 @@ class Perplexity(Metric):
         if scorer is None:
             return []
         frame = real.data
-        if self.max_rows is not None and len(frame) > self.max_rows:
+        if self.max_rows and len(frame) > self.max_rows:
             frame = frame.iloc[: self.max_rows]  # eval rows are already a seeded subsample
         sums = scorer.group_nll(frame, seed=ctx.seed)
         out = []

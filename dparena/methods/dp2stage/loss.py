@@ -7,7 +7,15 @@ Loss per example i (DP-2Stage, Afonja et al., arXiv 2412.02467, Eq. 2 "weighted 
 
 α < 0 selects plain causal-LM cross-entropy (mean over all predicted tokens of the row). A group a
 row has no tokens of contributes 0. The batch loss is the mean of L_i over rows, which is what
-Opacus' ``loss_reduction="mean"`` expects.
+Opacus' ``loss_reduction="mean"`` expects: each row's gradient depends on that row alone, so
+clipping bounds one record's influence. The reference (ft_opacus.py
+``compute_disentangled_loss_for_training``) instead pools each group's tokens over the whole
+micro-batch before averaging, which makes a row's weight depend on the other rows' token counts;
+under DP-SGD that would break the per-example sensitivity bound, so stage 2 keeps per-row means.
+
+:func:`causal_lm_loss` is the non-private stage 1's plain cross-entropy (the reference's stage 1
+runs with ``--weighted_loss -1``, i.e. transformers' ``outputs.loss``): the mean over every
+predicted token of the batch, pooled over rows.
 """
 
 from __future__ import annotations
@@ -91,6 +99,15 @@ def weighted_loss(logits, input_ids, groups, alpha: float):
         means.append((ce * m).sum(1) / m.sum(1).clamp(min=1.0))
     key, value, other = means
     return (1.0 - alpha) * (key + other) + alpha * value + 0.0 * torch.zeros_like(key)
+
+
+def causal_lm_loss(logits, input_ids, groups):
+    """Plain causal-LM cross-entropy of a batch: mean over every predicted token of every row
+    (pooled), as transformers computes it from ``labels`` with padding set to -100. For public
+    data only (stage 1): a row's weight depends on the other rows' lengths."""
+    ce = token_ce(logits, input_ids)
+    valid = (groups[:, 1:] != IGNORE).float()
+    return (ce * valid).sum() / valid.sum().clamp(min=1.0)
 
 
 def group_nll(logits, input_ids, groups) -> np.ndarray:

@@ -5,6 +5,13 @@ privacy on pseudo data (``uniform`` draws from the public schema, or an out-of-d
 table ``ood``) so it learns the serialization format; stage 2 fine-tunes on the private rows with
 DP-SGD and the weighted loss (α on value tokens). DP-Standard is stage 2 alone.
 
+Defaults follow the authors' scripts (github.com/tejuafonja/DP-2Stage, scripts/experiments/GPT2):
+stage 1 with plain cross-entropy (``stage1_loss="ce"``; their stage-1 config sets
+``WEIGHTED_LOSS=-1``), stage 2 with α = 0.65 (``WEIGHTED_LOSS=0.65``); a linear learning-rate
+decay (``LR_SCHEDULER_TYPE=linear``; here per optimiser step, see :mod:`.train`); a fixed column
+order of the target then the other columns sorted by name (ft_opacus.py ``get_dataset``);
+sampling at temperature 0.7, top-p 1 (GPT2.sh), rejection sampling until n rows are valid.
+
 Privacy: stage 2 is the only read of private rows besides the optional DP count of the prompt
 column. With ``prompt_dist="dp"`` the prompt column's histogram over public categories/bins is a
 Gaussian mechanism whose σ alone would give (``prompt_share``·ε, δ); DP-SGD's noise multiplier is
@@ -32,8 +39,13 @@ from dparena.methods.dp2stage.lm import MODELS, load_lm, trainable_parameters
 from dparena.methods.dp2stage.loss import encode
 from dparena.methods.dp2stage.pseudo import pseudo_table
 from dparena.methods.dp2stage.sample import LMScorer, generate
-from dparena.methods.dp2stage.serialize import FORMATS, Serializer, column_orders
-from dparena.methods.dp2stage.train import check_accountant, check_training_params
+from dparena.methods.dp2stage.serialize import FORMATS, ORDERS, Serializer, column_orders
+from dparena.methods.dp2stage.train import (
+    LR_SCHEDULES,
+    STAGE1_LOSSES,
+    check_accountant,
+    check_training_params,
+)
 from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.types import Modality, Synthetic
@@ -50,21 +62,27 @@ class DP2Stage(Method):
     modality = Modality.TABULAR
     description = "DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table"
     extra = "llm"
-    version = "3"  # 2: SmolLM2 + LoRA the default model; 3: PRV accountant, public N, joint σ
+    # 2: SmolLM2 + LoRA the default model; 3: PRV accountant, public N, joint σ;
+    # 4: the reference scripts' defaults: temperature 0.7, stage 1 plain CE (stage1_loss), linear
+    #    LR decay per optimiser step in both stages (lr_schedule), fixed order = target + the rest
+    #    sorted (column_order), stage 1 in shuffled passes, generation until n valid rows (cap
+    #    max_attempts 10, info["shortfall"]), a parser tolerant of case / whitespace / separators
+    version = "4"
     stages: ClassVar[int] = 2
     # counts of generated rows: post-processing of the DP-trained model
-    released_info = frozenset({"attempts", "valid_rows", "validity_rate", "warning"})
+    released_info = frozenset({"attempts", "valid_rows", "validity_rate", "shortfall", "warning"})
     may_return_fewer = True  # only the generated rows that parse; an empty table ranks last
 
     def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
-                 shuffle: bool = False, alpha: float = 0.65, epochs: int = 10,
-                 batch_size: int = 32, physical_batch_size: int = 32, lr: float = 5e-4,
-                 max_grad_norm: float = 1.0, accountant: str = "prv",
-                 stage1_epochs: float = 5.0, stage1_rows: int = 2000, stage1_lr: float | None = None,
+                 shuffle: bool = False, column_order: str = "sorted", alpha: float = 0.65,
+                 epochs: int = 10, batch_size: int = 32, physical_batch_size: int = 32,
+                 lr: float = 5e-4, lr_schedule: str = "linear", max_grad_norm: float = 1.0,
+                 accountant: str = "prv", stage1_epochs: float = 5.0, stage1_rows: int = 2000,
+                 stage1_lr: float | None = None, stage1_loss: str = "ce",
                  stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
                  prompt_column: str | None = None, prompt_dist: str = "dp",
-                 prompt_share: float = 0.05, temperature: float = 1.0, top_p: float = 1.0,
-                 gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 3.0,
+                 prompt_share: float = 0.05, temperature: float = 0.7, top_p: float = 1.0,
+                 gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 10.0,
                  impute_retries: int = 0, give_up_after: int = 300,
                  time_limit_s: float | None = None, lora_r: int = 8,
                  n_layer: int = 2, n_embd: int = 64, threads: int = 1):
@@ -76,6 +94,9 @@ class DP2Stage(Method):
         if serialization == "apval":
             raise ConfigError(f"{self.name}: 'apval' cannot be prompted with one column's value; "
                               "use great, text or list")
+        if column_order not in ORDERS:
+            raise ConfigError(f"{self.name}: column_order must be one of {', '.join(ORDERS)} "
+                              f"(got {column_order!r})")
         if prompt_dist not in ("dp", "public"):
             raise ConfigError(f"{self.name}: prompt_dist must be 'dp' or 'public'")
         if not 0.0 < prompt_share < 1.0:
@@ -87,10 +108,18 @@ class DP2Stage(Method):
         if alpha > 1:
             raise ConfigError(f"{self.name}: alpha must be <= 1 (alpha < 0 = plain CE)")
         check_accountant(self.name, accountant)
+        if lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"{self.name}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} "
+                              f"(got {lr_schedule!r})")
+        if stage1_loss not in STAGE1_LOSSES:
+            raise ConfigError(f"{self.name}: stage1_loss must be one of "
+                              f"{', '.join(STAGE1_LOSSES)} (got {stage1_loss!r})")
         self.model, self.pseudo, self.serialization = model, pseudo, serialization
         self.shuffle, self.alpha, self.epochs = shuffle, alpha, epochs
+        self.column_order = column_order
         self.batch_size, self.physical_batch_size, self.lr = batch_size, physical_batch_size, lr
         self.max_grad_norm, self.accountant = max_grad_norm, accountant
+        self.lr_schedule, self.stage1_loss = lr_schedule, stage1_loss
         self.stage1_epochs, self.stage1_rows, self.stage1_lr = stage1_epochs, stage1_rows, stage1_lr
         self.stage1_seed, self.cache_stage1 = stage1_seed, cache_stage1
         self.stage1_batch_size = batch_size if stage1_batch_size is None else stage1_batch_size
@@ -125,11 +154,14 @@ class DP2Stage(Method):
 
     def _stage1_key(self) -> dict:
         # "batch_size" is stage 1's batch (stage 2's batch does not touch stage 1)
-        keys = ("model", "pseudo", "serialization", "shuffle", "alpha",
-                "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column", "lora_r",
-                "n_layer", "n_embd")
-        return {**{k: getattr(self, k) for k in keys}, "batch_size": self.stage1_batch_size,
-                "stage1_lr": self.stage1_lr or self.lr}
+        keys = ("model", "pseudo", "serialization", "shuffle", "column_order", "stage1_loss",
+                "lr_schedule", "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column",
+                "lora_r", "n_layer", "n_embd")
+        key = {**{k: getattr(self, k) for k in keys}, "batch_size": self.stage1_batch_size,
+               "stage1_lr": self.stage1_lr or self.lr}
+        if self.stage1_loss == "weighted":  # plain CE does not see alpha
+            key["alpha"] = self.alpha
+        return key
 
     def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline):
         """The LM after stage 1: trained here, or loaded from the stage-1 cache.
@@ -157,12 +189,14 @@ class DP2Stage(Method):
         frame, pseudo_schema = pseudo_table(self.pseudo, schema, self.stage1_rows, rng, store)
         pseudo_ser = ser if pseudo_schema is schema else Serializer(pseudo_schema,
                                                                     self.serialization)
-        pfirst = first if first in pseudo_schema.names else None
+        # the pseudo table's own first column: the prompt column if it has one, else its target
+        # (the reference's OOD stage 1 puts the Airline target "satisfaction" first)
+        pfirst = first if first in pseudo_schema.names else pseudo_schema.target
         rows = self._encode(lm, pseudo_ser, frame, rng, pfirst)
         t0 = time.monotonic()
         info = stage1(lm.model, rows, lm.pad_id, epochs=self.stage1_epochs,
                       batch_size=self.stage1_batch_size, lr=self.stage1_lr or self.lr,
-                      alpha=self.alpha,
+                      alpha=self.alpha, loss=self.stage1_loss, lr_schedule=self.lr_schedule,
                       generator=torch.Generator().manual_seed(self.stage1_seed), deadline=deadline)
         info["stage1_s"] = time.monotonic() - t0
         if self.cache_stage1:
@@ -173,11 +207,16 @@ class DP2Stage(Method):
             os.replace(tmp, path)
         return lm, {**info, "stage1_cached": False}
 
-    def _encode(self, lm, ser: Serializer, frame: pd.DataFrame, rng, first):
+    def _texts(self, ser: Serializer, frame: pd.DataFrame, rng, first):
+        """Serialized rows (text, spans): in the fixed order (``first``, then the others sorted
+        by name or in schema order) or shuffled per row."""
         names = ser.schema.names
         records = frame[names].to_dict("records")
-        orders = column_orders(names, len(records), self.shuffle, rng, first)
-        texts = [ser.serialize(r, o) for r, o in zip(records, orders, strict=True)]
+        orders = column_orders(names, len(records), self.shuffle, rng, first, self.column_order)
+        return [ser.serialize(r, o) for r, o in zip(records, orders, strict=True)]
+
+    def _encode(self, lm, ser: Serializer, frame: pd.DataFrame, rng, first):
+        texts = self._texts(ser, frame, rng, first)
         return encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                       lm.eos_id)
 
@@ -239,12 +278,18 @@ class DP2Stage(Method):
         steps = stage2_dp(lm.model, private_rows, lm.pad_id, plan=plan, epochs=self.epochs,
                           physical_batch_size=self.physical_batch_size, lr=self.lr,
                           max_grad_norm=self.max_grad_norm, alpha=self.alpha,
-                          seed=int(seeds[2]), noise=task.noise)
+                          seed=int(seeds[2]), noise=task.noise, lr_schedule=self.lr_schedule)
         book_dp_sgd(ledger, plan, steps, "DP-SGD", self.max_grad_norm)
         info.update({"stage2_s": time.monotonic() - t2, "accountant": plan.accountant,
                      "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
                      "dp_steps": steps})
 
+        # Rejection sampling until n_samples valid rows, as the reference's generation.py (its
+        # stage-2 scripts: --rejection_sample True, no imputation), which loops until n rows
+        # parse and gives up only when 16 batches (100 prompts each) brought none. dparena caps
+        # the attempts at max_attempts x n_samples (the reference has no cap but an optional time
+        # limit), stops after give_up_after attempts without a valid row, and reports the rows
+        # still missing as info["shortfall"].
         t3 = time.monotonic()
         gen = torch.Generator().manual_seed(int(seeds[3]))
         valid: list[dict] = []
@@ -274,13 +319,18 @@ class DP2Stage(Method):
         info.update({"generate_s": time.monotonic() - t3, "attempts": attempts,
                      "valid_rows": len(valid),
                      "validity_rate": len(valid) / attempts if attempts else 0.0})
+        info["shortfall"] = n - len(valid)  # rows short of n_samples (0: all generated)
         if not valid:  # reported (validity 0, perplexity still scored); table metrics fail
             info["warning"] = f"no valid row in {attempts} generated"
+        elif len(valid) < n:
+            info["warning"] = (f"shortfall of {n - len(valid)} rows: {len(valid)} of {n} valid "
+                               f"after {attempts} generated (cap {len(values)} = max_attempts "
+                               f"{self.max_attempts:g} x n_samples, or the time limit)")
         frame = pd.DataFrame(valid, columns=schema.names)
         for c in schema.columns:
             if isinstance(c, Categorical):
                 frame[c.name] = frame[c.name].astype(object)
-        scorer = LMScorer(lm, ser, self.shuffle, first)
+        scorer = LMScorer(lm, ser, self.shuffle, first, self.column_order)
         return Synthetic(frame, extras={"lm_scorer": scorer}, info=info)
 
     def _impute(self, lm, ser, texts, gen, deadline):

@@ -78,7 +78,8 @@ def german_table(path: Path) -> tuple[pd.DataFrame, TableSchema]:
         else:
             cols[name] = raw[j].map(codes)
             schema_cols.append(Categorical(name, tuple(dict.fromkeys(codes.values()))))
-    return pd.DataFrame(cols), TableSchema(tuple(schema_cols))
+    # its target (german.doc: attribute 21, good / bad credit risk) leads the fixed column order
+    return pd.DataFrame(cols), TableSchema(tuple(schema_cols), target="credit-risk")
 
 
 def csv_table(path: str) -> tuple[pd.DataFrame, TableSchema]:

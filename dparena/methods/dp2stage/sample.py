@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dparena.errors import require
-from dparena.methods.dp2stage.loss import collate, encode, group_nll
+from dparena.methods.dp2stage.loss import IGNORE, collate, encode, group_nll
 from dparena.methods.dp2stage.serialize import GROUP_NAMES, Serializer, column_orders
 
 
@@ -82,22 +82,28 @@ def generate(lm, prompts: Sequence[str], *, temperature: float = 1.0, top_p: flo
 class LMScorer:
     """The fine-tuned LM with its serialization, for scoring real rows (never persisted)."""
 
-    def __init__(self, lm, serializer: Serializer, shuffle: bool, first: str | None):
+    def __init__(self, lm, serializer: Serializer, shuffle: bool, first: str | None,
+                 order: str = "sorted"):
         self.lm, self.serializer, self.shuffle, self.first = lm, serializer, shuffle, first
+        self.order = order
 
     def group_nll(self, frame, seed: int = 0, batch_size: int = 64) -> dict[str, tuple[float, int]]:
         """Summed token cross-entropy and token count per group (key/value/other) over ``frame``.
 
-        Rows are serialized exactly as in training (fixed order, or a seeded shuffle per row).
+        Rows are serialized exactly as in training (fixed order, or a seeded shuffle per row) and
+        encoded ``[bos] + text + [eos]``. Scored: every text token but the first, and the end-of-row
+        token (group "other"). The first text token (predicted from BOS alone) is left out as in
+        the DP-2Stage reference, whose rows carry no BOS so their first token is never predicted.
         """
         torch = require("torch", "llm")
         names = self.serializer.schema.names
         records = frame[names].to_dict("records")
         orders = column_orders(names, len(records), self.shuffle, np.random.default_rng(seed),
-                               self.first)
+                               self.first, self.order)
         texts = [self.serializer.serialize(r, o) for r, o in zip(records, orders, strict=True)]
         rows = encode(self.lm.tokenizer, [t for t, _ in texts], [s for _, s in texts],
                       self.lm.bos_id, self.lm.eos_id)
+        rows = [(ids, [IGNORE, IGNORE, *groups[2:]]) for ids, groups in rows]
         totals = np.zeros((3, 2))
         self.lm.model.eval()
         with torch.no_grad():

@@ -17,11 +17,34 @@ a categorical value must be one of the public categories; a numeric value must p
 (integers for integer columns) and is *clipped* to the public bounds [lower, upper] (the schema's
 bounds are domain bounds, the same rule the tabular methods use); every column must be present.
 A row failing any check is invalid (``None``); :meth:`parse_partial` returns the valid prefix.
+
+The parser is as tolerant as the DP-2Stage reference's (``utils/dataset.py``: ``Deserializer``
+and ``postprocess_data``) where that reads nothing private:
+
+* fields are split on the bare separator ("," / "." / newline), so ``age is 39,sex is Male``
+  parses; the reference does the same. When a public key or category contains the bare
+  separator, fields are split on separator + space instead (the reference would cut such a value
+  in two). In ``text`` a "." followed by a digit is a decimal point, not a separator, and the
+  "The " prefix may be missing;
+* whitespace around keys, values and the key-value separator is ignored, and runs of whitespace
+  inside a category count as one space;
+* a category is matched case-insensitively against the PUBLIC category list and written in its
+  public spelling (``private`` -> ``Private``, ``>50k`` -> ``>50K``); when two public categories
+  differ only in case, only the exact spelling is accepted. The reference instead re-cases the
+  generated word with the case pattern of a category seen in the TRAINING data (a private read,
+  and it rejects e.g. ``HS-grad``, whose pattern it cannot express);
+* a repeated key keeps its last value (the reference's deserializer overwrites).
+
+Differences kept on purpose: keys must match exactly (as the reference), an integer column
+rejects a fractional value (the reference truncates it or keeps a float, depending on the other
+rows of its batch), numbers are clipped to the public bounds (the reference uses none), and
+non-finite numbers are rejected.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -65,6 +88,7 @@ class Serializer:
                       if isinstance(c, Categorical)}
         self.kv = {"great": " is ", "text": " is ", "list": " : ", "apval": ", "}[fmt]
         self.sep = {"great": ",", "text": ".", "list": "\n", "apval": ","}[fmt]
+        public_texts = []
         for col in schema.columns:
             texts = [col.name] + (list(col.categories) if isinstance(col, Categorical) else [])
             for t in texts:
@@ -73,6 +97,30 @@ class Serializer:
                         f"column {col.name!r}: {t!r} contains a separator of the {fmt!r} "
                         f"serialization; choose another format"
                     )
+            public_texts += texts
+        # case- and whitespace-folded spelling -> the public category (ambiguous foldings dropped)
+        self._folded: dict[str, dict[str, str]] = {}
+        for name, cats in ((c.name, c.categories) for c in schema.columns
+                           if isinstance(c, Categorical)):
+            table: dict[str, str] = {}
+            ambiguous = set()
+            for cat in cats:
+                folded = _fold(cat)
+                if folded in table and table[folded] != cat:
+                    ambiguous.add(folded)
+                table[folded] = cat
+            self._folded[name] = {k: v for k, v in table.items() if k not in ambiguous}
+        # fields split on the bare separator unless a public text holds it (then separator + space)
+        bare = {"great": ",", "text": ".", "list": "\n", "apval": ","}[fmt]
+        loose = not any(bare in t for t in public_texts)
+        if fmt == "text":
+            fields = r"\.(?!\d)" if loose else r"\. "  # "39.5" keeps its decimal point
+        elif fmt == "list":
+            fields = r"\n"
+        else:
+            fields = "," if loose else ", "
+        self._field_split = re.compile(fields)
+        self._kv_split = re.compile(r"\s+is\s+" if fmt in ("great", "text") else r"\s+:\s+")
 
     def _clashes(self, text: str) -> bool:
         if text != text.strip() or not text:
@@ -117,32 +165,29 @@ class Serializer:
 
     # ------------------------------------------------------------------ reading
     def _pairs(self, text: str) -> list[tuple[str, str]]:
+        """(key, raw value) of every field with a key-value separator, in text order."""
         if self.fmt == "apval":
-            head, sep, tail = text.partition(" : ")
-            if not sep:
+            parts = self._kv_split.split(text.strip(), maxsplit=1)
+            if len(parts) < 2:
                 return []
-            keys = [k.strip() for k in head.split(", ")]
-            values = [v.strip() for v in tail.split(", ")]
+            keys = [k.strip() for k in self._field_split.split(parts[0])]
+            values = [v.strip() for v in self._field_split.split(parts[1])]
             return list(zip(keys, values, strict=False))
         pairs = []
-        sep = {"great": ", ", "text": ". ", "list": "\n"}[self.fmt]
-        body = text.strip()
-        if body.endswith(self.sep):
-            body = body[: -len(self.sep)]
-        for field in body.split(sep):
+        for field in self._field_split.split(text):
             field = field.strip()
-            if self.fmt == "text":
-                if not field.startswith("The "):
-                    continue
-                field = field[4:]
-            key, kv, value = field.partition(self.kv)
-            if kv:
-                pairs.append((key.strip(), value.strip()))
+            if self.fmt == "text" and field.startswith("The "):
+                field = field[4:].lstrip()  # the prefix is optional when reading
+            parts = self._kv_split.split(field, maxsplit=1)
+            if len(parts) == 2:
+                pairs.append((parts[0].strip(), parts[1].strip()))
         return pairs
 
     def _value(self, col, text: str):
         if isinstance(col, Categorical):
-            return text if text in self._cats[col.name] else None
+            if text in self._cats[col.name]:
+                return text
+            return self._folded[col.name].get(_fold(text))  # public spelling, or None
         try:
             x = float(text)
         except ValueError:
@@ -152,7 +197,8 @@ class Serializer:
         return float(min(max(x, col.lower), col.upper))
 
     def parse_partial(self, text: str) -> dict:
-        """The columns that parse validly, in text order (first occurrence of a key wins)."""
+        """The columns that parse validly, in text order, up to the first invalid value (first
+        occurrence of a key wins): the prefix that imputation re-prompts with."""
         out: dict = {}
         for key, raw in self._pairs(text):
             if key not in self._cols or key in out:
@@ -164,16 +210,44 @@ class Serializer:
         return out
 
     def parse(self, text: str) -> dict | None:
-        """A complete valid row, or None."""
-        row = self.parse_partial(text)
-        return row if len(row) == len(self.schema.columns) else None
+        """A complete valid row, or None. Unknown keys are ignored; a repeated key keeps its last
+        value (as the reference's deserializer); every column must be present and valid."""
+        raw: dict[str, str] = {}
+        for key, value in self._pairs(text):
+            if key in self._cols:
+                raw[key] = value
+        if len(raw) != len(self._cols):
+            return None
+        row = {}
+        for name, text_value in raw.items():
+            value = self._value(self._cols[name], text_value)
+            if value is None:
+                return None
+            row[name] = value
+        return row
+
+
+def _fold(text: str) -> str:
+    """A category's spelling for tolerant matching: whitespace runs as one space, case folded."""
+    return " ".join(text.split()).casefold()
+
+
+ORDERS = ("sorted", "schema")
 
 
 def column_orders(names: list[str], n: int, shuffle: bool, rng: np.random.Generator,
-                  first: str | None = None) -> list[list[str]]:
-    """``n`` column orders: fixed (``first`` moved to the front) or a fresh permutation each."""
+                  first: str | None = None, order: str = "sorted") -> list[list[str]]:
+    """``n`` column orders: fixed, or a fresh permutation each (``shuffle``).
+
+    The fixed order is ``first`` then the other columns sorted by name (``order="sorted"``, the
+    DP-2Stage reference's ``[start_col] + sorted(other columns)``, ft_opacus.py ``get_dataset``),
+    or then the others in schema order (``order="schema"``, dparena's order before version 4).
+    """
+    if order not in ORDERS:
+        raise ConfigError(f"column order must be one of {', '.join(ORDERS)} (got {order!r})")
     if not shuffle:
-        base = ([first] if first else []) + [c for c in names if c != first]
+        rest = [c for c in names if c != first]
+        base = ([first] if first else []) + (sorted(rest) if order == "sorted" else rest)
         return [base] * n
     return [[names[j] for j in rng.permutation(len(names))] for _ in range(n)]
 
