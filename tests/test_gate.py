@@ -312,9 +312,8 @@ MST_SECTION = {  # the quick suite's adult-opendp section, shrunk: 4 Adult colum
 def test_two_fresh_runs_of_an_unseeded_section_pass_each_others_baseline(tmp_path):
     """A small quick-suite AIM/MST section: two fresh runs (MST's noise differs between them)
     pass each other's baseline in both directions; halving the values still fails the gate."""
-    import sqlite3
-
     import os
+    import sqlite3
 
     from dparena.leaderboard.gate import check_database
 

@@ -30,7 +30,7 @@ import numpy as np
 from dparena.errors import ConfigError, require
 from dparena.methods.base import Method, Task
 from dparena.methods.dp2stage.train import check_accountant, check_training_params
-from dparena.privacy import Ledger, gaussian_sigma
+from dparena.privacy import Ledger
 from dparena.types import Modality, Synthetic
 
 #: models by name; anything else is a local model directory or a hub id (LoRA on all linear layers)
@@ -180,16 +180,12 @@ class DPFinetuneLM(Method):
         torch = require("torch", "llm")
         from dparena.assets import AssetStore
         from dparena.methods.dp2stage.sample import generate
-        from dparena.methods.dp2stage.train import book_dp_sgd, plan_dp_sgd, stage2_dp
+        from dparena.methods.dp2stage.train import book_dp_sgd, plan_with_histogram, stage2_dp
 
         schema = task.schema
-        eps, delta = task.budget.epsilon, task.budget.delta
-        sigma_count = (gaussian_sigma(self.count_share * eps, delta, sensitivity=1.0)
-                       if self.class_counts == "dp" else None)
-        plan = plan_dp_sgd(epsilon=eps, delta=delta, public_size=task.size(self.name),
-                           batch_size=self.batch_size, epochs=self.epochs,
-                           accountant=self.accountant,
-                           others=[(sigma_count, 1.0, 1)] if sigma_count else [])
+        plan, sigma_count = plan_with_histogram(
+            task, self.name, share=self.count_share if self.class_counts == "dp" else None,
+            batch_size=self.batch_size, epochs=self.epochs, accountant=self.accountant)
         sizes, info = self._class_sizes(task, labels, ledger, sigma_count)
 
         t0 = time.monotonic()

@@ -47,7 +47,7 @@ from dparena.methods.dp2stage.train import (
     check_training_params,
 )
 from dparena.methods.tabular import Domain, sample_from_counts
-from dparena.privacy import Ledger, gaussian_sigma
+from dparena.privacy import Ledger
 from dparena.types import Modality, Synthetic
 
 # Importing this module means the method is about to run: load the LM stack now, so a runner that
@@ -243,7 +243,7 @@ class DP2Stage(Method):
             torch.set_num_threads(prev_threads)
 
     def _run(self, task, ledger, torch, store, stage1, stage2_dp, first, t_start, deadline):
-        from dparena.methods.dp2stage.train import book_dp_sgd, plan_dp_sgd
+        from dparena.methods.dp2stage.train import book_dp_sgd, plan_with_histogram
 
         schema, rng = task.schema, task.rng
         seeds = rng.integers(0, 2**31 - 1, 4)
@@ -258,16 +258,10 @@ class DP2Stage(Method):
         info["trainable_params"] = trainable_parameters(lm.model)
         info["load_and_stage1_s"] = time.monotonic() - t_start
 
-        eps, delta = task.budget.epsilon, task.budget.delta
-        if delta <= 0:
-            raise ConfigError(f"{self.name}: DP-SGD needs delta > 0")
         col = schema.column(first)
-        sigma_prompt = (gaussian_sigma(self.prompt_share * eps, delta, sensitivity=1.0)
-                        if self.prompt_dist == "dp" else None)
-        plan = plan_dp_sgd(epsilon=eps, delta=delta, public_size=task.size(self.name),
-                           batch_size=self.batch_size, epochs=self.epochs,
-                           accountant=self.accountant,
-                           others=[(sigma_prompt, 1.0, 1)] if sigma_prompt else [])
+        plan, sigma_prompt = plan_with_histogram(
+            task, self.name, share=self.prompt_share if self.prompt_dist == "dp" else None,
+            batch_size=self.batch_size, epochs=self.epochs, accountant=self.accountant)
         values, pinfo = self._prompt_values(task, ledger, col, sigma_prompt,
                                             max(1, int(math.ceil(task.n_samples
                                                                  * self.max_attempts))), rng)
