@@ -315,11 +315,26 @@ def _cell(row: Row, col: ColumnSpec, scored: list[dict[str, Any]]) -> Cell:
     if row.status == "failed":
         return Cell(None, "failed", note=row.first_error, lost=lost)
     if errors:
+        errored = [r for r in scored if col.metric in r["metric_errors"]]
+        if errored and all(records_returned(r) == 0 for r in errored):
+            # the method ran but produced nothing to score (an LM with no parseable row)
+            return Cell(None, "0 valid rows", note=errors[0], lost=lost)
         return Cell(None, "failed", note=errors[0], lost=lost)
     if col.metric == "audit" or any(col.metric in json.loads(r["spec"])["metrics"]
                                     for r in scored):
         return Cell(None, "n/a", note=why, lost=lost)
     return Cell(None, "no run", note=why, lost=lost)
+
+
+def records_returned(run: dict[str, Any]) -> int | None:
+    """How many records a run's method returned, from its stored info (the harness' shortfall, or
+    an LM's valid_rows); None when the info does not say."""
+    info = run.get("info") or {}
+    if isinstance(info.get("shortfall"), int) and run.get("n_samples") is not None:
+        return int(run["n_samples"]) - int(info["shortfall"])
+    if isinstance(info.get("valid_rows"), int):
+        return int(info["valid_rows"])
+    return None
 
 
 NONFINITE = ("inf", "-inf", "nan")

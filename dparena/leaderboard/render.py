@@ -25,7 +25,8 @@ LEGEND = (
     "confidence by the canary audit (Holm–Bonferroni over the store's audits; the "
     "audit/eps-lower-bound column is each audit's own bound) and AUDIT-ERROR rows' audit raised; "
     "none of these is ranked. A cell reading inf, -inf or nan holds a non-finite metric value: "
-    "never ranked or plotted."
+    "never ranked or plotted. \"0 valid rows\": the method ran within its budget but returned "
+    "nothing that metric could score (an LM whose output never parsed)."
 )
 
 
