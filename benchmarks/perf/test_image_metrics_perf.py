@@ -6,6 +6,8 @@
    synthetic features computed) vs a warm one (eval statistics and synthetic features read from
    disk): speed-up, target >= 5x. Also reported: a warm eval cache with a NEW synthetic set (the
    next run of a suite), whose speed-up is bounded by (n_eval + n_syn) / n_syn.
+3. The Fréchet distance of two full-rank 2048-d Gaussians: dparena's Cholesky route vs clean-fid's
+   ``frechet_distance`` (scipy ``sqrtm``): speed-up, target >= 10x, value equal to 1e-9 relative.
 """
 
 import os
@@ -97,3 +99,41 @@ def test_fid_eval_cached_new_synthetic(benchmark, mnist, tmp_path):
         benchmark.extra_info["speedup_vs_uncached"] = ratio
         print(f"\nFID scoring with cached eval stats, new synthetic set: {ratio:.2f}x "
               f"(bound (n_eval + n_syn) / n_syn = {(2 * N) / N:.1f}x)")
+
+
+@pytest.fixture(scope="module")
+def full_rank_statistics():
+    """Two non-commuting, full-rank 2048-d covariances (n = 3,000 > d), as FID sees at scale."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    d = inception.DIM
+    a = rng.standard_normal((3000, d))
+    b = rng.standard_normal((3000, d)) @ (np.eye(d) + 0.1 * rng.standard_normal((d, d)))
+    return a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+
+
+def test_frechet_reference_cleanfid_sqrtm(benchmark, full_rank_statistics):
+    """The reference: clean-fid's frechet_distance (scipy sqrtm of Σ1Σ2)."""
+    from cleanfid.fid import frechet_distance as cleanfid_frechet
+
+    mu1, s1, mu2, s2 = full_rank_statistics
+    RESULTS["frechet_ref_value"] = benchmark.pedantic(cleanfid_frechet, args=(mu1, s1, mu2, s2),
+                                                      rounds=1, iterations=1)
+    RESULTS["frechet_ref"] = benchmark.stats.stats.median
+
+
+def test_frechet_dparena(benchmark, full_rank_statistics):
+    """dparena's Cholesky route (Lᵀ Σ2 L, eigenvalues only): target >= 10x clean-fid, same value
+    to 1e-9 relative."""
+    from dparena.metrics.fid import frechet_distance
+
+    mu1, s1, mu2, s2 = full_rank_statistics
+    value = benchmark.pedantic(frechet_distance, args=(mu1, s1, mu2, s2), rounds=3, iterations=1)
+    if "frechet_ref" in RESULTS:
+        ratio = RESULTS["frechet_ref"] / benchmark.stats.stats.median
+        rel = abs(value - RESULTS["frechet_ref_value"]) / abs(RESULTS["frechet_ref_value"])
+        benchmark.extra_info.update(speedup_vs_cleanfid=ratio, relative_difference=rel)
+        print(f"\nFrechet distance, 2048-d full rank: {ratio:.1f}x clean-fid's sqrtm route "
+              f"(target >= 10x), relative difference {rel:.1e} (target <= 1e-9)")
+        assert rel <= 1e-9

@@ -23,10 +23,30 @@ def _sqrt_psd(sigma: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
-def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
-    """tr √(Σ1 Σ2) = Σ √λ over the eigenvalues λ of the symmetric PSD √Σ1 Σ2 √Σ1."""
-    s1 = _sqrt_psd(np.asarray(sigma1, dtype=np.float64))
-    m = s1 @ np.asarray(sigma2, dtype=np.float64) @ s1
+def cholesky_or_none(sigma: np.ndarray) -> np.ndarray | None:
+    """The lower Cholesky factor of a covariance, or None when it is not positive definite."""
+    try:
+        return np.linalg.cholesky(np.asarray(sigma, dtype=np.float64))
+    except np.linalg.LinAlgError:
+        return None
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray,
+                       chol1: np.ndarray | None = None) -> float:
+    """tr √(Σ1 Σ2) = Σ √λ over the eigenvalues λ of Σ1 Σ2.
+
+    With Σ1 = L Lᵀ (``chol1``, e.g. cached with the eval statistics) those are the eigenvalues of
+    the symmetric PSD Lᵀ Σ2 L: two matrix products and eigenvalues only (no eigenvectors), about
+    10x faster than scipy's ``sqrtm`` at 2,048 dimensions. A Σ1 that is not positive definite falls
+    back to the symmetric square root √Σ1 Σ2 √Σ1 (same eigenvalues).
+    """
+    s2 = np.asarray(sigma2, dtype=np.float64)
+    factor = chol1 if chol1 is not None else cholesky_or_none(sigma1)
+    if factor is None:
+        factor = _sqrt_psd(np.asarray(sigma1, dtype=np.float64))
+        m = factor @ s2 @ factor
+    else:
+        m = factor.T @ s2 @ factor
     lam = np.linalg.eigvalsh((m + m.T) / 2.0)
     return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
 
@@ -60,8 +80,10 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
                  - 2.0 * trace_sqrt_product(sigma1, sigma2))
 
 
-def fid_from_features(feats: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray) -> float:
-    """FID of a feature set against reference statistics (low-rank route when n ≤ d)."""
+def fid_from_features(feats: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray,
+                      chol_ref: np.ndarray | None = None) -> float:
+    """FID of a feature set against reference statistics (low-rank route when n ≤ d; otherwise
+    the Cholesky route, with ``chol_ref`` the reference covariance's factor when cached)."""
     x = np.asarray(feats, dtype=np.float64)
     if len(x) < 2:
         raise DparenaError("fid needs at least 2 synthetic images; raise n_samples")
@@ -71,7 +93,7 @@ def fid_from_features(feats: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarr
         tr_syn = float(((x - mu) ** 2).sum() / (len(x) - 1))
     else:
         sigma = np.cov(x, rowvar=False)
-        tr_cross = trace_sqrt_product(sigma_ref, sigma)
+        tr_cross = trace_sqrt_product(sigma_ref, sigma, chol_ref)
         tr_syn = float(np.trace(sigma))
     diff = mu - mu_ref
     return float(diff @ diff + np.trace(sigma_ref) + tr_syn - 2.0 * tr_cross)
