@@ -142,11 +142,10 @@ def eval_statistics(real: EvalData, ctx: MetricContext) -> tuple[np.ndarray, np.
                     return f["mu"], f["sigma"], int(f["n"])
             except (OSError, ValueError, KeyError):
                 pass  # a torn file: compute again
-    feats = eval_features(real, ctx).astype(np.float64)
-    mu, sigma = feats.mean(axis=0), np.cov(feats, rowvar=False)
+    mu, sigma, n = feature_statistics(eval_features(real, ctx))
     if path is not None:
-        inception.save_atomic(path, mu=mu, sigma=sigma, n=np.asarray(len(feats)))
-    return mu, sigma, len(feats)
+        inception.save_atomic(path, mu=mu, sigma=sigma, n=np.asarray(n))
+    return mu, sigma, n
 
 
 def synthetic_features(synthetic: Synthetic, ctx: MetricContext,
@@ -163,18 +162,20 @@ def pre_resize(images: np.ndarray, resolution: int) -> np.ndarray:
     """DPSDA's ``Inception(res=...)`` preprocessing before clean-fid's resize: each channel resized
     to ``resolution``² by PIL's bicubic filter in float, clipped to [0, 255] and rounded to uint8.
     Images already at that size pass through unchanged."""
-    from PIL import Image
-
     arr = inception.check_images(images)
     if arr.shape[1:3] == (resolution, resolution):
         return arr
     out = np.empty((len(arr), resolution, resolution, arr.shape[-1]), dtype=np.uint8)
     for i, img in enumerate(arr):
         for c in range(arr.shape[-1]):
-            pil = Image.fromarray(img[:, :, c].astype(np.float32), mode="F")
-            small = np.asarray(pil.resize((resolution, resolution), resample=Image.BICUBIC))
-            out[i, :, :, c] = np.around(np.clip(small, 0, 255)).astype(np.uint8)
+            out[i, :, :, c] = np.around(inception.bicubic_channel(img[:, :, c], resolution))
     return out
+
+
+def feature_statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(μ, Σ, N) of a feature set, in float64."""
+    x = np.asarray(feats, dtype=np.float64)
+    return x.mean(axis=0), np.cov(x, rowvar=False), len(x)
 
 
 def private_statistics(real: EvalData, resolution: int | None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -186,8 +187,7 @@ def private_statistics(real: EvalData, resolution: int | None) -> tuple[np.ndarr
     images = inception.check_images(real.private, "private images")
     if resolution is not None:
         images = pre_resize(images, resolution)
-    feats = inception.inception_features(images).astype(np.float64)
-    return feats.mean(axis=0), np.cov(feats, rowvar=False), len(feats)
+    return feature_statistics(inception.inception_features(images))
 
 
 class FID(Metric):
@@ -238,10 +238,8 @@ class FID(Metric):
         elif self.resolution is None:
             mu_ref, sigma_ref, n_ref = eval_statistics(real, ctx)
         else:
-            feats_ref = inception.cached_features(pre_resize(real.data, self.resolution),
-                                                  ctx.cache_dir, prefix="eval-res")
-            mu_ref, sigma_ref = feats_ref.mean(axis=0), np.cov(feats_ref, rowvar=False)
-            n_ref = len(feats_ref)
+            mu_ref, sigma_ref, n_ref = feature_statistics(inception.cached_features(
+                pre_resize(real.data, self.resolution), ctx.cache_dir, prefix="eval-res"))
         feats = synthetic_features(synthetic, ctx, self.resolution)
         score = max(fid_from_features(feats, mu_ref, sigma_ref), 0.0)
         return [self.value(self.label, score), self.value(f"{self.label}/n", len(feats)),

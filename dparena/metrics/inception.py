@@ -63,16 +63,22 @@ def check_images(images: np.ndarray, what: str = "images") -> np.ndarray:
     return arr
 
 
-def clean_resize(images: np.ndarray) -> np.ndarray:
-    """clean-fid's "clean" resize of uint8 [N, H, W, C] to float32 [N, 3, 299, 299] in [0, 255]."""
+def bicubic_channel(channel: np.ndarray, size: int) -> np.ndarray:
+    """One image channel resized to ``size``² by PIL's bicubic filter in float ("F" mode), clipped
+    to [0, 255] (clean-fid's "clean" resize of one channel)."""
     from PIL import Image
 
+    pil = Image.fromarray(channel.astype(np.float32), mode="F")
+    return np.asarray(pil.resize((size, size), resample=Image.BICUBIC)).clip(0, 255)
+
+
+def clean_resize(images: np.ndarray) -> np.ndarray:
+    """clean-fid's "clean" resize of uint8 [N, H, W, C] to float32 [N, 3, 299, 299] in [0, 255]."""
     arr = check_images(images)
     out = np.empty((len(arr), 3, SIZE, SIZE), dtype=np.float32)
     for i, img in enumerate(arr):
         for c in range(arr.shape[-1]):
-            pil = Image.fromarray(img[:, :, c].astype(np.float32), mode="F")
-            out[i, c] = np.asarray(pil.resize((SIZE, SIZE), resample=Image.BICUBIC)).clip(0, 255)
+            out[i, c] = bicubic_channel(img[:, :, c], SIZE)
         if arr.shape[-1] == 1:  # grey -> RGB repeats the channel; resizing commutes with that
             out[i, 1] = out[i, 0]
             out[i, 2] = out[i, 0]
