@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import typer
@@ -194,18 +192,10 @@ def _tables(db: Path, all_metrics: bool = False):
 
 def _write_atomic(path: Path, text: str) -> None:
     """Write through a temporary name and a rename, with the mode a plain open() would give."""
-    from dparena.harness.store import umask
+    from dparena.harness.store import replace_atomically
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o666 & ~umask())  # mkstemp's 0600 otherwise
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    replace_atomically(path, lambda tmp: Path(tmp).write_text(text), prefix=f".{path.name}.")
 
 
 def _write_leaderboards(store, folder: Path, quiet: bool) -> None:

@@ -528,8 +528,16 @@ def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
             with open(p, "w") as fh:
                 for text, label in zip(items, lab, strict=True):
                     fh.write(json.dumps({"text": text, "label": label}, default=_default) + "\n")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=final.suffix)
-    os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes it 0600: give it the mode open() would
+    replace_atomically(final, writer)
+    return final
+
+
+def replace_atomically(final: Path, writer, prefix: str = ".tmp-") -> None:
+    """``writer(tmp_path)`` fills a temporary file beside ``final``, which then replaces ``final``
+    in one rename, with the mode a plain open() would give (mkstemp's is 0600); a failed write
+    leaves ``final`` as it was and no temporary file behind."""
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=final.suffix)
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     try:
         writer(tmp)
@@ -537,4 +545,3 @@ def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return final
