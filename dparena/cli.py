@@ -18,6 +18,8 @@ app = typer.Typer(
 )
 accountant_app = typer.Typer(no_args_is_help=True, help="Privacy accountant calculators.")
 app.add_typer(accountant_app, name="accountant")
+schema_app = typer.Typer(no_args_is_help=True, help="Public schema files of your own tables.")
+app.add_typer(schema_app, name="schema")
 
 KINDS = ("datasets", "methods", "metrics")
 
@@ -121,7 +123,7 @@ def run(
 
     from dparena.harness.runner import RayRunner, Runner
     from dparena.harness.store import Store
-    from dparena.harness.suite import load_suite
+    from dparena.harness.suite import check_datasets, load_suite
 
     if jobs < 1:
         raise ConfigError("--jobs must be >= 1")
@@ -135,6 +137,7 @@ def run(
         raise ConfigError("no run matches the --only filters")
     db = db or Path("results") / spec.name / "runs.sqlite"
     _check_db_path(db)
+    check_datasets(specs)  # the user's own data files, before anything is written
     store = Store(db)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -328,7 +331,7 @@ def score(
         raise ConfigError(f"{synthetic}: the file has no rows")
     bundle = ds.load(AssetStore())
     real = EvalData(bundle.eval, bundle.schema, bundle.eval_labels)
-    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=type(ds).version)
+    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=ds.version)
     values = []
     for m in chosen:  # privacy-risk metrics (needs_private) compare against the private split
         seen = dataclasses.replace(real, private=bundle.private) if m.needs_private else real
@@ -487,6 +490,42 @@ def _key_values(items: list[str] | None, option: str) -> dict:
         except json.JSONDecodeError:
             out[k] = v
     return out
+
+
+@schema_app.command("draft")
+def schema_draft(
+    file: Path = typer.Argument(..., help="A PUBLIC table (.csv or .parquet) to draft from."),
+    target: str = typer.Option(None, help="The target column (what ML-efficacy predicts)."),
+    out: Path = typer.Option(None, help="Write the draft here (default: standard output)."),
+    fmt: str = typer.Option(None, "--format", help="csv or parquet (default: from the extension)."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+):
+    """Draft a schema file (TOML) for `dataset = "csv"` from a table you declare public.
+
+    Bounds, categories and the size are READ FROM FILE: if it holds private records, they are not
+    private. Review the draft (its comments say what to check) before using it.
+
+    Example: dparena schema draft public_sample.csv --target income --out schema.toml
+    """
+    from dparena.datasets.files import require_file
+    from dparena.datasets.table_files import draft_schema, read_table_file
+
+    require_file(file, "table", "schema draft")
+    if out is not None:
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; give a file path such as "
+                              f"{out / 'schema.toml'}")
+        if out.exists() and not force:
+            raise ConfigError(f"--out {out} exists; choose another path or pass --force")
+    text = draft_schema(read_table_file(file, fmt, "schema draft"), str(file), target)
+    typer.echo(f"warning: the draft's bounds, categories and size are read from {file}, which you "
+               f"declared public; if it holds private records they are not private: replace them "
+               f"with documented values before use", err=True)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_atomic(out, text)
+        typer.echo(f"wrote {out}: review every line before using it", err=True)
 
 
 @accountant_app.command("pe")

@@ -365,7 +365,7 @@ def test_paper_suite_sets_the_reference_values():
     suite = tomllib.loads((ROOT / "benchmarks/suites/paper-dp2stage.toml").read_text())
     lm = [m for s in suite["section"] for m in s["methods"]
           if m["name"] in ("dp2stage", "dp-standard")]
-    assert len(lm) == 3
+    assert len(lm) == 5  # Adult: dp2stage-u, dp2stage-o, dp-standard; Airline: dp2stage-u, dp-standard
     for entry in lm:
         p = entry["params"]
         assert p["temperature"] == 0.7 and p["top_p"] == 1.0

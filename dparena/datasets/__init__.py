@@ -38,3 +38,19 @@ datasets.register_lazy(
     "pubmed", "dparena.datasets.text:PubMed", modality="text", extra="text",
     description="PubMed abstracts, unlabelled (hub ccdv/pubmed-summarization); needs datasets",
 )
+# bring your own data (docs/your-data.md): the public schema comes from the suite or a schema file
+datasets.register_lazy(
+    "csv", "dparena.datasets.table_files:CSVTable", modality="tabular", extra="tabular",
+    description=("Your table: CSV or parquet private / eval files and a public schema file "
+                 "(TOML); docs/your-data.md"),
+)
+datasets.register_lazy(
+    "image-folder", "dparena.datasets.image_folder:ImageFolder", modality="image", extra="image",
+    description=("Your images: one sub-folder per class (ImageFolder layout) for private / eval; "
+                 "declared size, channels and classes"),
+)
+datasets.register_lazy(
+    "text-file", "dparena.datasets.text_files:TextFile", modality="text", extra="text",
+    description=("Your texts: CSV or JSON-lines private / eval files with a text and an optional "
+                 "label column; declared labels and prompts"),
+)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import dparena
-from dparena.errors import ConfigError
+from dparena.errors import ConfigError, DparenaError
 from dparena.types import Budget, resolve_delta
 
 _SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section", "timeout_s",
@@ -283,7 +283,7 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
                 for seed in seeds:
                     specs.append(RunSpec(
                         suite=name, section=sec_name, dataset=ds_name, dataset_params=ds_params,
-                        dataset_version=type(dataset).version, method=m_name,
+                        dataset_version=dataset.version, method=m_name,
                         method_params=params, method_version=cls.version, label=label,
                         private=cls.private, epsilon=eps, delta=delta, seed=seed,
                         n_samples=n_samples, metrics=metric_names, metric_params=metric_params,
@@ -294,6 +294,28 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{where}: the same run is listed twice (same dataset, method, params)")
     return Suite(name=name, path=path, specs=specs, description=description)
+
+
+def check_datasets(specs: list[RunSpec], store=None) -> None:
+    """Check the data of every (dataset, params) the specs use against its public schema before
+    anything runs or is written: the user's own files (``csv``, ``image-folder``, ``text-file``)
+    are read and checked, built-in assets are pinned. The first mismatch is a one-line
+    DparenaError naming the section."""
+    from dparena.assets import AssetStore
+    from dparena.datasets import datasets
+
+    store = store or AssetStore()
+    seen: set[str] = set()
+    for spec in specs:
+        key = json.dumps([spec.dataset, spec.dataset_params], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            datasets.create(spec.dataset, **spec.dataset_params).check(store)
+        except DparenaError as exc:
+            raise ConfigError(f"section {spec.section!r}: {exc}; or run other sections alone with "
+                              f"--only section=NAME") from None
 
 
 def suite_name(value: Any, where: str = "suite", derived: bool = False) -> str:
