@@ -565,6 +565,14 @@ def finished_runs(db: Path) -> list[tuple[str, str, str]]:
         return con.execute("SELECT label, status, artifact FROM runs ORDER BY label").fetchall()
 
 
+def stored_value(db: Path, artifact: str, name: str) -> float:
+    """The metric value the run recorded for the run that wrote ``artifact``."""
+    with sqlite3.connect(db) as con:
+        [(value,)] = con.execute("SELECT m.value FROM metric_values m JOIN runs r ON r.key = m.key "
+                                 "WHERE r.artifact = ? AND m.name = ?", (artifact, name)).fetchall()
+    return value
+
+
 def params_options(params: dict) -> list[str]:
     out = []
     for key, value in params.items():
@@ -595,6 +603,9 @@ def test_your_table_runs_end_to_end(tab, tmp_path, capsys, monkeypatch):
               "eval": str(tab / "eval.csv")}
     values = score(capsys, monkeypatch, "csv", params, runs[0][2], "histogram-intersection")
     assert 0.5 < values["histogram-intersection"] <= 1.0
+    # dparena score on the run's artifact gives the value the run recorded
+    assert values["histogram-intersection"] == pytest.approx(
+        stored_value(db, runs[0][2], "histogram-intersection"))
     # the eval split scored against itself is the perfect score
     own = tmp_path / "own.csv"
     pd.read_csv(tab / "eval.csv").drop(columns=["row_id"]).to_csv(own, index=False)
@@ -614,7 +625,8 @@ def test_your_image_folder_runs_end_to_end(imgs, tmp_path, capsys, monkeypatch):
     real = score(capsys, monkeypatch, "image-folder", params, runs[1][2], "downstream-accuracy")
     assert real["downstream-accuracy"] >= 0.9  # circles and squares: the real images separate them
     merf = score(capsys, monkeypatch, "image-folder", params, runs[0][2], "downstream-accuracy")
-    assert 0.0 <= merf["downstream-accuracy"] <= 1.0
+    assert merf["downstream-accuracy"] == pytest.approx(
+        stored_value(db, runs[0][2], "downstream-accuracy"))  # the value the run recorded
 
 
 @pytest.mark.slow
@@ -629,6 +641,9 @@ def test_your_text_file_runs_end_to_end(txt, tmp_path, capsys, monkeypatch):
     params = {"private": str(txt / "train.jsonl"), "eval": str(txt / "test.jsonl"), **TEXT_PARAMS}
     real = score(capsys, monkeypatch, "text-file", params, runs[1][2], "downstream-accuracy")
     assert real["downstream-accuracy"] >= 0.9  # the real reviews' words give the label away
+    public = score(capsys, monkeypatch, "text-file", params, runs[0][2], "downstream-accuracy")
+    assert public["downstream-accuracy"] == pytest.approx(
+        stored_value(db, runs[0][2], "downstream-accuracy"))  # the value the run recorded
 
 
 # --------------------------------------------------------------------------- airline
