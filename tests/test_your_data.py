@@ -4,7 +4,6 @@ kind runs end to end through ``dparena run`` and ``dparena score``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import subprocess
@@ -170,14 +169,20 @@ def test_schema_and_size_are_known_without_the_data_files(tab, tmp_path):
         dataset.check(AssetStore())
 
 
-def test_the_run_identity_follows_the_files(tab):
+def test_the_run_identity_follows_the_schema_and_revision_not_the_private_file(tab):
     before = csv_dataset(tab).version
     assert before == csv_dataset(tab).version and before.startswith("1+")
-    table(40, 5).to_csv(tab / "private.csv", index=False)
+    # the version is published with every run: nothing about the private file may enter it,
+    # not its bytes, not its size or time (a one-record change must not change it)
+    table(41, 5).to_csv(tab / "private.csv", index=False)
+    assert csv_dataset(tab).version == before
+    assert csv_dataset(tab, revision=2).version != before
+    assert csv_dataset(tab, revision="2").version == csv_dataset(tab, revision=2).version
+    schema = (tab / "schema.toml").read_text()
+    (tab / "schema.toml").write_text(schema + "\n# reviewed\n")
     assert csv_dataset(tab).version != before
-    # the private file's bytes are not hashed into the published version, only its size and mtime
-    digest = hashlib.sha256((tab / "private.csv").read_bytes()).hexdigest()
-    assert digest[:12] not in csv_dataset(tab).version
+    with pytest.raises(ConfigError, match="revision must be a string or an integer"):
+        csv_dataset(tab, revision=[1])
 
 
 def _bad_table(kind: str) -> pd.DataFrame:

@@ -72,28 +72,18 @@ def require_folder(path: Path, role: str, dataset: str) -> Path:
 _RELATIVE = "check the path (relative paths are read from the folder you run dparena in)"
 
 
-def files_version(base: str, public: Iterable[Path], data: Iterable[Path]) -> str:
-    """``base`` + a short hash of the public files' bytes and the data paths' sizes and mtimes
-    (every file below a folder, by relative name). Missing paths hash as missing."""
+def files_version(base: str, public: Iterable[Path], revision: str = "") -> str:
+    """``base`` + a short hash of the public files' bytes (the schema file) and the user's
+    ``revision``. Nothing about the data files enters it, not even their sizes or times: the
+    version is published with every run, and a hash of a private file's metadata would be a
+    release no mechanism accounts for. Replacing a data file in place therefore keeps the runs'
+    identity; the user says so with a new ``revision`` (or a new path)."""
     digest = hashlib.sha256()
     for path in public:
         digest.update(b"public\0")
         digest.update(path.read_bytes() if path.is_file() else b"missing")
-    for path in data:
-        digest.update(b"data\0")
-        if path.is_file():
-            digest.update(_stat(path))
-        elif path.is_dir():
-            for item in sorted(p for p in path.rglob("*") if p.is_file()):
-                digest.update(str(item.relative_to(path)).encode() + b"\0" + _stat(item))
-        else:
-            digest.update(b"missing")
+    digest.update(b"revision\0" + revision.encode())
     return f"{base}+{digest.hexdigest()[:12]}"
-
-
-def _stat(path: Path) -> bytes:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns};".encode()
 
 
 def table_format(path: Path, fmt: str | None, dataset: str, allowed: dict[str, tuple[str, ...]]

@@ -55,8 +55,13 @@ class ImageFolder(ImageDataset):
     def __init__(self, private: str, eval: str, height: int, width: int, channels: int,
                  classes: list[str], size: int | None = None,
                  class_proportions: list[float] | None = None, n_private: int | None = None,
-                 n_eval: int | None = None, subsample_seed: int = 0):
+                 n_eval: int | None = None, subsample_seed: int = 0,
+                 revision: str | int = ""):
         super().__init__(n_private=n_private, n_eval=n_eval, subsample_seed=subsample_seed)
+        if not isinstance(revision, str | int) or isinstance(revision, bool):
+            raise ConfigError(f"{self.name}: revision must be a string or an integer, got "
+                              f"{revision!r}")
+        self.revision = str(revision)
         self.private_path = path_param(private, "private", self.name)
         self.eval_path = path_param(eval, "eval", self.name)
         names = text_list(classes, "classes", self.name)
@@ -81,7 +86,7 @@ class ImageFolder(ImageDataset):
 
     @property
     def version(self) -> str:  # type: ignore[override]
-        return files_version("1", [], [self.private_path, self.eval_path])
+        return files_version("1", [], self.revision)
 
     def private_size(self, store: AssetStore) -> int:
         if self.size is None and self.n_private is None:

@@ -277,8 +277,12 @@ class CSVTable(TabularDataset):
 
     def __init__(self, schema: str, private: str, eval: str, format: str | None = None,
                  n_private: int | None = None, n_eval: int | None = None,
-                 subsample_seed: int = 0):
+                 subsample_seed: int = 0, revision: str | int = ""):
         super().__init__(n_private=n_private, n_eval=n_eval, subsample_seed=subsample_seed)
+        if not isinstance(revision, str | int) or isinstance(revision, bool):
+            raise ConfigError(f"{self.name}: revision must be a string or an integer, got "
+                              f"{revision!r}")
+        self.revision = str(revision)
         self.schema_path = path_param(schema, "schema", self.name)
         self.private_path = path_param(private, "private", self.name)
         self.eval_path = path_param(eval, "eval", self.name)
@@ -295,7 +299,7 @@ class CSVTable(TabularDataset):
 
     @property
     def version(self) -> str:  # type: ignore[override]
-        return files_version("1", [self.schema_path], [self.private_path, self.eval_path])
+        return files_version("1", [self.schema_path], self.revision)
 
     def private_size(self, store: AssetStore) -> int:
         if self.spec.size is None and self.n_private is None:

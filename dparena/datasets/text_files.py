@@ -55,8 +55,12 @@ class TextFile(SubsampledDataset):
                  subtopics: list[str] | None = None, class_proportions: list[float] | None = None,
                  size: int | None = None, format: str | None = None,
                  n_private: int | None = None, n_eval: int | None = None,
-                 subsample_seed: int = 0):
+                 subsample_seed: int = 0, revision: str | int = ""):
         super().__init__(n_private=n_private, n_eval=n_eval, subsample_seed=subsample_seed)
+        if not isinstance(revision, str | int) or isinstance(revision, bool):
+            raise ConfigError(f"{self.name}: revision must be a string or an integer, got "
+                              f"{revision!r}")
+        self.revision = str(revision)
         self.private_path = path_param(private, "private", self.name)
         self.eval_path = path_param(eval, "eval", self.name)
         for key, value in (("domain", domain), ("text_column", text_column),
@@ -99,7 +103,7 @@ class TextFile(SubsampledDataset):
 
     @property
     def version(self) -> str:  # type: ignore[override]
-        return files_version("1", [], [self.private_path, self.eval_path])
+        return files_version("1", [], self.revision)
 
     def private_size(self, store: AssetStore) -> int:
         if self.size is None and self.n_private is None:
