@@ -341,8 +341,7 @@ def score(
         return
     width = max(len(v.name) for v in values)
     for v in values:
-        arrow = "↑" if v.direction.value == "maximize" else "↓"
-        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {v.direction.arrow}")
 
 
 def _read_synthetic(path: Path, schema):

@@ -407,18 +407,17 @@ def _rank(rows: list[Row], columns: list[ColumnSpec]) -> None:
             continue
         ranked = [(r.cells[col.name].stat.mean, r) for r in rows
                   if r.rankable and r.cells[col.name].stat is not None]
-        sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0
-        ranked.sort(key=lambda t: sign * t[0])
+        ranked.sort(key=lambda t: col.direction.best_first(t[0]))
         for value, row in ranked:
-            row.cells[col.name].rank = 1 + sum(1 for v, _ in ranked if sign * v < sign * value)
+            row.cells[col.name].rank = 1 + sum(1 for v, _ in ranked
+                                               if col.direction.better(v, value))
 
 
 def _sort_key(row: Row, columns: list[ColumnSpec]) -> tuple:
     for col in columns:
         cell = row.cells.get(col.name)
         if cell and cell.stat is not None:
-            sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0
-            return (0, sign * cell.stat.mean, row.label)
+            return (0, col.direction.best_first(cell.stat.mean), row.label)
     return (1, 0.0, row.label)
 
 

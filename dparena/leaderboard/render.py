@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dparena
 from dparena.leaderboard.aggregate import Cell, Table, baseline_entries
-from dparena.types import Direction
 
 FORMATS = ("md", "html", "latex", "csv", "json")
 
@@ -65,8 +64,7 @@ def cell_detail(cell: Cell | None) -> str:
 
 
 def header(col) -> str:
-    arrow = "↑" if col.direction is Direction.MAXIMIZE else "↓"
-    return f"{col.name} {arrow}"
+    return f"{col.name} {col.direction.arrow}"
 
 
 def accountant_text(row) -> str:
