@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +82,6 @@ class Method(ABC):
     def supports(self, modality: Modality) -> bool:
         mods = self.modality if isinstance(self.modality, tuple) else (self.modality,)
         return modality in mods
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters (part of the run's identity)."""
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
 
     @abstractmethod
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:

@@ -120,7 +120,6 @@ def two_way(schema: TableSchema, syn, real, bins: int,
 class HistogramIntersection(Metric):
     modality = Modality.TABULAR
     description = "Mean over columns of the 1-way normalized histogram intersection (B=20,50)"
-    lower, upper = 0.0, 1.0
     _kind = "one-way"
     BINNINGS = ("public", "dp2stage")
 

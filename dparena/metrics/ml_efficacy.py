@@ -111,7 +111,6 @@ class MLEfficacy(Metric):
     modality = Modality.TABULAR
     description = "Train-on-synthetic, test-on-real F1 / ROC AUC / accuracy (XGBoost, logistic regression)"
     extra = "tabular"
-    lower, upper = 0.0, 1.0
     version = PROTOCOLS["dp2stage"]  # 2: the DP-2Stage protocol became the default
 
     def __init__(self, models: tuple[str, ...] | list[str] = MODELS, protocol: str = "dp2stage",

@@ -41,7 +41,6 @@ class SDMetricsQuality(Metric):
     modality = Modality.TABULAR
     description = "sdmetrics QualityReport: Column Shapes, Column Pair Trends and overall score"
     extra = "tabular"
-    lower, upper = 0.0, 1.0
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
         reports = require("sdmetrics.reports", "tabular")
