@@ -154,7 +154,7 @@ def run(
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
             elif rec.info.get("warning"):  # e.g. an LM that produced no valid row
                 console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
-            if rec.spec.private and rec.spent_epsilon is not None:
+            if rec.spec.is_dp and rec.spent_epsilon is not None:
                 console.print(f"[dim]ε spent {rec.spent_epsilon:.4g} of {rec.spec.epsilon:g} "
                               f"(δ {rec.spec.delta:.3g}, accountant {rec.accountant}): "
                               f"{rec.spec.name}[/]", highlight=False)

@@ -242,7 +242,7 @@ class PublicOnly(Method):
     description = "Public-only anchor of PE: random_api samples from class names alone (ε = 0)"
     extra = ""
     version = "1"
-    private = False
+    is_dp = False
 
     def __init__(self, api: str | None = None, api_params: dict[str, Any] | None = None):
         self.api = api
