@@ -6,6 +6,7 @@ listing names imports nothing heavy. Lookups of unknown names suggest the closes
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -137,13 +138,24 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 def _check_params(cls: type, params: dict[str, Any], what: str) -> None:
+    """Check ``params`` against the constructor's annotations — or, for a class that declares a
+    ``config_type`` dataclass (its parameters passed whole as one config), against the config's
+    fields, where an unknown name is a ConfigError listing the known ones."""
+    config = getattr(cls, "config_type", None)
+    target = config if dataclasses.is_dataclass(config) else cls.__init__
     try:
-        sig = inspect.signature(cls.__init__)
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(target)
+        names = ([f.name for f in dataclasses.fields(config)] if target is config
+                 else list(inspect.signature(target).parameters))
     except Exception:  # noqa: BLE001 - unresolvable annotations: leave checking to the class
         return
+    if target is config:
+        unknown = [k for k in params if k not in names]
+        if unknown:
+            raise ConfigError(f"bad parameters for {what}: unknown parameter {unknown[0]!r}"
+                              f"{did_you_mean(unknown[0], names)} (known: {', '.join(names)})")
     for key, value in params.items():
-        if key not in sig.parameters or key not in hints:
+        if key not in names or key not in hints:
             continue  # unknown names are the constructor's TypeError (listed below)
         hint = hints[key]
         if not _matches(value, hint):
