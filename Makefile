@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dparena-installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-all bench lint install publish clean-results
+.PHONY: demo test test-all bench lint install publish catalogue clean-results
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ publish: $(STAMP)
 	$(BIN)/dparena run benchmarks/suites/quick.toml --quiet --jobs 2
 	$(BIN)/dparena leaderboard --db results/quick/runs.sqlite --format json --out results/baseline.json
 	$(BIN)/python -m dparena.leaderboard.publish README.md results/quick/leaderboard.md
+
+# Regenerate docs/catalogue.md from the registered classes (tests/test_registry.py checks it).
+catalogue: $(STAMP)
+	$(BIN)/dparena list --format md > docs/catalogue.md.tmp && mv docs/catalogue.md.tmp docs/catalogue.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check dparena tests benchmarks

@@ -19,46 +19,45 @@ app = typer.Typer(
 accountant_app = typer.Typer(no_args_is_help=True, help="Privacy accountant calculators.")
 app.add_typer(accountant_app, name="accountant")
 
-KINDS = ("datasets", "methods", "metrics")
-
-
-def _registry(kind: str):
-    if kind == "datasets":
-        from dparena.datasets import datasets as reg
-    elif kind == "methods":
-        from dparena.methods import methods as reg
-    elif kind == "metrics":
-        from dparena.metrics import metrics as reg
-    else:
-        raise ConfigError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    return reg
+LIST_FORMATS = ("table", "json", "md")
 
 
 @app.command("list")
 def list_cmd(
-    kind: str = typer.Argument(..., help="datasets, methods or metrics"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    kind: str = typer.Argument(None, help="datasets, methods or metrics (default: all three)"),
+    fmt: str = typer.Option("table", "--format", help="table, json or md (docs/catalogue.md)."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ):
-    """List registered datasets, methods or metrics.
+    """List registered datasets, methods and metrics, as their classes describe themselves.
 
-    Example: dparena list methods --json
+    Examples: dparena list methods --json;  dparena list --format md > docs/catalogue.md
     """
-    reg = _registry(kind)
-    fields = ("modality", "description", "extra")
-    rows = [{"name": n, **reg.info(n, fields)} for n in reg.names()]
-    if as_json:
+    from dparena import listing
+
+    if fmt not in LIST_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(LIST_FORMATS)}, got {fmt!r}")
+    fmt = "json" if as_json else fmt
+    if kind is not None:
+        listing.registry(kind)  # an unknown kind is an error before anything is printed
+    kinds = listing.KINDS if kind is None else (kind,)
+    if fmt == "md":
+        typer.echo(listing.markdown(kinds), nl=False)
+        return
+    if fmt == "json":
+        rows = listing.rows(kind) if kind is not None else {k: listing.rows(k) for k in kinds}
         typer.echo(json.dumps(rows, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=kind)
-    for col in ("name", "modality", "description", "extra"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], r["modality"], r["description"],
-                      f"dparena[{r['extra']}]" if r["extra"] else "")
-    Console().print(table)
+    for k in kinds:
+        table = Table(title=k)
+        for col in ("name", "modality", "description", "extra"):
+            table.add_column(col)
+        for r in listing.rows(k):
+            table.add_row(r["name"], r["modality"], r["description"],
+                          f"dparena[{r['extra']}]" if r["extra"] else "")
+        Console().print(table)
 
 
 @app.command()

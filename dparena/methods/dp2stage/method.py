@@ -52,7 +52,25 @@ for _module in ("torch", "transformers", "opacus", "peft"):
 
 
 class DP2Stage(Method):
-    """DP-2Stage: non-private stage 1 on pseudo data, then DP-SGD stage 2 on the private rows."""
+    """DP-2Stage: non-private stage 1 on pseudo data, then DP-SGD stage 2 on the private rows.
+
+    Afonja et al., arXiv 2412.02467. Stage 1 fine-tunes the LM without privacy on public pseudo
+    data (``pseudo = "uniform"`` from the public schema, ``"ood"`` = German credit, or
+    ``"csv:PATH"``; its own ``stage1_epochs``, ``stage1_lr``, ``stage1_batch_size``; plain
+    cross-entropy, ``stage1_loss = "weighted"`` for the α loss) and is cached under
+    ``$DPARENA_HOME/cache/dp2stage/``. Stage 2 runs DP-SGD (Opacus, Poisson sampling at rate B/N,
+    σ calibrated to the PRV accountant by default or ``accountant = "rdp"``, jointly with the
+    prompt histogram) with the α-weighted key/value/other loss (α = 0.65). The learning rate
+    decays linearly per optimiser step in both stages (``lr_schedule``). Serializations
+    ``great``, ``text``, ``list``; a fixed column order (target, then the others sorted by name;
+    ``column_order = "schema"``) or ``shuffle``. ``model = "smollm2"`` (the default:
+    SmolLM2-135M asset + LoRA), ``"tiny"`` (random-init 2-layer GPT-2 with a BPE tokenizer trained
+    on public-schema text) or ``"gpt2"``. The prompt column (default the target) comes from a DP
+    histogram (``prompt_share`` of ε) or the public schema; rows are sampled at temperature 0.7
+    until ``n_samples`` parse (at most ``max_attempts`` × n attempts; the rows missing are
+    reported as ``shortfall``). Every parameter is a field of :class:`DP2StageConfig`; defaults
+    follow the authors' scripts (docs/protocols.md).
+    """
 
     modality = Modality.TABULAR
     description = "DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table"
