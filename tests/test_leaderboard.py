@@ -120,6 +120,18 @@ def test_gate_detects_regressions_with_tolerance_and_ci():
     assert compare(changed, base)[0].status == "skipped"
 
 
+def test_every_table_names_its_suite_n_seeds_and_samples():
+    runs = [dict(_run(label, eps, seed, {"m": 0.5}), suite="quick", n_samples=300,
+                 dataset_params={"n_private": 4000})
+            for label, eps, seeds in (("a", 1.0, (0, 1)), ("b", 1.0, (0,)), ("real", None, (0, 1)))
+            for seed in seeds]
+    table = build_tables(runs)[0]
+    assert table.about == ("suite quick · N = 4,000 private records (n_private) · seeds 0, 1 "
+                           "(b: 0) · 300 samples per run")
+    assert f"### {table.title}\n\n{table.about}\n" in to_markdown([table])
+    assert f"<p class='about'>{table.about}</p>" in to_html([table])
+
+
 def test_ties_share_a_rank_in_either_direction():
     for direction, values, ranks in (("maximize", [0.9, 0.5, 0.5, 0.1], [1, 2, 2, 4]),
                                      ("minimize", [0.9, 0.5, 0.5, 0.1], [4, 2, 2, 1])):
