@@ -21,46 +21,45 @@ app.add_typer(accountant_app, name="accountant")
 schema_app = typer.Typer(no_args_is_help=True, help="Public schema files of your own tables.")
 app.add_typer(schema_app, name="schema")
 
-KINDS = ("datasets", "methods", "metrics")
-
-
-def _registry(kind: str):
-    if kind == "datasets":
-        from dparena.datasets import datasets as reg
-    elif kind == "methods":
-        from dparena.methods import methods as reg
-    elif kind == "metrics":
-        from dparena.metrics import metrics as reg
-    else:
-        raise ConfigError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    return reg
+LIST_FORMATS = ("table", "json", "md")
 
 
 @app.command("list")
 def list_cmd(
-    kind: str = typer.Argument(..., help="datasets, methods or metrics"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    kind: str = typer.Argument(None, help="datasets, methods or metrics (default: all three)"),
+    fmt: str = typer.Option("table", "--format", help="table, json or md (docs/catalogue.md)."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ):
-    """List registered datasets, methods or metrics.
+    """List registered datasets, methods and metrics, as their classes describe themselves.
 
-    Example: dparena list methods --json
+    Examples: dparena list methods --json;  dparena list --format md > docs/catalogue.md
     """
-    reg = _registry(kind)
-    fields = ("modality", "description", "extra")
-    rows = [{"name": n, **reg.info(n, fields)} for n in reg.names()]
-    if as_json:
+    from dparena import listing
+
+    if fmt not in LIST_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(LIST_FORMATS)}, got {fmt!r}")
+    fmt = "json" if as_json else fmt
+    if kind is not None:
+        listing.registry(kind)  # an unknown kind is an error before anything is printed
+    kinds = listing.KINDS if kind is None else (kind,)
+    if fmt == "md":
+        typer.echo(listing.markdown(kinds), nl=False)
+        return
+    if fmt == "json":
+        rows = listing.rows(kind) if kind is not None else {k: listing.rows(k) for k in kinds}
         typer.echo(json.dumps(rows, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=kind)
-    for col in ("name", "modality", "description", "extra"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], r["modality"], r["description"],
-                      f"dparena[{r['extra']}]" if r["extra"] else "")
-    Console().print(table)
+    for k in kinds:
+        table = Table(title=k)
+        for col in ("name", "modality", "description", "extra"):
+            table.add_column(col)
+        for r in listing.rows(k):
+            table.add_row(r["name"], r["modality"], r["description"],
+                          f"dparena[{r['extra']}]" if r["extra"] else "")
+        Console().print(table)
 
 
 @app.command()
@@ -157,7 +156,7 @@ def run(
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
             elif rec.info.get("warning"):  # e.g. an LM that produced no valid row
                 console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
-            if rec.spec.private and rec.spent_epsilon is not None:
+            if rec.spec.is_dp and rec.spent_epsilon is not None:
                 console.print(f"[dim]ε spent {rec.spent_epsilon:.4g} of {rec.spec.epsilon:g} "
                               f"(δ {rec.spec.delta:.3g}, accountant {rec.accountant}): "
                               f"{rec.spec.name}[/]", highlight=False)
@@ -344,8 +343,7 @@ def score(
         return
     width = max(len(v.name) for v in values)
     for v in values:
-        arrow = "↑" if v.direction.value == "maximize" else "↓"
-        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {v.direction.arrow}")
 
 
 def _read_synthetic(path: Path, schema):

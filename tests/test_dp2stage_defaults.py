@@ -73,12 +73,12 @@ def _linear(lr, total):
 
 # ---------------------------------------------------------------------------- 1, 8: defaults
 def test_defaults_are_the_reference_scripts_values():
-    m = methods.create("dp2stage")
+    m = methods.create("dp2stage").config
     assert m.temperature == 0.7 and m.top_p == 1.0
     assert m.stage1_loss == "ce" and m.alpha == 0.65  # stage 1 plain CE, stage 2 weighted
     assert m.lr_schedule == "linear" and m.column_order == "sorted" and m.shuffle is False
-    assert type(m).version == "4"
-    assert methods.create("dp-standard").temperature == 0.7
+    assert type(methods.create("dp2stage")).version == "4"
+    assert methods.create("dp-standard").config.temperature == 0.7
 
 
 def test_bad_new_parameters_are_config_errors():
