@@ -166,8 +166,43 @@ def run(
     console.print(f"{summary.total} runs: {summary.ok} ok, {summary.invalid} invalid, "
                   f"{len(summary.failed)} failed, {summary.skipped} already done ({db})")
     _write_leaderboards(store, db.parent, quiet)
+    if spec.orderings:
+        _write_orderings(store, spec, db.parent, quiet)
     if strict and (summary.failed or summary.invalid):
         raise typer.Exit(1)
+
+
+def _write_orderings(store, suite, folder: Path, quiet: bool) -> None:
+    from dparena.leaderboard.orderings import judge, to_markdown
+
+    text = to_markdown(judge(store.runs(), suite.orderings),
+                       title=f"{suite.name}: orderings the suite checks")
+    _write_atomic(folder / "orderings.md", text)
+    if not quiet:
+        typer.echo(text)
+    typer.echo(f"wrote {folder / 'orderings.md'}")
+
+
+@app.command()
+def orderings(
+    suite: Path = typer.Argument(..., help="Suite TOML file with [[ordering]] tables."),
+    db: Path = typer.Option(None, help="Result database (default results/<suite>/runs.sqlite)."),
+):
+    """Judge the suite's [[ordering]] claims on stored runs; write orderings.md beside the db.
+
+    Example: dparena orderings benchmarks/suites/ordering-cpu.toml
+    """
+    from dparena.harness.store import Store
+    from dparena.harness.suite import load_suite
+
+    spec = load_suite(suite)
+    if not spec.orderings:
+        raise ConfigError(f"{suite} has no [[ordering]] tables; add some (see docs/protocols.md)")
+    db = db or Path("results") / spec.name / "runs.sqlite"
+    _check_db_path(db)
+    if not db.exists():
+        raise ConfigError(f"--db {db} does not exist; run the suite first: dparena run {suite}")
+    _write_orderings(Store(db, mode="r"), spec, db.parent, quiet=False)
 
 
 def _check_db_path(db: Path) -> None:

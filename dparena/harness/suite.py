@@ -21,8 +21,8 @@ import dparena
 from dparena.errors import ConfigError, DparenaError
 from dparena.types import Budget, resolve_delta
 
-_SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section", "timeout_s",
-               "memory_mb", "secure_noise"}
+_SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section", "ordering",
+               "timeout_s", "memory_mb", "secure_noise"}
 _SECTION_KEYS = {"name", "dataset", "dataset_params", "n_samples", "metrics", "metric_params",
                  "methods", "seeds", "epsilons", "delta", "audit", "timeout_s", "memory_mb",
                  "secure_noise"}
@@ -116,6 +116,7 @@ class Suite:
     path: Path | None
     specs: list[RunSpec]
     description: str = ""
+    orderings: list[Ordering] = field(default_factory=list)
 
     def filter(self, only: list[str]) -> list[RunSpec]:
         """Keep specs matching every ``KEY=VALUE`` (keys: dataset, method, label, section, eps, seed)."""
@@ -305,7 +306,69 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{where}: the same run is listed twice (same dataset, method, params)")
-    return Suite(name=name, path=path, specs=specs, description=description)
+    orderings = _orderings(raw.get("ordering", []), specs, where)
+    return Suite(name=name, path=path, specs=specs, description=description,
+                 orderings=orderings)
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A paper's claim that ``better`` beats ``worse`` on column ``metric`` at ``epsilon`` in
+    ``section``; judged on the stored runs by ``dparena.leaderboard.orderings``."""
+
+    section: str
+    metric: str
+    better: str
+    worse: str
+    epsilon: float
+    source: str = ""
+
+
+_ORDERING_KEYS = {"section", "metric", "better", "worse", "epsilon", "source"}
+
+
+def _orderings(value: Any, specs: list[RunSpec], where: str) -> list[Ordering]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where}: ordering must be [[ordering]] tables with section, metric, "
+                          f"better, worse and epsilon")
+    out = []
+    for i, entry in enumerate(value):
+        owhere = f"{where} ordering {i + 1}"
+        _no_unknown(entry, _ORDERING_KEYS, owhere)
+        missing = [k for k in ("section", "metric", "better", "worse", "epsilon")
+                   if k not in entry]
+        if missing:
+            raise ConfigError(f"{owhere}: missing {', '.join(missing)}")
+        section = _text(entry["section"], "section", owhere)
+        in_section = [s for s in specs if s.section == section]
+        if not in_section:
+            known = sorted({s.section for s in specs})
+            raise ConfigError(f"{owhere}: no section named {section!r}; sections: {known}")
+        metric = _text(entry["metric"], "metric", owhere)
+        if metric.split("/", 1)[0] not in in_section[0].metrics:
+            raise ConfigError(f"{owhere}: metric {metric!r} is not computed in section "
+                              f"{section!r} (its metrics: {list(in_section[0].metrics)})")
+        if not _is_number(entry["epsilon"]) or not math.isfinite(entry["epsilon"]):
+            raise ConfigError(f"{owhere}: epsilon must be a finite number, got "
+                              f"{entry['epsilon']!r}")
+        eps = float(entry["epsilon"])
+        labels = {s.label for s in in_section
+                  if s.epsilon is None or math.isclose(s.epsilon, eps)}
+        pair = []
+        for key in ("better", "worse"):
+            label = _text(entry[key], key, owhere)
+            if label not in labels:
+                raise ConfigError(f"{owhere}: {key} = {label!r} is not a label run at "
+                                  f"epsilon {eps:g} in section {section!r}; labels: "
+                                  f"{sorted(labels)}")
+            pair.append(label)
+        if pair[0] == pair[1]:
+            raise ConfigError(f"{owhere}: better and worse are both {pair[0]!r}")
+        source = entry.get("source", "")
+        if not isinstance(source, str):
+            raise ConfigError(f"{owhere}: source must be a string, got {source!r}")
+        out.append(Ordering(section, metric, pair[0], pair[1], eps, source))
+    return out
 
 
 def check_datasets(specs: list[RunSpec], store=None) -> None:
