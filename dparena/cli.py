@@ -190,15 +190,8 @@ def _tables(db: Path, all_metrics: bool = False):
     return build_tables(Store(db, mode="r").runs(), all_metrics=all_metrics)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary name and a rename, with the mode a plain open() would give."""
-    from dparena.harness.store import replace_atomically
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, lambda tmp: Path(tmp).write_text(text), prefix=f".{path.name}.")
-
-
 def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
+    from dparena.io import write_text_atomic
     from dparena.leaderboard.aggregate import build_tables
     from dparena.leaderboard.plots import plot_tables
     from dparena.leaderboard.render import to_html, to_markdown
@@ -211,8 +204,8 @@ def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
         typer.echo(f"warning: plots not written ({type(exc).__name__}: "
                    f"{str(exc).splitlines()[0] if str(exc) else ''})", err=True)
     links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
-    _write_atomic(folder / "leaderboard.md", to_markdown(tables, links))
-    _write_atomic(folder / "leaderboard.html",
+    write_text_atomic(folder / "leaderboard.md", to_markdown(tables, links))
+    write_text_atomic(folder / "leaderboard.html",
                   to_html(tables, plots=[(link, p.read_bytes()) for link, p in zip(links, pngs, strict=True)]))
     if not quiet:
         _print_tables(tables)
@@ -251,6 +244,7 @@ def leaderboard(
 
     Example: dparena leaderboard --db results/quick/runs.sqlite --format json --out baseline.json
     """
+    from dparena.io import write_text_atomic
     from dparena.leaderboard.render import FORMATS, render
 
     if fmt not in FORMATS:
@@ -259,7 +253,7 @@ def leaderboard(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        _write_atomic(out, text)
+        write_text_atomic(out, text)
         typer.echo(f"wrote {out}", err=True)
 
 

@@ -61,7 +61,7 @@ def test_all_sources_failing_says_what_was_tried_and_where_to_put_the_file(tmp_p
     assert "missing.csv" in msg and "dparena-no-such-package-xyz==0.0.1" in msg
     assert str(store.location("table")) in msg and SHA in msg
     assert "\n" not in msg
-    assert not list((tmp_path / "home" / "assets" / "table").glob(".part-*"))  # nothing half-written
+    assert not list((tmp_path / "home" / "assets" / "table").iterdir())  # nothing half-written
 
 
 def test_unknown_asset_name():

@@ -12,7 +12,6 @@ import math
 import os
 import socket
 import sqlite3
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ import numpy as np
 
 from dparena.errors import ConfigError
 from dparena.harness.suite import RunSpec
+from dparena.io import TMP_PREFIX, write_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -488,26 +488,12 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
-def umask() -> int:
-    """This process's umask (read without changing it where Linux tells it)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
     """Write synthetic data atomically: tables to Parquet, arrays to .npz, texts to JSON lines."""
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".tmp-*"):  # left by a worker killed mid-write
+    for stale in folder.glob(f"{TMP_PREFIX}*"):  # left by a worker killed mid-write
         stale.unlink(missing_ok=True)
     if isinstance(synthetic_data, pd.DataFrame):
         final = folder / "synthetic.parquet"
@@ -528,20 +514,4 @@ def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
             with open(p, "w") as fh:
                 for text, label in zip(items, lab, strict=True):
                     fh.write(json.dumps({"text": text, "label": label}, default=_default) + "\n")
-    replace_atomically(final, writer)
-    return final
-
-
-def replace_atomically(final: Path, writer, prefix: str = ".tmp-") -> None:
-    """``writer(tmp_path)`` fills a temporary file beside ``final``, which then replaces ``final``
-    in one rename, with the mode a plain open() would give (mkstemp's is 0600); a failed write
-    leaves ``final`` as it was and no temporary file behind."""
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=final.suffix)
-    os.fchmod(fd, 0o666 & ~umask())
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return write_atomic(final, writer)
