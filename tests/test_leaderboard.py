@@ -348,10 +348,10 @@ def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
     and plots that fail must not cost the Markdown and HTML."""
     import sqlite3
 
-    from dparena import cli
+    from dparena.leaderboard.publish import write_leaderboards
 
     store = _nonfinite_store(tmp_path, [math.inf, 0.8])
-    cli._write_leaderboards(store, tmp_path, quiet=True)
+    write_leaderboards(store, tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "inf" in md and (tmp_path / "leaderboard.html").exists()
     # a database written by an older version holds inf as a REAL
@@ -360,7 +360,7 @@ def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
         con.execute("UPDATE metric_values SET value = 9e999, nonfinite = '' WHERE value IS NULL")
     con.close()
     (tmp_path / "leaderboard.md").unlink()
-    cli._write_leaderboards(store, tmp_path, quiet=True)
+    write_leaderboards(store, tmp_path)
     assert "inf" in (tmp_path / "leaderboard.md").read_text()
 
     def broken(*args, **kwargs):
@@ -371,7 +371,7 @@ def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
     monkeypatch.setattr(dparena.leaderboard.plots, "plot_tables", broken)
     for name in ("leaderboard.md", "leaderboard.html"):
         (tmp_path / name).unlink()
-    cli._write_leaderboards(store, tmp_path, quiet=True)
+    write_leaderboards(store, tmp_path)
     assert (tmp_path / "leaderboard.md").exists() and (tmp_path / "leaderboard.html").exists()
 
 
