@@ -257,4 +257,4 @@ def test_info_is_stored_as_valid_json(tmp_path):
     con = sqlite3.connect(store.path)
     assert con.execute("SELECT json_extract(info, '$.sigma') FROM runs").fetchone() == ("nan",)
     con.close()
-    assert store.runs()[0]["info"] == {"sigma": "nan"}
+    assert store.runs()[0].info == {"sigma": "nan"}
