@@ -218,13 +218,3 @@ def _import_classes(specs: list[RunSpec]) -> None:
         methods.get(name)
     for name in {m for s in specs for m in s.metrics}:
         metrics.get(name)
-
-
-def _import_classes(specs: list[RunSpec]) -> None:
-    from dparena.methods import methods
-    from dparena.metrics import metrics
-
-    for name in {s.method for s in specs}:
-        methods.get(name)
-    for name in {m for s in specs for m in s.metrics}:
-        metrics.get(name)
