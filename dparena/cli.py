@@ -17,47 +17,48 @@ app = typer.Typer(
 )
 accountant_app = typer.Typer(no_args_is_help=True, help="Privacy accountant calculators.")
 app.add_typer(accountant_app, name="accountant")
+schema_app = typer.Typer(no_args_is_help=True, help="Public schema files of your own tables.")
+app.add_typer(schema_app, name="schema")
 
-KINDS = ("datasets", "methods", "metrics")
-
-
-def _registry(kind: str):
-    if kind == "datasets":
-        from dparena.datasets import datasets as reg
-    elif kind == "methods":
-        from dparena.methods import methods as reg
-    elif kind == "metrics":
-        from dparena.metrics import metrics as reg
-    else:
-        raise ConfigError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    return reg
+LIST_FORMATS = ("table", "json", "md")
 
 
 @app.command("list")
 def list_cmd(
-    kind: str = typer.Argument(..., help="datasets, methods or metrics"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    kind: str = typer.Argument(None, help="datasets, methods or metrics (default: all three)"),
+    fmt: str = typer.Option("table", "--format", help="table, json or md (docs/catalogue.md)."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ):
-    """List registered datasets, methods or metrics.
+    """List registered datasets, methods and metrics, as their classes describe themselves.
 
-    Example: dparena list methods --json
+    Examples: dparena list methods --json;  dparena list --format md > docs/catalogue.md
     """
-    reg = _registry(kind)
-    fields = ("modality", "description", "extra")
-    rows = [{"name": n, **reg.info(n, fields)} for n in reg.names()]
-    if as_json:
+    from dparena import listing
+
+    if fmt not in LIST_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(LIST_FORMATS)}, got {fmt!r}")
+    fmt = "json" if as_json else fmt
+    if kind is not None:
+        listing.registry(kind)  # an unknown kind is an error before anything is printed
+    kinds = listing.KINDS if kind is None else (kind,)
+    if fmt == "md":
+        typer.echo(listing.markdown(kinds), nl=False)
+        return
+    if fmt == "json":
+        rows = listing.rows(kind) if kind is not None else {k: listing.rows(k) for k in kinds}
         typer.echo(json.dumps(rows, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=kind)
-    for col in ("name", "modality", "description", "extra"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], r["modality"], r["description"],
-                      f"dparena[{r['extra']}]" if r["extra"] else "")
-    Console().print(table)
+    for k in kinds:
+        table = Table(title=k)
+        for col in ("name", "modality", "description", "extra"):
+            table.add_column(col)
+        for r in listing.rows(k):
+            table.add_row(r["name"], r["modality"], r["description"],
+                          f"dparena[{r['extra']}]" if r["extra"] else "")
+        Console().print(table)
 
 
 @app.command()
@@ -121,7 +122,7 @@ def run(
     from dparena.harness.executors import LocalExecutor, RayExecutor
     from dparena.harness.runner import Runner
     from dparena.harness.store import Store
-    from dparena.harness.suite import load_suite
+    from dparena.harness.suite import check_datasets, load_suite
     from dparena.leaderboard.publish import print_tables, write_leaderboards
 
     if jobs < 1:
@@ -136,6 +137,7 @@ def run(
         raise ConfigError("no run matches the --only filters")
     db = db or Path("results") / spec.name / "runs.sqlite"
     _check_db_path(db)
+    check_datasets(specs)  # the user's own data files, before anything is written
     store = Store(db)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -155,7 +157,7 @@ def run(
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
             elif rec.info.get("warning"):  # e.g. an LM that produced no valid row
                 console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
-            if rec.spec.private and rec.spent_epsilon is not None:
+            if rec.spec.is_dp and rec.spent_epsilon is not None:
                 console.print(f"[dim]ε spent {rec.spent_epsilon:.4g} of {rec.spec.epsilon:g} "
                               f"(δ {rec.spec.delta:.3g}, accountant {rec.accountant}): "
                               f"{rec.spec.name}[/]", highlight=False)
@@ -277,7 +279,7 @@ def score(
     if len(data) == 0:
         raise ConfigError(f"{synthetic}: the file has no rows")
     bundle = ds.load(AssetStore())
-    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=type(ds).version)
+    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=ds.version)
     # privacy-risk metrics (needs_private) compare against the private split
     scores = score_synthetic(Synthetic(data, labels=labels), bundle, names, ctx,
                              raise_errors=True)
@@ -290,8 +292,7 @@ def score(
         return
     width = max(len(v.name) for v in values)
     for v in values:
-        arrow = "↑" if v.direction.value == "maximize" else "↓"
-        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {v.direction.arrow}")
 
 
 def _read_synthetic(path: Path, schema):
@@ -436,6 +437,43 @@ def _key_values(items: list[str] | None, option: str) -> dict:
         except json.JSONDecodeError:
             out[k] = v
     return out
+
+
+@schema_app.command("draft")
+def schema_draft(
+    file: Path = typer.Argument(..., help="A PUBLIC table (.csv or .parquet) to draft from."),
+    target: str = typer.Option(None, help="The target column (what ML-efficacy predicts)."),
+    out: Path = typer.Option(None, help="Write the draft here (default: standard output)."),
+    fmt: str = typer.Option(None, "--format", help="csv or parquet (default: from the extension)."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+):
+    """Draft a schema file (TOML) for `dataset = "csv"` from a table you declare public.
+
+    Bounds, categories and the size are READ FROM FILE: if it holds private records, they are not
+    private. Review the draft (its comments say what to check) before using it.
+
+    Example: dparena schema draft public_sample.csv --target income --out schema.toml
+    """
+    from dparena.datasets.files import require_file
+    from dparena.datasets.table_files import draft_schema, read_table_file
+    from dparena.io import write_text_atomic
+
+    require_file(file, "table", "schema draft")
+    if out is not None:
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; give a file path such as "
+                              f"{out / 'schema.toml'}")
+        if out.exists() and not force:
+            raise ConfigError(f"--out {out} exists; choose another path or pass --force")
+    text = draft_schema(read_table_file(file, fmt, "schema draft"), str(file), target)
+    typer.echo(f"warning: the draft's bounds, categories and size are read from {file}, which you "
+               f"declared public; if it holds private records they are not private: replace them "
+               f"with documented values before use", err=True)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        write_text_atomic(out, text)
+        typer.echo(f"wrote {out}: review every line before using it", err=True)
 
 
 @accountant_app.command("pe")

