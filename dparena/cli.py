@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import sys
@@ -120,9 +119,11 @@ def run(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dparena.harness.runner import RayRunner, Runner
+    from dparena.harness.executors import LocalExecutor, RayExecutor
+    from dparena.harness.runner import Runner
     from dparena.harness.store import Store
     from dparena.harness.suite import check_datasets, load_suite
+    from dparena.leaderboard.publish import print_tables, write_leaderboards, write_orderings
 
     if jobs < 1:
         raise ConfigError("--jobs must be >= 1")
@@ -141,8 +142,8 @@ def run(
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as progress:
-        runner = (RayRunner(store, address=address, timeout=timeout) if executor == "ray"
-                  else Runner(store, jobs=jobs, timeout=timeout))
+        backend = RayExecutor(address) if executor == "ray" else LocalExecutor(jobs)
+        runner = Runner(store, timeout=timeout, executor=backend)
         todo = runner.pending(specs, retry_failed)
         bar = progress.add_task(f"{spec.name}: {len(specs) - len(todo)} done before", total=len(todo))
 
@@ -165,22 +166,15 @@ def run(
         summary = runner.run(specs, retry_failed)
     console.print(f"{summary.total} runs: {summary.ok} ok, {summary.invalid} invalid, "
                   f"{len(summary.failed)} failed, {summary.skipped} already done ({db})")
-    _write_leaderboards(store, db.parent, quiet)
+    tables = write_leaderboards(store, db.parent)
+    if not quiet:
+        print_tables(tables)
+    typer.echo(f"wrote {db.parent / 'leaderboard.md'} and {db.parent / 'leaderboard.html'}",
+               err=True)
     if spec.orderings:
-        _write_orderings(store, spec, db.parent, quiet)
+        write_orderings(store, spec, db.parent, quiet)
     if strict and (summary.failed or summary.invalid):
         raise typer.Exit(1)
-
-
-def _write_orderings(store, suite, folder: Path, quiet: bool) -> None:
-    from dparena.leaderboard.orderings import judge, to_markdown
-
-    text = to_markdown(judge(store.runs(), suite.orderings),
-                       title=f"{suite.name}: orderings the suite checks")
-    _write_atomic(folder / "orderings.md", text)
-    if not quiet:
-        typer.echo(text)
-    typer.echo(f"wrote {folder / 'orderings.md'}")
 
 
 @app.command()
@@ -194,6 +188,7 @@ def orderings(
     """
     from dparena.harness.store import Store
     from dparena.harness.suite import load_suite
+    from dparena.leaderboard.publish import write_orderings
 
     spec = load_suite(suite)
     if not spec.orderings:
@@ -202,7 +197,7 @@ def orderings(
     _check_db_path(db)
     if not db.exists():
         raise ConfigError(f"--db {db} does not exist; run the suite first: dparena run {suite}")
-    _write_orderings(Store(db, mode="r"), spec, db.parent, quiet=False)
+    write_orderings(Store(db, mode="r"), spec, db.parent, quiet=False)
 
 
 def _check_db_path(db: Path) -> None:
@@ -220,63 +215,6 @@ def _check_db_path(db: Path) -> None:
                               f"or a runs.sqlite written by dparena run")
 
 
-def _tables(db: Path, all_metrics: bool = False):
-    from dparena.harness.store import Store
-    from dparena.leaderboard.aggregate import build_tables
-
-    return build_tables(Store(db, mode="r").runs(), all_metrics=all_metrics)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary name and a rename, with the mode a plain open() would give."""
-    from dparena.harness.store import replace_atomically
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    replace_atomically(path, lambda tmp: Path(tmp).write_text(text), prefix=f".{path.name}.")
-
-
-def _write_leaderboards(store, folder: Path, quiet: bool) -> None:
-    from dparena.leaderboard.aggregate import build_tables
-    from dparena.leaderboard.plots import plot_tables
-    from dparena.leaderboard.render import to_html, to_markdown
-
-    tables = build_tables(store.runs())
-    try:  # nothing in the results may cost the tables: plots are optional
-        pngs = plot_tables(tables, folder / "plots")
-    except Exception as exc:  # noqa: BLE001
-        pngs = []
-        typer.echo(f"warning: plots not written ({type(exc).__name__}: "
-                   f"{str(exc).splitlines()[0] if str(exc) else ''})", err=True)
-    links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
-    _write_atomic(folder / "leaderboard.md", to_markdown(tables, links))
-    _write_atomic(folder / "leaderboard.html",
-                  to_html(tables, plots=[(link, p.read_bytes()) for link, p in zip(links, pngs, strict=True)]))
-    if not quiet:
-        _print_tables(tables)
-    typer.echo(f"wrote {folder / 'leaderboard.md'} and {folder / 'leaderboard.html'}", err=True)
-
-
-def _print_tables(tables) -> None:
-    from rich.console import Console
-    from rich.table import Table as RichTable
-
-    from dparena.leaderboard.render import LEGEND, cell_text, header
-
-    console = Console(width=max(160, Console().width))
-    for t in tables:
-        rt = RichTable(title=t.title, title_justify="left")
-        rt.add_column("method")
-        for c in t.columns:
-            rt.add_column(header(c), justify="right")
-        for row in t.rows:
-            style = "italic dim" if row.kind == "reference" else (
-                "red" if row.status != "ok" else None)
-            rt.add_row(row.display_label, *[cell_text(row.cells.get(c.name)) for c in t.columns],
-                       style=style)
-        console.print(rt)
-    console.print(LEGEND, style="dim")
-
-
 @app.command()
 def leaderboard(
     db: Path = typer.Option(Path("results/quick/runs.sqlite"), help="Result database."),
@@ -288,15 +226,17 @@ def leaderboard(
 
     Example: dparena leaderboard --db results/quick/runs.sqlite --format json --out baseline.json
     """
+    from dparena.io import write_text_atomic
+    from dparena.leaderboard.publish import load_tables
     from dparena.leaderboard.render import FORMATS, render
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")
-    text = render(_tables(db, all_metrics), fmt)
+    text = render(load_tables(db, all_metrics), fmt)
     if out is None:
         typer.echo(text, nl=False)
     else:
-        _write_atomic(out, text)
+        write_text_atomic(out, text)
         typer.echo(f"wrote {out}", err=True)
 
 
@@ -344,16 +284,16 @@ def score(
     """
     from dparena.assets import AssetStore
     from dparena.datasets import datasets
+    from dparena.harness.stages import score_synthetic
     from dparena.metrics import metrics as registry
-    from dparena.metrics.base import EvalData, MetricContext
+    from dparena.metrics.base import MetricContext
     from dparena.types import Synthetic
 
     ds = datasets.create(dataset, **_key_values(dataset_param, "--dataset-param"))
     if seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {seed}")
     names = metric or [n for n in registry.names() if registry.create(n).supports(ds.modality)]
-    chosen = [registry.create(n) for n in names]
-    for m in chosen:
+    for m in [registry.create(n) for n in names]:  # every name checked before data are read
         if not m.supports(ds.modality):
             raise ConfigError(f"metric {m.name!r} does not apply to {ds.modality.value} data")
     if not synthetic.exists():
@@ -364,12 +304,11 @@ def score(
     if len(data) == 0:
         raise ConfigError(f"{synthetic}: the file has no rows")
     bundle = ds.load(AssetStore())
-    real = EvalData(bundle.eval, bundle.schema, bundle.eval_labels)
     ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=ds.version)
-    values = []
-    for m in chosen:  # privacy-risk metrics (needs_private) compare against the private split
-        seen = dataclasses.replace(real, private=bundle.private) if m.needs_private else real
-        values += m.compute(Synthetic(data, labels=labels), seen, ctx)
+    # privacy-risk metrics (needs_private) compare against the private split
+    scores = score_synthetic(Synthetic(data, labels=labels), bundle, names, ctx,
+                             raise_errors=True)
+    values = [v for score in scores for v in score.values]
     if not values:  # e.g. validity / perplexity, which score a method's own LM
         raise ConfigError(f"{', '.join(names)} gave no value for a file: they score the "
                           f"generating method's own model; choose other --metric values")
@@ -542,6 +481,7 @@ def schema_draft(
     """
     from dparena.datasets.files import require_file
     from dparena.datasets.table_files import draft_schema, read_table_file
+    from dparena.io import write_text_atomic
 
     require_file(file, "table", "schema draft")
     if out is not None:
@@ -557,7 +497,7 @@ def schema_draft(
     if out is None:
         typer.echo(text, nl=False)
     else:
-        _write_atomic(out, text)
+        write_text_atomic(out, text)
         typer.echo(f"wrote {out}: review every line before using it", err=True)
 
 

@@ -58,7 +58,7 @@ def _check(baseline, db, suite, tolerance: float, allow_missing: bool,
         # failed runs stay failed in the store (a resume skips them): judge the store, not this
         # invocation's summary, so a retry fails like the first attempt
         failed = store.finished_keys(("failed",))
-        errors = {r["key"]: r["error"] for r in store.runs() if r["key"] in failed}
+        errors = {r.key: r.error for r in store.runs() if r.key in failed}
         failed_runs = [f"{s.name}: {(errors.get(s.key) or '').partition(chr(10))[0]}"
                        for s in loaded.specs if s.key in failed]
     if db is None:

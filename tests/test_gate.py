@@ -5,12 +5,13 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dparena.errors import ConfigError
-from dparena.harness.store import RunRecord, Store
+from dparena.harness.store import RunRecord, Store, StoredRun, StoredValue
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import baseline_entries, build_tables, current_entries
 from dparena.leaderboard.gate import compare, failures, format_comparisons, load_baseline
@@ -21,18 +22,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _run(label, eps, seed, values, status="ok", method=None, error="", metric_errors=None,
          reproducible=None):
-    run = {
-        "key": f"{label}-{eps}-{seed}", "dataset": "toy", "dataset_params": {},
-        "dataset_version": "1", "method": method or label, "label": label, "epsilon": eps,
-        "delta": 1e-5, "seed": seed, "status": status, "error": error,
-        "spent_epsilon": math.inf if eps is None else eps, "metric_errors": metric_errors or {},
-        "spec": json.dumps({"metrics": ["m"]}), "created_at": "2026-01-01T00:00:00+00:00",
-        "metrics": {name: {"value": v, "direction": "maximize", "metric": "m", "version": "1",
-                           "headline": 1} for name, v in values.items()},
-    }
-    if reproducible is not None:
-        run["reproducible"] = int(reproducible)
-    return run
+    return StoredRun(
+        key=f"{label}-{eps}-{seed}", dataset="toy", dataset_version="1", method=method or label,
+        label=label, epsilon=eps, delta=1e-5, seed=seed, status=status, error=error,
+        spent_epsilon=math.inf if eps is None else eps, metric_errors=metric_errors or {},
+        spec={"metrics": ["m"]}, created_at="2026-01-01T00:00:00+00:00",
+        metrics={name: StoredValue("m", name, v) for name, v in values.items()},
+        reproducible=reproducible)
 
 
 def _entries(runs):
@@ -55,7 +51,7 @@ def _by_label(comps):
 
 def test_a_method_failing_on_every_seed_fails_the_gate_and_says_why():
     base = _entries(BASE)
-    now = [r for r in BASE if r["label"] == "a"] + [
+    now = [r for r in BASE if r.label == "a"] + [
         _run("b", 1.0, s, {}, status="failed",
              error="RuntimeError: deliberate failure\nTraceback (most recent call last): ...")
         for s in range(2)]
@@ -87,7 +83,7 @@ def test_absent_results_fail_the_gate():
     assert comps["a"].status == "missing" and comps["a"].reason.startswith("failed: ValueError: bad")
     assert comps["b"].status == "missing" and comps["b"].reason.startswith("n/a")
     # the row is there but no longer computes the metric
-    other = [dict(r, metrics={"other": dict(r["metrics"]["m"])}) for r in BASE]
+    other = [replace(r, metrics={"other": replace(r.metrics["m"], name="other")}) for r in BASE]
     comps = compare(_now(other), base)
     assert {c.status for c in comps} == {"missing"}
     assert all("do not compute this metric" in c.reason for c in comps)
@@ -108,8 +104,8 @@ def test_runs_lost_since_the_baseline_fail_the_gate():
 
 def test_privacy_failures_fail_even_when_missing_results_are_allowed():
     base = _entries(BASE)
-    now = [dict(r, status="invalid", error="spent (ε=2, δ=1e-05) exceeds the budget") if
-           r["label"] == "b" else r for r in BASE]
+    now = [replace(r, status="invalid", error="spent (ε=2, δ=1e-05) exceeds the budget") if
+           r.label == "b" else r for r in BASE]
     comps = compare(_now(now), base, allow_missing=True)
     b = _by_label(comps)["b"]
     assert b.status == "regressed" and b.reason.startswith("invalid: spent (ε=2")
@@ -293,10 +289,9 @@ def test_runs_record_whether_they_reproduce(tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     for spec in parse_suite(raw).specs + parse_suite(raw, secure_noise=True).specs:
         _record(store, spec)
-    got = {(r["method"], json.loads(r["spec"])["secure_noise"]): r["reproducible"]
-           for r in store.runs()}
-    assert got == {("independent-marginals", False): 1, ("mst", False): 0,
-                   ("independent-marginals", True): 0, ("mst", True): 0}
+    got = {(r.method, r.secure_noise): r.reproducible for r in store.runs()}
+    assert got == {("independent-marginals", False): True, ("mst", False): False,
+                   ("independent-marginals", True): False, ("mst", True): False}
 
 
 MST_SECTION = {  # the quick suite's adult-opendp section, shrunk: 4 Adult columns, 200 samples
@@ -335,9 +330,9 @@ def test_two_fresh_runs_of_an_unseeded_section_pass_each_others_baseline(tmp_pat
                               "--quiet"], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=600)
         assert out.returncode == 0, out.stderr
-        assert all(r["status"] == "ok" for r in Store(db, mode="r").runs())
-    values = [{(r["label"], n): m["value"] for r in Store(db).runs()
-               for n, m in r["metrics"].items()} for db in dbs]
+        assert all(r.status == "ok" for r in Store(db, mode="r").runs())
+    values = [{(r.label, n): m.value for r in Store(db).runs()
+               for n, m in r.metrics.items()} for db in dbs]
     assert values[0] != values[1]  # MST's noise takes no seed
     assert all(values[0][k] == values[1][k] for k in values[0] if k[0] == "independent-marginals")
     for mine, other in ((0, 1), (1, 0)):

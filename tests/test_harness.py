@@ -123,26 +123,26 @@ def test_end_to_end_tiny_suite_and_resume(suite_file, tmp_path):
     store = Store(tmp_path / "runs.sqlite")
     summary = Runner(store).run(suite.specs)
     assert summary.total == 10 and summary.skipped == 0
-    runs = {(r["method"], r["epsilon"], r["seed"]): r for r in store.runs()}
+    runs = {(r.method, r.epsilon, r.seed): r for r in store.runs()}
     assert len(runs) == 10
 
     ok = runs[("independent-marginals", 1.0, 0)]
-    assert ok["status"] == "ok" and ok["spent_epsilon"] <= 1.0 + 1e-9
-    assert ok["ledger"][0]["mechanism"] == "gaussian"
-    assert pd.read_parquet(ok["artifact"]).shape == (1000, 15)
-    assert 0.5 < ok["metrics"]["histogram-intersection"]["value"] <= 1
-    assert ok["peak_rss_mb"] > 10 and ok["timings"]["generate_s"] > 0
-    assert ok["versions"]["dparena"]
-    assert ok["info"]["sigma"] > 0  # the method's Synthetic.info is kept with the run
+    assert ok.status == "ok" and ok.spent_epsilon <= 1.0 + 1e-9
+    assert ok.ledger[0]["mechanism"] == "gaussian"
+    assert pd.read_parquet(ok.artifact).shape == (1000, 15)
+    assert 0.5 < ok.metrics["histogram-intersection"].value <= 1
+    assert ok.peak_rss_mb > 10 and ok.timings["generate_s"] > 0
+    assert ok.versions["dparena"]
+    assert ok.info["sigma"] > 0  # the method's Synthetic.info is kept with the run
 
     over = runs[("test-overspend", 1.0, 0)]
-    assert over["status"] == "invalid" and "exceeds the budget" in over["error"]
-    assert over["spent_epsilon"] == pytest.approx(2.0, abs=1e-6)
-    assert runs[("test-raise", 1.0, 0)]["status"] == "failed"
-    assert "deliberate failure" in runs[("test-raise", 1.0, 0)]["error"]
-    assert "worker died" in runs[("test-crash", 10.0, 0)]["error"]
-    assert math.isinf(runs[("real", None, 0)]["spent_epsilon"])
-    assert runs[("uniform", None, 0)]["spent_epsilon"] == 0.0
+    assert over.status == "invalid" and "exceeds the budget" in over.error
+    assert over.spent_epsilon == pytest.approx(2.0, abs=1e-6)
+    assert runs[("test-raise", 1.0, 0)].status == "failed"
+    assert "deliberate failure" in runs[("test-raise", 1.0, 0)].error
+    assert "worker died" in runs[("test-crash", 10.0, 0)].error
+    assert math.isinf(runs[("real", None, 0)].spent_epsilon)
+    assert runs[("uniform", None, 0)].spent_epsilon == 0.0
 
     # the leaderboard ranks only valid DP rows and shows the anchors
     table = next(t for t in build_tables(store.runs()) if t.epsilon == 1.0)
@@ -199,7 +199,7 @@ def test_parallel_jobs_give_the_same_records(suite_file, tmp_path):
     Runner(b, jobs=2).run(specs)
 
     def values(store):
-        return {(r["key"], n): v["value"] for r in store.runs() for n, v in r["metrics"].items()}
+        return {(r.key, n): v.value for r in store.runs() for n, v in r.metrics.items()}
 
     assert values(a) == values(b)
 
@@ -208,7 +208,7 @@ def test_ledger_json_has_no_private_values(suite_file, tmp_path):
     specs = [s for s in load_suite(suite_file).specs if s.method == "independent-marginals"][:1]
     store = Store(tmp_path / "r.sqlite")
     Runner(store).run(specs)
-    ledger = store.runs()[0]["ledger"]
+    ledger = store.runs()[0].ledger
     assert json.dumps(ledger)  # serialisable
     assert set(ledger[0]["params"]) == {"sigma", "sensitivity", "histograms", "bins"}
 
@@ -227,7 +227,7 @@ def test_store_adds_the_info_column_to_an_older_database(tmp_path):
     con.close()
     store = Store(path)
     [run] = store.runs()
-    assert run["info"] == {} and run["key"] == "k"
+    assert run.info == {} and run.key == "k"
     big = json_safe_info({"sigma": 1.5, "history": list(range(10_000)), 3: "x"})
     assert big["sigma"] == 1.5 and big["3"] == "x" and big["history"].startswith("<")
 
@@ -249,7 +249,7 @@ def test_store_keeps_the_accountant_and_adds_its_column_to_an_older_database(tmp
     con.close()
     store = Store(path)
     [run] = store.runs()
-    assert run["accountant"] == "" and run["info"] == {}
+    assert run.accountant == "" and run.info == {}
 
     raw = {"name": "acc", "seeds": [0], "epsilons": [1.0], "delta": 1e-5,
            "section": [{"dataset": "adult", "metrics": [],
@@ -258,6 +258,6 @@ def test_store_keeps_the_accountant_and_adds_its_column_to_an_older_database(tmp
     store.record(RunRecord(spec, "ok", spent_epsilon=0.0, accountant="GDP (exact)",
                            ledger=[{"mechanism": "gaussian", "accountant": "GDP (exact)"}],
                            created_at="later"))
-    new = next(r for r in store.runs() if r["key"] == spec.key)
-    assert new["accountant"] == "GDP (exact)" and new["ledger"][0]["accountant"] == "GDP (exact)"
+    new = next(r for r in store.runs() if r.key == spec.key)
+    assert new.accountant == "GDP (exact)" and new.ledger[0]["accountant"] == "GDP (exact)"
     assert build_tables([new])[0].rows[0].accountant == "GDP (exact)"

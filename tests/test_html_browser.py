@@ -1,10 +1,10 @@
 """The HTML leaderboard in a real headless Chromium: table, sorting, ε selector, escaping."""
 
-import json
 import shutil
 
 import pytest
 
+from dparena.harness.store import StoredRun, StoredValue
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.render import to_html
 
@@ -19,15 +19,12 @@ EVIL = "<script>window.__pwned = 1</script>"
 
 
 def _run(label, eps, seed, value, status="ok"):
-    return {
-        "key": f"{label}-{eps}-{seed}", "dataset": "toy", "dataset_params": {},
-        "dataset_version": "1", "method": label, "label": label, "epsilon": eps, "delta": 1e-5,
-        "seed": seed, "status": status, "error": "over budget" if status == "invalid" else "",
-        "spent_epsilon": eps if eps is not None else float("inf"), "metric_errors": {},
-        "audit": None, "spec": json.dumps({"metrics": ["m"]}),
-        "metrics": {"m": {"value": value, "direction": "maximize", "metric": "m", "version": "1",
-                          "headline": 1}},
-    }
+    return StoredRun(
+        key=f"{label}-{eps}-{seed}", dataset="toy", dataset_version="1", method=label,
+        label=label, epsilon=eps, delta=1e-5, seed=seed, status=status,
+        error="over budget" if status == "invalid" else "",
+        spent_epsilon=eps if eps is not None else float("inf"), spec={"metrics": ["m"]},
+        metrics={"m": StoredValue("m", "m", value)})
 
 
 @pytest.fixture(scope="module")

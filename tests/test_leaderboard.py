@@ -2,26 +2,26 @@ import csv
 import io
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from dparena.harness.store import StoredRun, StoredValue
 from dparena.leaderboard.aggregate import Stat, baseline_entries, build_tables, current_entries
 from dparena.leaderboard.gate import compare
 from dparena.leaderboard.render import latex_escape, render, to_html, to_markdown
 
 
-def _run(label, eps, seed, values, status="ok", method=None, direction="maximize", error=""):
-    spec = {"metrics": ["m"]}
-    return {
-        "key": f"{label}-{eps}-{seed}", "dataset": "toy", "dataset_params": {},
-        "dataset_version": "1", "method": method or label, "label": label, "epsilon": eps,
-        "delta": 1e-5, "seed": seed, "status": status, "error": error,
-        "spent_epsilon": math.inf if eps is None else eps, "metric_errors": {},
-        "spec": json.dumps(spec), "created_at": "2026-01-01T00:00:00+00:00",
-        "metrics": {name: {"value": v, "direction": direction, "metric": "m", "version": "1",
-                           "headline": 1} for name, v in values.items()},
-    }
+def _run(label, eps, seed, values, status="ok", method=None, direction="maximize", error="",
+         **fields):
+    fields = {"spec": {"metrics": ["m"]}, **fields}
+    return StoredRun(
+        key=f"{label}-{eps}-{seed}", dataset="toy", dataset_version="1", method=method or label,
+        label=label, epsilon=eps, delta=1e-5, seed=seed, status=status, error=error,
+        spent_epsilon=math.inf if eps is None else eps, created_at="2026-01-01T00:00:00+00:00",
+        metrics={name: StoredValue("m", name, v, direction) for name, v in values.items()},
+        **fields)
 
 
 def test_stat_bootstrap_ci_brackets_the_mean():
@@ -61,8 +61,7 @@ def test_tables_rank_by_direction_and_keep_references_unranked():
 def test_empty_cells_say_why():
     failed = _run("f", 1.0, 0, {}, status="failed", error="boom")
     na = _run("n", 1.0, 0, {})
-    merr = _run("e", 1.0, 0, {})
-    merr["metric_errors"] = {"m": "ValueError: bad"}
+    merr = _run("e", 1.0, 0, {}, metric_errors={"m": "ValueError: bad"})
     ok = _run("ok", 1.0, 0, {"m": 0.5})
     rows = {r.label: r for r in build_tables([failed, na, merr, ok])[0].rows}
     assert rows["f"].cells["m"].empty == "failed" and "boom" in rows["f"].note
@@ -121,8 +120,8 @@ def test_gate_detects_regressions_with_tolerance_and_ci():
 
 
 def test_every_table_names_its_suite_n_seeds_and_samples():
-    runs = [dict(_run(label, eps, seed, {"m": 0.5}), suite="quick", n_samples=300,
-                 dataset_params={"n_private": 4000})
+    runs = [replace(_run(label, eps, seed, {"m": 0.5}), suite="quick", n_samples=300,
+                    dataset_params={"n_private": 4000})
             for label, eps, seeds in (("a", 1.0, (0, 1)), ("b", 1.0, (0,)), ("real", None, (0, 1)))
             for seed in seeds]
     table = build_tables(runs)[0]
@@ -159,8 +158,8 @@ def test_superseded_runs_are_left_out_of_the_tables():
     """A changed config records new runs beside the old ones: only the newest of each
     (dataset, label, ε, seed) may count, or old and new results would be averaged."""
     old = [_run("a", 1.0, s, {"m": 0.1}) for s in range(2)]
-    new = [dict(_run("a", 1.0, s, {"m": 0.9}), key=f"a-new-{s}",
-                created_at="2026-02-01T00:00:00+00:00") for s in range(2)]
+    new = [replace(_run("a", 1.0, s, {"m": 0.9}), key=f"a-new-{s}",
+                   created_at="2026-02-01T00:00:00+00:00") for s in range(2)]
     table = build_tables(old + new)[0]
     row = next(r for r in table.rows if r.label == "a")
     assert row.n_runs == 2 and row.cells["m"].stat.mean == pytest.approx(0.9)
@@ -169,18 +168,16 @@ def test_superseded_runs_are_left_out_of_the_tables():
 def _audited(label, eps, seed, p_value, lower_bound=1.1, created_at=None, **audit):
     """A DP run with a stored canary audit of p-value ``p_value`` (None: an older record)."""
     run = _run(label, eps, seed, {"m": 0.5})
-    run["spec"] = json.dumps({"metrics": ["m", "audit"]})
-    run["metrics"]["audit/eps-lower-bound"] = {"value": lower_bound, "direction": "minimize",
-                                               "metric": "audit", "version": "1", "headline": 1}
-    run["audit"] = {"claimed_epsilon": eps, "delta": 1e-5, "lower_bound": lower_bound,
-                    "confidence": 0.95, "analysis": "one-run", "attack": "rare-value canaries",
-                    "canaries": 100, "guesses": 100, "correct": 60, "runs": 1,
-                    "failed": lower_bound > eps, **audit}
+    stored = {"claimed_epsilon": eps, "delta": 1e-5, "lower_bound": lower_bound,
+              "confidence": 0.95, "analysis": "one-run", "attack": "rare-value canaries",
+              "canaries": 100, "guesses": 100, "correct": 60, "runs": 1,
+              "failed": lower_bound > eps, **audit}
     if p_value is not None:
-        run["audit"]["p_value"] = p_value
-    if created_at:
-        run["created_at"] = created_at
-    return run
+        stored["p_value"] = p_value
+    bound = StoredValue("audit", "audit/eps-lower-bound", lower_bound, "minimize")
+    return replace(run, spec={"metrics": ["m", "audit"]}, audit=stored,
+                   metrics={**run.metrics, bound.name: bound},
+                   created_at=created_at or run.created_at)
 
 
 def _all_formats(tables):
@@ -239,9 +236,8 @@ def test_older_audits_without_a_p_value():
 
 def test_audit_error_is_shown_and_never_ranked():
     err = "ConfigError: no public category is absent from the private data"
-    broken = _run("broken", 1.0, 0, {"m": 0.99})
-    broken["metric_errors"] = {"audit": err}
-    broken["spec"] = json.dumps({"metrics": ["m", "audit"]})
+    broken = _run("broken", 1.0, 0, {"m": 0.99}, metric_errors={"audit": err},
+                  spec={"metrics": ["m", "audit"]})
     runs = [broken, _run("fine", 1.0, 0, {"m": 0.5}), _run("real", None, 0, {"m": 1.0})]
     tables = build_tables(runs)
     rows = {r.label: r for r in tables[0].rows}
@@ -264,8 +260,7 @@ def test_audit_error_is_shown_and_never_ranked():
 
 
 def _with_accountant(run, accountant):
-    run["accountant"] = accountant
-    return run
+    return replace(run, accountant=accountant)
 
 
 def _accountant_tables():
@@ -359,8 +354,9 @@ def test_a_nonfinite_value_is_shown_never_ranked_and_never_plotted(tmp_path):
             _run("nan", 1.0, 0, {"m": math.nan}), _run("fine", 1.0, 0, {"m": 0.5}),
             _run("fine", 4.0, 0, {"m": 0.6}), _run("inf", 4.0, 0, {"m": math.inf})]
     # what the store returns for a run recorded by this version: NULL with its kind
-    runs.append(dict(_run("stored", 1.0, 0, {"m": None}), key="stored"))
-    runs[-1]["metrics"]["m"]["nonfinite"] = "-inf"
+    stored = StoredValue.from_row({"metric": "m", "name": "m", "value": None, "nonfinite": "-inf",
+                                   "direction": "maximize", "version": "1", "headline": 1})
+    runs.append(replace(_run("stored", 1.0, 0, {}), key="stored", metrics={"m": stored}))
     tables = build_tables(runs)
     rows = {r.label: r for r in tables[0].rows}
     assert rows["fine"].cells["m"].rank == 1
@@ -383,10 +379,10 @@ def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
     and plots that fail must not cost the Markdown and HTML."""
     import sqlite3
 
-    from dparena import cli
+    from dparena.leaderboard.publish import write_leaderboards
 
     store = _nonfinite_store(tmp_path, [math.inf, 0.8])
-    cli._write_leaderboards(store, tmp_path, quiet=True)
+    write_leaderboards(store, tmp_path)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "inf" in md and (tmp_path / "leaderboard.html").exists()
     # a database written by an older version holds inf as a REAL
@@ -395,7 +391,7 @@ def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
         con.execute("UPDATE metric_values SET value = 9e999, nonfinite = '' WHERE value IS NULL")
     con.close()
     (tmp_path / "leaderboard.md").unlink()
-    cli._write_leaderboards(store, tmp_path, quiet=True)
+    write_leaderboards(store, tmp_path)
     assert "inf" in (tmp_path / "leaderboard.md").read_text()
 
     def broken(*args, **kwargs):
@@ -406,13 +402,12 @@ def test_one_inf_does_not_stop_the_leaderboards(tmp_path, monkeypatch):
     monkeypatch.setattr(dparena.leaderboard.plots, "plot_tables", broken)
     for name in ("leaderboard.md", "leaderboard.html"):
         (tmp_path / name).unlink()
-    cli._write_leaderboards(store, tmp_path, quiet=True)
+    write_leaderboards(store, tmp_path)
     assert (tmp_path / "leaderboard.md").exists() and (tmp_path / "leaderboard.html").exists()
 
 
 def test_markdown_escapes_headers_labels_and_newlines():
     run = _run("two\nlines|x", 1.0, 0, {"a|b\nc": 0.5}, error="")
-    run["metric_errors"] = {}
     tables = build_tables([run, _run("plain", 1.0, 0, {"a|b\nc": 0.4})])
     tables[0].rows[0].note = "first\nsecond | third"
     md = to_markdown(tables)

@@ -146,7 +146,7 @@ def test_runner_passes_the_private_split_only_to_metrics_that_declare_it(tmp_pat
     }
     store = Store(tmp_path / "runs.sqlite")
     Runner(store).run(parse_suite(raw).specs)
-    runs = {r["method"]: r for r in store.runs()}
-    assert all(r["status"] == "ok" for r in runs.values())
-    assert runs["real"]["metrics"]["dcr"]["value"] < 0.05
-    assert runs["uniform"]["metrics"]["dcr"]["value"] > 0.5
+    runs = {r.method: r for r in store.runs()}
+    assert all(r.status == "ok" for r in runs.values())
+    assert runs["real"].metrics["dcr"].value < 0.05
+    assert runs["uniform"].metrics["dcr"].value > 0.5

@@ -28,7 +28,7 @@ def local_ray(tmp_path_factory):
 
 
 def _values(store):
-    return {(r["key"], n): v["value"] for r in store.runs() for n, v in r["metrics"].items()}
+    return {(r.key, n): v.value for r in store.runs() for n, v in r.metrics.items()}
 
 
 def test_ray_and_local_executors_agree(local_ray, tmp_path):
@@ -38,6 +38,6 @@ def test_ray_and_local_executors_agree(local_ray, tmp_path):
     summary = RayRunner(remote).run(specs)
     assert summary.ok == len(specs) == 6
     assert _values(local) == _values(remote)
-    assert {r["status"] for r in remote.runs()} == {"ok"}
+    assert {r.status for r in remote.runs()} == {"ok"}
     # resuming through Ray skips everything
     assert RayRunner(remote).run(specs).skipped == 6

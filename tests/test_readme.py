@@ -1,13 +1,13 @@
 """The README is the front door: short, the two commands first, links that resolve, and a front
 table that is what `make publish` generates from the committed results."""
 
-import json
 import math
 import re
 from pathlib import Path
 
 import pytest
 
+from dparena.harness.store import StoredRun, StoredValue
 from dparena.leaderboard import publish
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.render import to_markdown
@@ -57,20 +57,17 @@ def test_the_front_table_is_generated_from_the_committed_results():
 
 
 def _run(label, eps, seed, values, validity=None, status="ok"):
-    metrics = {name: {"value": v, "direction": "maximize", "metric": name, "version": "1",
-                      "headline": 1} for name, v in values.items()}
+    metrics = {name: StoredValue(name, name, v) for name, v in values.items()}
     if validity is not None:
-        metrics["validity"] = {"value": validity, "direction": "maximize", "metric": "validity",
-                               "version": "1", "headline": 1}
-    return {
-        "key": f"{label}-{eps}-{seed}", "dataset": "toy", "dataset_params": {"n_private": 80},
-        "dataset_version": "1", "method": label.split("|")[0], "label": label, "epsilon": eps,
-        "delta": 1e-5, "seed": seed, "status": status, "error": "",
-        "spent_epsilon": math.inf if eps is None else eps, "metric_errors": {},
-        "spec": json.dumps({"metrics": ["fid", "util", "validity"]}), "suite": "toy",
-        "n_samples": 40, "created_at": "2026-01-01T00:00:00+00:00", "accountant": "PRV",
-        "metrics": metrics,
-    }
+        metrics["validity"] = StoredValue("validity", "validity", validity)
+    return StoredRun(
+        key=f"{label}-{eps}-{seed}", dataset="toy", dataset_params={"n_private": 80},
+        dataset_version="1", method=label.split("|")[0], label=label, epsilon=eps,
+        delta=1e-5, seed=seed, status=status, error="",
+        spent_epsilon=math.inf if eps is None else eps,
+        spec={"metrics": ["fid", "util", "validity"]}, suite="toy",
+        n_samples=40, created_at="2026-01-01T00:00:00+00:00", accountant="PRV",
+        metrics=metrics)
 
 
 TOY_SUITE = """

@@ -8,10 +8,7 @@ public for these sets: a method that needs class sizes buys them with budget or 
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
@@ -19,6 +16,7 @@ from dparena.assets import AssetStore
 from dparena.datasets.base import DatasetBundle, SubsampledDataset
 from dparena.datasets.schema import ImageSchema
 from dparena.errors import AssetError
+from dparena.io import cached_arrays, offline
 from dparena.types import Modality
 
 DIGIT_NAMES = tuple(str(d) for d in range(10))
@@ -74,36 +72,23 @@ MNIST_ARRAYS_SHA256 = "ec2e1c7dd6c50edf252cb9ffe3a051c95ceca925025aeadffc5e5e73b
 def _mnist_npz(store: AssetStore) -> dict[str, np.ndarray]:
     """The MNIST arrays, from the npz cache next to the asset when it holds exactly the pinned
     arrays; a missing, unreadable or altered cache is rebuilt from the (verified) pickle."""
-    import zipfile
-
     source = store.path("mnist-pkl")  # verified against its sha256
     npz = source.with_name(f"mnist-{store.asset('mnist-pkl').sha256[:12]}.npz")
-    if npz.exists():
-        try:
-            with np.load(npz, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-            if _arrays_sha256(arrays) == MNIST_ARRAYS_SHA256:
-                return arrays
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-            pass  # damaged: rebuilt below
-    with gzip.open(source, "rb") as fh:
-        (train_x, train_y), _valid, (test_x, test_y) = pickle.load(fh, encoding="latin1")
 
-    def to_uint8(x):
-        return np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+    def convert() -> dict[str, np.ndarray]:
+        with gzip.open(source, "rb") as fh:
+            (train_x, train_y), _valid, (test_x, test_y) = pickle.load(fh, encoding="latin1")
 
-    arrays = {"train_x": to_uint8(train_x), "train_y": train_y.astype(np.int64),
-              "test_x": to_uint8(test_x), "test_y": test_y.astype(np.int64)}
-    if _arrays_sha256(arrays) != MNIST_ARRAYS_SHA256:  # pragma: no cover - a broken conversion
-        raise AssetError("mnist: converting the pickle gave unexpected arrays; report this")
-    fd, tmp = tempfile.mkstemp(dir=npz.parent, prefix=".part-", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, npz)  # atomic: a concurrent reader sees the old file or the new one
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return arrays
+        def to_uint8(x):
+            return np.clip(np.rint(x * 256.0), 0, 255).astype(np.uint8).reshape(-1, 28, 28, 1)
+
+        arrays = {"train_x": to_uint8(train_x), "train_y": train_y.astype(np.int64),
+                  "test_x": to_uint8(test_x), "test_y": test_y.astype(np.int64)}
+        if _arrays_sha256(arrays) != MNIST_ARRAYS_SHA256:  # pragma: no cover - a broken conversion
+            raise AssetError("mnist: converting the pickle gave unexpected arrays; report this")
+        return arrays
+
+    return cached_arrays(npz, convert, check=lambda a: _arrays_sha256(a) == MNIST_ARRAYS_SHA256)
 
 
 def _arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
@@ -147,7 +132,7 @@ class CIFAR10(ImageDataset):
     """CIFAR-10, 32×32 colour: private = the 50,000 training images, eval = the 10,000 test images.
 
     Read by torchvision from ``$DPARENA_HOME/cifar10`` (downloaded there on first use when a network
-    is available and ``DPARENA_OFFLINE`` is not set). Offline and not cached, loading fails with one
+    is available and :func:`dparena.io.offline` is False). Offline and not cached, loading fails with one
     line saying where to put it.
     """
 
@@ -162,7 +147,7 @@ class CIFAR10(ImageDataset):
         tv = require("torchvision.datasets", "image")
         root = store.home / "cifar10"
         try:
-            download = not os.environ.get("DPARENA_OFFLINE")
+            download = not offline()
             train = tv.CIFAR10(root, train=True, download=download)
             test = tv.CIFAR10(root, train=False, download=download)
         except Exception as exc:  # noqa: BLE001 - urllib/tarfile errors vary

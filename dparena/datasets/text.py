@@ -19,6 +19,7 @@ from dparena.assets import AssetStore
 from dparena.datasets.base import DatasetBundle, SubsampledDataset
 from dparena.datasets.schema import TextSchema
 from dparena.errors import AssetError, ConfigError
+from dparena.io import offline
 from dparena.types import Modality
 
 #: public film genres a random prompt may name (the usual genre list of film databases)
@@ -194,7 +195,7 @@ class HubTextDataset(TextDataset):
 
     ``hub_id`` (and optional ``hub_config``) name the dataset; its ``train`` split is private and
     its ``test`` split is eval (``N_EVAL`` is not used). Without the library, offline, or with
-    ``DPARENA_OFFLINE`` set and nothing cached, loading fails with one line saying what is missing.
+    :func:`dparena.io.offline` and nothing cached, loading fails with one line saying what is missing.
     """
 
     HUB_ID = ""
@@ -214,7 +215,7 @@ class HubTextDataset(TextDataset):
                 f"{self.name}: the Hugging Face `datasets` package is not installed; run `pip "
                 f"install datasets` (and have a network once) to read {self.hub_id!r}"
             ) from None
-        if os.environ.get("DPARENA_OFFLINE"):
+        if offline():
             os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
         try:
             got = hf_datasets.load_dataset(self.hub_id, cache_dir=str(store.home / "hf-datasets"))

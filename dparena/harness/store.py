@@ -12,7 +12,6 @@ import math
 import os
 import socket
 import sqlite3
-import tempfile
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ import numpy as np
 
 from dparena.errors import ConfigError
 from dparena.harness.suite import RunSpec
+from dparena.io import TMP_PREFIX, write_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -110,6 +110,90 @@ class RunRecord:
     created_at: str = ""
     info: dict[str, Any] = field(default_factory=dict)  # the method's Synthetic.info (JSON-safe)
     accountant: str = ""  # how the run's ε was composed (Ledger.accountant), e.g. "PRV", "none"
+
+
+@dataclass(frozen=True)
+class StoredValue:
+    """One stored metric value. ``value`` is None when there is none, and inf, -inf or nan for a
+    non-finite one (kept as NULL with its kind in the ``nonfinite`` column, so SQL aggregates
+    never see it; databases written before that held NaN as NULL and infinities as they are)."""
+
+    metric: str  # the registered metric that produced it
+    name: str
+    value: float | None
+    direction: str = "maximize"
+    version: str = "1"
+    headline: bool = True
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> StoredValue:
+        nonfinite, value = row.get("nonfinite") or "", row.get("value")
+        number = float(nonfinite) if nonfinite else (None if value is None else float(value))
+        return cls(row["metric"], row["name"], number, row["direction"], row["version"],
+                   bool(row["headline"]))
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One run as the store holds it: the columns of ``runs`` with their JSON parsed, and its
+    metric values by name. What the leaderboard, the gate and the CLI read."""
+
+    key: str
+    dataset: str
+    method: str
+    label: str
+    status: str  # "ok", "invalid" or "failed"
+    name: str = ""
+    suite: str | None = None
+    section: str | None = None
+    dataset_version: str | None = None
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    method_version: str | None = None
+    method_params: dict[str, Any] = field(default_factory=dict)
+    is_dp: bool = True  # the ``private`` column: False for a non-private reference
+    epsilon: float | None = None  # None: a non-private reference
+    delta: float | None = None
+    seed: int | None = None
+    n_samples: int | None = None
+    spent_epsilon: float | None = None
+    spent_delta: float | None = None
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    error: str = ""
+    metric_errors: dict[str, str] = field(default_factory=dict)
+    artifact: str | None = None
+    audit: dict[str, Any] | None = None
+    spec: dict[str, Any] = field(default_factory=dict)  # the RunSpec's JSON, parsed
+    created_at: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    accountant: str = ""  # "" in a store written before runs named their accountant
+    reproducible: bool | None = None  # None: not recorded
+    metrics: dict[str, StoredValue] = field(default_factory=dict)
+
+    @property
+    def requested_metrics(self) -> tuple[str, ...]:
+        """The metrics the run's spec asked for (whether or not they produced a value)."""
+        return tuple(self.spec.get("metrics", ()))
+
+    @property
+    def secure_noise(self) -> bool:
+        return bool(self.spec.get("secure_noise"))
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], metrics: dict[str, StoredValue]) -> StoredRun:
+        """A ``runs`` row (JSON columns as text; absent columns read as ``OLD_DEFAULTS``)."""
+        row = {col: row.get(col, OLD_DEFAULTS.get(col)) for col in RUN_COLUMNS}
+        for col in ("ledger", "timings", "versions", "metric_errors", "method_params",
+                    "dataset_params", "info", "spec"):
+            row[col] = json.loads(row[col]) if row[col] else ([] if col == "ledger" else {})
+        row["audit"] = json.loads(row["audit"]) if row["audit"] else None
+        row["is_dp"] = bool(row.pop("private"))
+        row["reproducible"] = None if row["reproducible"] is None else bool(row["reproducible"])
+        for col in ("error", "accountant"):
+            row[col] = row[col] or ""
+        return cls(**row, metrics=metrics)
 
 
 # the columns a file must have to be read as a dparena store (those of the oldest schema)
@@ -271,31 +355,23 @@ class Store:
         finally:
             con.close()
 
-    def runs(self) -> list[dict[str, Any]]:
-        """Every run row with its metric values under ``"metrics"`` ({name: row}).
+    def runs(self) -> list[StoredRun]:
+        """Every run, ordered by name, with its metric values (:class:`StoredRun`).
 
         Columns added after a store was written read as their defaults (``OLD_DEFAULTS``).
         """
         con = self._connect()
         con.row_factory = sqlite3.Row
         try:
-            runs = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY name")]
-            values: dict[str, dict[str, dict[str, Any]]] = {}
+            rows = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY name")]
+            values: dict[str, dict[str, StoredValue]] = {}
             for r in con.execute("SELECT * FROM metric_values"):
-                values.setdefault(r["key"], {})[r["name"]] = dict(r)
+                values.setdefault(r["key"], {})[r["name"]] = StoredValue.from_row(dict(r))
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"{self.path}: the result database is damaged ({exc})") from None
         finally:
             con.close()
-        for run in runs:
-            for col in RUN_COLUMNS:
-                run.setdefault(col, OLD_DEFAULTS.get(col))
-            run["metrics"] = values.get(run["key"], {})
-            for col in ("ledger", "timings", "versions", "metric_errors", "method_params",
-                        "dataset_params", "info"):
-                run[col] = json.loads(run[col]) if run[col] else {}
-            run["audit"] = json.loads(run["audit"]) if run["audit"] else None
-        return runs
+        return [StoredRun.from_row(row, values.get(row["key"], {})) for row in rows]
 
     # -- leases: drivers sharing a store split its runs ------------------------------------------
     #
@@ -488,26 +564,12 @@ def _default(obj: Any) -> Any:
     return str(obj)
 
 
-def umask() -> int:
-    """This process's umask (read without changing it where Linux tells it)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
     """Write synthetic data atomically: tables to Parquet, arrays to .npz, texts to JSON lines."""
     import pandas as pd
 
     folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob(".tmp-*"):  # left by a worker killed mid-write
+    for stale in folder.glob(f"{TMP_PREFIX}*"):  # left by a worker killed mid-write
         stale.unlink(missing_ok=True)
     if isinstance(synthetic_data, pd.DataFrame):
         final = folder / "synthetic.parquet"
@@ -528,20 +590,4 @@ def write_synthetic(synthetic_data: Any, labels: Any, folder: Path) -> Path:
             with open(p, "w") as fh:
                 for text, label in zip(items, lab, strict=True):
                     fh.write(json.dumps({"text": text, "label": label}, default=_default) + "\n")
-    replace_atomically(final, writer)
-    return final
-
-
-def replace_atomically(final: Path, writer, prefix: str = ".tmp-") -> None:
-    """``writer(tmp_path)`` fills a temporary file beside ``final``, which then replaces ``final``
-    in one rename, with the mode a plain open() would give (mkstemp's is 0600); a failed write
-    leaves ``final`` as it was and no temporary file behind."""
-    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=prefix, suffix=final.suffix)
-    os.fchmod(fd, 0o666 & ~umask())
-    os.close(fd)
-    try:
-        writer(tmp)
-        os.replace(tmp, final)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    return write_atomic(final, writer)

@@ -12,15 +12,17 @@ and neither is ranked.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dparena.types import Direction
+
+if TYPE_CHECKING:
+    from dparena.harness.store import StoredRun
 
 BOOTSTRAP_RESAMPLES = 2000
 CI_LEVEL = 0.95
@@ -141,34 +143,33 @@ class Table:
         return f"{self.dataset} — ε={self.epsilon:g}{delta}"
 
 
-def dataset_key(run: dict[str, Any]) -> str:
-    params = run["dataset_params"] or {}
-    extra = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{run['dataset']}({extra})" if extra else run["dataset"]
+def dataset_key(run: StoredRun) -> str:
+    extra = ",".join(f"{k}={v}" for k, v in sorted((run.dataset_params or {}).items()))
+    return f"{run.dataset}({extra})" if extra else run.dataset
 
 
-def latest_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def latest_runs(runs: list[StoredRun]) -> list[StoredRun]:
     """The newest run of each (dataset, label, ε, seed).
 
     A store keeps every run it ever recorded; when a suite's parameters (or a method's defaults)
     change, the new runs get new keys beside the old ones. Only the latest of each slot describes
     the suite as it is now, so older ones must not be averaged into its cells.
     """
-    newest: dict[tuple, dict[str, Any]] = {}
+    newest: dict[tuple, StoredRun] = {}
     for run in runs:
-        slot = (dataset_key(run), run["label"], run["epsilon"], run["seed"])
+        slot = (dataset_key(run), run.label, run.epsilon, run.seed)
         best = newest.get(slot)
-        if best is None or (run["created_at"], run["key"]) > (best["created_at"], best["key"]):
+        if best is None or (run.created_at, run.key) > (best.created_at, best.key):
             newest[slot] = run
-    return [r for r in runs if newest[(dataset_key(r), r["label"], r["epsilon"], r["seed"])] is r]
+    return [r for r in runs if newest[(dataset_key(r), r.label, r.epsilon, r.seed)] is r]
 
 
-def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[Table]:
+def build_tables(runs: list[StoredRun], all_metrics: bool = False) -> list[Table]:
     """Group runs by dataset and ε into tables (references repeated in every ε of their dataset).
 
     Superseded runs (an older run of the same dataset, label, ε and seed) are left out.
     """
-    by_dataset: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_dataset: dict[str, list[StoredRun]] = defaultdict(list)
     current = latest_runs(runs)
     for run in current:
         by_dataset[dataset_key(run)].append(run)
@@ -176,42 +177,42 @@ def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[
     tables = []
     for ds, ds_runs in sorted(by_dataset.items()):
         columns = _columns(ds_runs, all_metrics)
-        refs = [r for r in ds_runs if r["epsilon"] is None]
-        epsilons = sorted({r["epsilon"] for r in ds_runs if r["epsilon"] is not None})
+        refs = [r for r in ds_runs if r.epsilon is None]
+        epsilons = sorted({r.epsilon for r in ds_runs if r.epsilon is not None})
         if not epsilons:
             epsilons = [math.inf]
         for eps in epsilons:
-            at_eps = [r for r in ds_runs if r["epsilon"] is not None and r["epsilon"] == eps]
+            at_eps = [r for r in ds_runs if r.epsilon is not None and r.epsilon == eps]
             rows = _rows(at_eps, columns, "dp", audits) + _rows(refs, columns, "reference", audits)
             _rank(rows, columns)
             rows.sort(key=lambda r: (r.kind != "dp", not r.rankable, _sort_key(r, columns)))
-            deltas = {r["delta"] for r in at_eps}
+            deltas = {r.delta for r in at_eps}
             tables.append(Table(
-                dataset=ds, dataset_version=ds_runs[0]["dataset_version"], epsilon=eps,
+                dataset=ds, dataset_version=ds_runs[0].dataset_version, epsilon=eps,
                 delta=deltas.pop() if len(deltas) == 1 else None, columns=columns, rows=rows,
                 about=_about(at_eps + refs),
             ))
     return tables
 
 
-def _about(runs: list[dict[str, Any]]) -> str:
+def _about(runs: list[StoredRun]) -> str:
     """One line naming what a table's numbers come from: "suite quick · N = 400 (n_private) ·
     seeds 0, 1 (aim, mst: 0) · 300 samples per run"; parts the runs do not record are left out."""
     def listed(values) -> str:
         return ", ".join(str(v) for v in sorted(values))
 
     parts = []
-    suites = {r.get("suite") for r in runs} - {None, ""}
+    suites = {r.suite for r in runs} - {None, ""}
     if suites:
         parts.append(f"suite {listed(suites)}")
-    sizes = {(r["dataset_params"] or {}).get("n_private") for r in runs}
+    sizes = {(r.dataset_params or {}).get("n_private") for r in runs}
     if len(sizes) == 1 and None not in sizes:
         parts.append(f"N = {sizes.pop():,} private records (n_private)")
-    seeds = sorted({r["seed"] for r in runs})
+    seeds = sorted({r.seed for r in runs})
     if seeds:
         by_label: dict[str, set[int]] = defaultdict(set)
         for r in runs:
-            by_label[r["label"]].add(r["seed"])
+            by_label[r.label].add(r.seed)
         fewer = defaultdict(list)
         for label, got in sorted(by_label.items()):
             if got != set(seeds):
@@ -219,7 +220,7 @@ def _about(runs: list[dict[str, Any]]) -> str:
         extra = "; ".join(f"{', '.join(labels)}: {got}" for got, labels in fewer.items())
         parts.append(f"seed{'s' if len(seeds) > 1 else ''} {listed(seeds)}"
                      + (f" ({extra})" if extra else ""))
-    samples = {r.get("n_samples") for r in runs} - {None}
+    samples = {r.n_samples for r in runs} - {None}
     if samples:
         parts.append(f"{listed(f'{n:,}' for n in samples)} samples per run")
     return " · ".join(parts)
@@ -234,7 +235,7 @@ class AuditVerdict:
     family: int  # K, the audits Holm–Bonferroni ran over
 
 
-def judge_audits(runs: list[dict[str, Any]], level: float = AUDIT_LEVEL
+def judge_audits(runs: list[StoredRun], level: float = AUDIT_LEVEL
                  ) -> dict[str, AuditVerdict]:
     """Holm–Bonferroni over the audits of ``runs`` (DP runs with a stored audit), by run key.
 
@@ -243,8 +244,8 @@ def judge_audits(runs: list[dict[str, Any]], level: float = AUDIT_LEVEL
     """
     from dparena.privacy.audit import holm_bonferroni, stored_p_value
 
-    audited = [r for r in runs if r["epsilon"] is not None and r.get("audit")]
-    p_values = {r["key"]: stored_p_value(r["audit"]) for r in audited}
+    audited = [r for r in runs if r.epsilon is not None and r.audit]
+    p_values = {r.key: stored_p_value(r.audit) for r in audited}
     tested = [k for k, p in p_values.items() if p is not None]
     rejected = dict(zip(tested, holm_bonferroni([p_values[k] for k in tested], level),
                         strict=True))
@@ -264,17 +265,17 @@ def _audit_note(audit: dict[str, Any], verdict: AuditVerdict) -> str:
     return f"{said}; not significant at family-wise level {AUDIT_LEVEL:g} {over}"
 
 
-def _columns(runs: list[dict[str, Any]], all_metrics: bool) -> list[ColumnSpec]:
+def _columns(runs: list[StoredRun], all_metrics: bool) -> list[ColumnSpec]:
     order: dict[str, ColumnSpec] = {}
     metric_order: list[str] = []
     for run in runs:
-        for m in json.loads(run["spec"])["metrics"]:
+        for m in run.requested_metrics:
             if m not in metric_order:
                 metric_order.append(m)
     for run in runs:
-        for name, v in run["metrics"].items():
-            if (v["headline"] or all_metrics) and name not in order:
-                order[name] = ColumnSpec(name, v["metric"], Direction(v["direction"]), v["version"])
+        for name, v in run.metrics.items():
+            if (v.headline or all_metrics) and name not in order:
+                order[name] = ColumnSpec(name, v.metric, Direction(v.direction), v.version)
     # metrics requested but never produced by any run still get a column (cells say why)
     for m in metric_order:
         if not any(c.metric == m for c in order.values()):
@@ -287,29 +288,29 @@ def _columns(runs: list[dict[str, Any]], all_metrics: bool) -> list[ColumnSpec]:
     return sorted(order.values(), key=position)
 
 
-def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str,
+def _rows(runs: list[StoredRun], columns: list[ColumnSpec], kind: str,
           audits: dict[str, AuditVerdict]) -> list[Row]:
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[str, list[StoredRun]] = defaultdict(list)
     for run in runs:
-        groups[run["label"]].append(run)
+        groups[run.label].append(run)
     rows = []
     for label, group in sorted(groups.items()):
-        statuses = {r["status"] for r in group}
+        statuses = {r.status for r in group}
         status = "invalid" if "invalid" in statuses else ("ok" if "ok" in statuses else "failed")
-        scored = [r for r in group if r["status"] == status] if status != "failed" else []
-        spent = [r["spent_epsilon"] for r in group if r["spent_epsilon"] is not None]
-        row = Row(label=label, method=group[0]["method"], kind=kind, status=status,
+        scored = [r for r in group if r.status == status] if status != "failed" else []
+        spent = [r.spent_epsilon for r in group if r.spent_epsilon is not None]
+        row = Row(label=label, method=group[0].method, kind=kind, status=status,
                   spent_epsilon=max(spent) if spent else None, n_runs=len(group))
-        failed = [r for r in group if r["status"] == "failed"]
+        failed = [r for r in group if r.status == "failed"]
         if failed:
-            first = failed[0]["error"]
+            first = failed[0].error
             row.n_failed = len(failed)
             row.first_error = first.splitlines()[0] if first else ""
             row.note = f"{len(failed)}/{len(group)} runs failed: {row.first_error}"
         if status == "invalid":
-            row.note = next(r["error"] for r in group if r["status"] == "invalid")
+            row.note = next(r.error for r in group if r.status == "invalid")
         if kind == "dp":
-            row.accountant = " / ".join(sorted({r.get("accountant") or "?"
+            row.accountant = " / ".join(sorted({r.accountant or "?"
                                                 for r in (scored or group)}))
             _judge_row(row, scored, audits)
         row.reproducible = _reproducible(scored or group)
@@ -319,20 +320,20 @@ def _rows(runs: list[dict[str, Any]], columns: list[ColumnSpec], kind: str,
     return rows
 
 
-def _reproducible(runs: list[dict[str, Any]]) -> bool | None:
+def _reproducible(runs: list[StoredRun]) -> bool | None:
     """False if any run's noise is not seeded, True if every run says it is, else None."""
-    said = [r.get("reproducible") for r in runs]
-    if any(v == 0 for v in said) or any(json.loads(r["spec"]).get("secure_noise") for r in runs):
+    said = [r.reproducible for r in runs]
+    if any(v is False for v in said) or any(r.secure_noise for r in runs):
         return False
-    return True if said and all(v == 1 for v in said) else None
+    return True if said and all(v is True for v in said) else None
 
 
-def _cell(row: Row, col: ColumnSpec, scored: list[dict[str, Any]]) -> Cell:
-    values = [v for r in scored if col.name in r["metrics"]
-              if (v := metric_value(r["metrics"][col.name])) is not None]
-    keys = tuple(r["key"] for r in scored if col.name in r["metrics"])
-    errors = [r["metric_errors"][col.metric] for r in scored
-              if col.metric in r["metric_errors"] and col.name not in r["metrics"]]
+def _cell(row: Row, col: ColumnSpec, scored: list[StoredRun]) -> Cell:
+    values = [v for r in scored if col.name in r.metrics
+              if (v := r.metrics[col.name].value) is not None]
+    keys = tuple(r.key for r in scored if col.name in r.metrics)
+    errors = [r.metric_errors[col.metric] for r in scored
+              if col.metric in r.metric_errors and col.name not in r.metrics]
     lost, why = _lost(row, errors)
     if values:
         stat = Stat.of(values) if all(math.isfinite(v) for v in values) else None
@@ -348,41 +349,28 @@ def _cell(row: Row, col: ColumnSpec, scored: list[dict[str, Any]]) -> Cell:
     if row.status == "failed":
         return Cell(None, "failed", note=row.first_error, lost=lost)
     if errors:
-        errored = [r for r in scored if col.metric in r["metric_errors"]]
+        errored = [r for r in scored if col.metric in r.metric_errors]
         if errored and all(records_returned(r) == 0 for r in errored):
             # the method ran but produced nothing to score (an LM with no parseable row)
             return Cell(None, "0 valid rows", note=errors[0], lost=lost)
         return Cell(None, "failed", note=errors[0], lost=lost)
-    if col.metric == "audit" or any(col.metric in json.loads(r["spec"])["metrics"]
-                                    for r in scored):
+    if col.metric == "audit" or any(col.metric in r.requested_metrics for r in scored):
         return Cell(None, "n/a", note=why, lost=lost)
     return Cell(None, "no run", note=why, lost=lost)
 
 
-def records_returned(run: dict[str, Any]) -> int | None:
+def records_returned(run: StoredRun) -> int | None:
     """How many records a run's method returned, from its stored info (the harness' shortfall, or
     an LM's valid_rows); None when the info does not say."""
-    info = run.get("info") or {}
-    if isinstance(info.get("shortfall"), int) and run.get("n_samples") is not None:
-        return int(run["n_samples"]) - int(info["shortfall"])
+    info = run.info or {}
+    if isinstance(info.get("shortfall"), int) and run.n_samples is not None:
+        return int(run.n_samples) - int(info["shortfall"])
     if isinstance(info.get("valid_rows"), int):
         return int(info["valid_rows"])
     return None
 
 
 NONFINITE = ("inf", "-inf", "nan")
-
-
-def metric_value(stored: dict[str, Any]) -> float | None:
-    """A stored metric value as a float: None if there is none, inf / -inf / nan if non-finite.
-
-    The store keeps a non-finite value as NULL with its kind in ``nonfinite``; databases written
-    before it did hold NaN as NULL (no value) and infinities as they are.
-    """
-    if stored.get("nonfinite"):
-        return float(stored["nonfinite"])
-    value = stored.get("value")
-    return None if value is None else float(value)
 
 
 def _nonfinite_token(value: float) -> str:
@@ -408,11 +396,11 @@ def _lost(row: Row, errors: list[str]) -> tuple[int, str]:
     return lost, "; ".join(parts)
 
 
-def _judge_row(row: Row, scored: list[dict[str, Any]], audits: dict[str, AuditVerdict]) -> None:
+def _judge_row(row: Row, scored: list[StoredRun], audits: dict[str, AuditVerdict]) -> None:
     """Flag the row AUDIT-FAILED (Holm rejects one of its audits) or AUDIT-ERROR (one raised)."""
-    judged = [(r["audit"], audits[r["key"]]) for r in scored if r["key"] in audits]
+    judged = [(r.audit, audits[r.key]) for r in scored if r.key in audits]
     rejected = [(a, v) for a, v in judged if v.rejected]
-    errors = [r["metric_errors"]["audit"] for r in scored if "audit" in r["metric_errors"]]
+    errors = [r.metric_errors["audit"] for r in scored if "audit" in r.metric_errors]
     if rejected:
         row.audit_failed = True
         row.note = _audit_note(*min(rejected, key=lambda av: av[1].p_value))

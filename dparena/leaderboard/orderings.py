@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -30,10 +30,12 @@ from dparena.leaderboard.aggregate import (
     CI_LEVEL,
     Stat,
     latest_runs,
-    metric_value,
     records_returned,
 )
 from dparena.types import Direction
+
+if TYPE_CHECKING:
+    from dparena.harness.store import StoredRun
 
 
 class Claim(Protocol):
@@ -58,14 +60,14 @@ class Judged:
     verdict: str
 
 
-def _side(runs: list[dict[str, Any]], label: str, column: str) -> tuple[list[float], int, int]:
+def _side(runs: list[StoredRun], label: str, column: str) -> tuple[list[float], int, int]:
     """(finite values, runs with no records returned, runs in the slot) for one label."""
-    mine = [r for r in runs if r["label"] == label and r["status"] == "ok"]
+    mine = [r for r in runs if r.label == label and r.status == "ok"]
     values = []
     empty = 0
     for r in mine:
-        stored = r["metrics"].get(column)
-        v = metric_value(stored) if stored is not None else None
+        stored = r.metrics.get(column)
+        v = stored.value if stored is not None else None
         if v is not None and math.isfinite(v):
             values.append(v)
         elif stored is None and records_returned(r) == 0:
@@ -73,10 +75,10 @@ def _side(runs: list[dict[str, Any]], label: str, column: str) -> tuple[list[flo
     return values, empty, len(mine)
 
 
-def _direction(runs: list[dict[str, Any]], column: str) -> Direction:
+def _direction(runs: list[StoredRun], column: str) -> Direction:
     for r in runs:
-        if column in r["metrics"]:
-            return Direction(r["metrics"][column]["direction"])
+        if column in r.metrics:
+            return Direction(r.metrics[column].direction)
     return Direction.MAXIMIZE
 
 
@@ -95,13 +97,13 @@ def difference_ci(better: list[float], worse: list[float], sign: float,
     return diff, float(lo), float(hi)
 
 
-def judge(runs: list[dict[str, Any]], claims: list[Claim]) -> list[Judged]:
+def judge(runs: list[StoredRun], claims: list[Claim]) -> list[Judged]:
     current = latest_runs(runs)
     out = []
     for claim in claims:
         # a non-private reference (epsilon None) stands in every ε of its section
-        slot = [r for r in current if r.get("section") == claim.section
-                and (r["epsilon"] is None or math.isclose(r["epsilon"], claim.epsilon))]
+        slot = [r for r in current if r.section == claim.section
+                and (r.epsilon is None or math.isclose(r.epsilon, claim.epsilon))]
         good, good_empty, good_n = _side(slot, claim.better, claim.metric)
         bad, bad_empty, bad_n = _side(slot, claim.worse, claim.metric)
         if good and bad:

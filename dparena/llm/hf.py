@@ -11,7 +11,6 @@ state gives the same texts.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dparena.errors import require
+from dparena.io import offline
 from dparena.llm.base import LLM, LLMError, Prompt, as_messages, check_sampling, per_prompt
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ class TransformersLM(LLM):
     ``batch_size`` prompts are decoded together (sorted by length to limit padding);
     ``chat_template`` is "auto" (use it when the tokenizer has one), True or False;
     ``gguf_file`` loads a GGUF checkpoint inside ``model``'s directory (dequantised by transformers).
-    A hub id is looked up in the local cache only when ``DPARENA_OFFLINE`` is set.
+    A hub id is looked up in the local cache only when :func:`dparena.io.offline` says so.
     """
 
     def __init__(self, model: str | Path, *, batch_size: int = 8, device: str = "cpu",
@@ -49,7 +49,7 @@ class TransformersLM(LLM):
         self.batch_size = batch_size
         self.device = torch.device(device)
         if local_files_only is None:  # a directory, or offline by request: never ask the hub
-            local_files_only = Path(model).exists() or bool(os.environ.get("DPARENA_OFFLINE"))
+            local_files_only = Path(model).exists() or offline()
         local = local_files_only
         kwargs = {"local_files_only": local}
         if gguf_file:

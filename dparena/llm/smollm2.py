@@ -16,7 +16,7 @@ ASSET = "smollm2-135m-instruct-gguf"
 def smollm2_folder(store=None) -> Path:
     """A plain transformers copy of the SmolLM2-135M-Instruct asset, made once from the GGUF."""
     from dparena.assets import AssetStore
-    from dparena.llm.base import build_folder_once
+    from dparena.io import build_folder_once
 
     store = store or AssetStore()
 

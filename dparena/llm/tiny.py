@@ -94,7 +94,7 @@ def tiny_folder(name: str = "tiny", store=None) -> Path:
     without one), written once (seed 0, the public built-in corpus) under ``$DPARENA_HOME/models/``
     and reused."""
     from dparena.assets import AssetStore
-    from dparena.llm.base import build_folder_once
+    from dparena.io import build_folder_once
 
     if name not in TINY_NAMES:
         raise ConfigError(f"unknown tiny model {name!r}; use one of {', '.join(TINY_NAMES)}")

@@ -130,22 +130,21 @@ def eval_statistics(real: EvalData, ctx: MetricContext) -> tuple[np.ndarray, np.
     The file name holds the dataset name and version and a hash of the eval array; a second call
     with the same eval split reads it and runs no network.
     """
+    from dparena.io import cached_arrays
+
     path = None
     if ctx.cache_dir is not None:
         arr = inception.check_images(real.data, "eval images")
         path = (Path(ctx.cache_dir) / "fid-stats"
                 / f"{ctx.dataset or 'data'}-v{ctx.dataset_version or '0'}-"
                   f"{inception.array_key(arr)}.npz")
-        if path.exists():
-            try:
-                with np.load(path) as f:
-                    return f["mu"], f["sigma"], int(f["n"])
-            except (OSError, ValueError, KeyError):
-                pass  # a torn file: compute again
-    mu, sigma, n = feature_statistics(eval_features(real, ctx))
-    if path is not None:
-        inception.save_atomic(path, mu=mu, sigma=sigma, n=np.asarray(n))
-    return mu, sigma, n
+
+    def compute() -> dict[str, np.ndarray]:
+        mu, sigma, n = feature_statistics(eval_features(real, ctx))
+        return {"mu": mu, "sigma": sigma, "n": np.asarray(n)}
+
+    stats = cached_arrays(path, compute, check=lambda f: {"mu", "sigma", "n"} <= set(f))
+    return stats["mu"], stats["sigma"], int(stats["n"])
 
 
 def synthetic_features(synthetic: Synthetic, ctx: MetricContext,

@@ -16,14 +16,13 @@ share one forward pass.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from dparena.assets import AssetStore
 from dparena.errors import SchemaError, require
+from dparena.io import cached_arrays
 
 SIZE = 299
 DIM = 2048
@@ -128,28 +127,5 @@ def cached_features(images: np.ndarray, cache_dir: Path | None, prefix: str = "f
         return inception_features(arr, batch_size, store)
     sha = (store or AssetStore()).asset(ASSET).sha256[:12]
     path = Path(cache_dir) / "inception" / f"{prefix}-{array_key(arr)}-{sha}.npy"
-    if path.exists():
-        try:
-            feats = np.load(path)
-            if feats.shape == (len(arr), DIM):
-                return feats
-        except (OSError, ValueError):
-            pass  # a torn file: compute again
-    feats = inception_features(arr, batch_size, store)
-    save_atomic(path, feats)
-    return feats
-
-
-def save_atomic(path: Path, array: np.ndarray | None = None, **arrays: np.ndarray) -> None:
-    """Write an .npy (one array) or .npz (keyword arrays) so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        if array is not None:
-            np.save(tmp, array)
-        else:
-            np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return cached_arrays(path, lambda: inception_features(arr, batch_size, store),
+                         check=lambda feats: feats.shape == (len(arr), DIM))

@@ -29,7 +29,7 @@ def text_features(texts, cache_dir: Path | None, prefix: str = "texts") -> np.nd
     """Sentence embeddings ``float32 [N, 384]`` of ``texts``, cached by content and encoder."""
     from dparena.assets import AssetStore
     from dparena.embeddings.text import DEFAULT_MODEL, embed_texts
-    from dparena.metrics.inception import save_atomic
+    from dparena.io import cached_arrays
 
     items = [str(t) for t in texts]
     if not items:
@@ -38,16 +38,8 @@ def text_features(texts, cache_dir: Path | None, prefix: str = "texts") -> np.nd
         return embed_texts(items)
     encoder = AssetStore().asset(DEFAULT_MODEL).sha256[:12]
     path = Path(cache_dir) / "text-embeddings" / f"{prefix}-{texts_key(items)}-{encoder}.npy"
-    if path.exists():
-        try:
-            feats = np.load(path)
-            if feats.shape[0] == len(items):
-                return feats
-        except (OSError, ValueError):
-            pass  # a torn file: compute again
-    feats = embed_texts(items)
-    save_atomic(path, feats)
-    return feats
+    return cached_arrays(path, lambda: embed_texts(items),
+                         check=lambda feats: feats.shape[0] == len(items))
 
 
 def eval_text_features(real: EvalData, ctx: MetricContext) -> np.ndarray:

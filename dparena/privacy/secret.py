@@ -5,10 +5,10 @@ protect.
 a file holding such a fingerprint tells nobody without the key anything about the private inputs,
 while the same machine can still recognise its own checkpoints. The key is 32 bytes from
 ``os.urandom``, created on first use with mode 0600 in a 0700 folder. Processes that race to create
-it agree on one key: each writes its candidate to a temporary file in the same folder and
-hard-links it into place, which fails for every process but the first; the losers read the
-winner's file. Deleting the key only makes existing checkpoints unrecognisable (those runs start
-over).
+it agree on one key: each offers its candidate to :func:`dparena.io.create_once` (a complete,
+fsynced temporary file hard-linked into place), which succeeds for the first process only; the
+others read the winner's file. Deleting the key only makes existing checkpoints unrecognisable
+(those runs start over).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 import time
 from pathlib import Path
 
 from dparena.assets import default_home
+from dparena.io import create_once
 
 KEY_BYTES = 32
 
@@ -51,20 +51,7 @@ def load_or_create_key(path: Path, nbytes: int = KEY_BYTES) -> bytes:
         folder.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(OSError):
             folder.chmod(0o700)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".key")  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(os.urandom(nbytes))
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process made the key first: use theirs
-        except OSError:  # no hard links on this filesystem: exclusive create instead
-            _create_exclusive(path, Path(tmp).read_bytes())
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    create_once(path, os.urandom(nbytes), mode=0o600)  # the first process's key wins
     for _ in range(50):  # an exclusive create (no hard links) may still be being written
         try:
             key = _read(path, nbytes)
@@ -76,17 +63,6 @@ def load_or_create_key(path: Path, nbytes: int = KEY_BYTES) -> bytes:
             return key
         time.sleep(0.02)
     return _read(path, nbytes) or b""
-
-
-def _create_exclusive(path: Path, key: bytes) -> None:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(key)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _read(path: Path, nbytes: int) -> bytes | None:

@@ -62,8 +62,8 @@ def schema_tokenizer(schema, vocab_size: int = 1536, n_rows: int = 400, store=No
     transformers = require("transformers", "llm")
     import hashlib
     import json
-    import os
 
+    from dparena.io import write_atomic
     from dparena.methods.dp2stage.pseudo import uniform_rows
     from dparena.methods.dp2stage.serialize import FORMATS, Serializer
 
@@ -103,9 +103,7 @@ def schema_tokenizer(schema, vocab_size: int = 1536, n_rows: int = 400, store=No
     )
     tok.train_from_iterator(corpus, trainer=trainer)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.part")
-    tok.save(str(tmp))
-    os.replace(tmp, cache)
+    write_atomic(cache, lambda tmp: tok.save(str(tmp)))
     fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS,
                                                 bos_token=EOS, pad_token=EOS)
     return fast

@@ -137,7 +137,8 @@ class DP2Stage(Method):
         """
         import hashlib
         import json
-        import os
+
+        from dparena.io import write_atomic
 
         cfg = self.config
         key = json.dumps({**self._stage1_key(), "schema": schema.to_dict(), "v": self.version},
@@ -167,9 +168,7 @@ class DP2Stage(Method):
         if cfg.cache_stage1:
             path.parent.mkdir(parents=True, exist_ok=True)
             state = {k: p.detach() for k, p in lm.model.named_parameters() if p.requires_grad}
-            tmp = path.with_suffix(f".{os.getpid()}.part")
-            torch.save({"state": state, "info": info}, tmp)
-            os.replace(tmp, path)
+            write_atomic(path, lambda tmp: torch.save({"state": state, "info": info}, tmp))
         return lm, {**info, "stage1_cached": False}
 
     def _texts(self, ser: Serializer, frame: pd.DataFrame, rng, first):

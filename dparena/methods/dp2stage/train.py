@@ -170,15 +170,19 @@ def plan_dp_sgd(*, epsilon: float, delta: float, public_size: int, batch_size: i
 def plan_with_histogram(task, method: str, *, share: float | None, batch_size: int, epochs: int,
                         accountant: str) -> tuple[DPSGDPlan, float | None]:
     """The DP-SGD plan of a run that may also release one Gaussian histogram of sensitivity 1
-    (a prompt column or label counts): the histogram's σ alone would give (share·ε, δ), and
-    DP-SGD is calibrated so that both, composed in ``accountant``, stay within the run's (ε, δ).
+    (a prompt column or label counts): the histogram's σ alone would give the first part of
+    ``Budget.split(share)``, (share·ε, δ), and DP-SGD is calibrated so that both, composed in
+    ``accountant``, stay within the run's whole (ε, δ).
     ``share`` None: no histogram. Returns (plan, σ of the histogram or None)."""
     eps, delta = task.budget.epsilon, task.budget.delta
     if delta <= 0:
         raise ConfigError(f"{method}: DP-SGD needs delta > 0")
     from dparena.privacy import gaussian_sigma
 
-    sigma = gaussian_sigma(share * eps, delta, sensitivity=1.0) if share is not None else None
+    sigma = None
+    if share is not None:
+        histogram, _ = task.budget.split(share)  # DP-SGD takes the rest jointly, not the 2nd part
+        sigma = gaussian_sigma(histogram.epsilon, histogram.delta, sensitivity=1.0)
     plan = plan_dp_sgd(epsilon=eps, delta=delta, public_size=task.size(method),
                        batch_size=batch_size, epochs=epochs, accountant=accountant,
                        others=[(sigma, 1.0, 1)] if sigma is not None else [])

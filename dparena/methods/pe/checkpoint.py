@@ -20,22 +20,23 @@ A population is stored as one of three kinds (what the APIs return):
 Anything else raises :class:`Unsupported` before a byte is written (the engine then runs without a
 checkpoint). :func:`read` parses ``state.json`` and checks format, version and fingerprint before
 it reads a single array; a file that does not check out whole raises, and the engine starts over.
-Writes go to a temporary file in the same folder, fsynced, then ``os.replace``: one file, so a
-reader sees the old state or the new one, never half of each.
+Writes go through :func:`dparena.io.write_atomic` (a temporary file in the same folder, mode 0600,
+fsynced, then renamed): one file, so a reader sees the old state or the new one, never half of
+each.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
-import os
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from dparena.io import write_atomic
 
 FORMAT = "dparena-pe-checkpoint"
 STATE = "state.json"
@@ -58,19 +59,15 @@ def write(path: Path, fields: dict[str, Any], populations: dict[int, Any]) -> No
             "populations": stored}
     text = json.dumps(meta, default=_scalar).encode()  # ASCII: lone surrogates survive too
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
-                zf.writestr(STATE, text)
-                for name, arr in arrays.items():
-                    with zf.open(name, "w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arr, allow_pickle=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr(STATE, text)
+            for name, arr in arrays.items():
+                with zf.open(name, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
+
+    write_atomic(path, fill, fsync=True, mode=0o600)  # private scratch: owner-only, durable
 
 
 def read(path: Path, version: int, fingerprint: str) -> dict[str, Any] | None:

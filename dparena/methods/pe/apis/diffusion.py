@@ -22,7 +22,7 @@ can come from a suite's ``api_params``; ``schema`` is the dataset's public
 dict of configs that builds a random-initialised model in memory (for tests; seeded by
 ``init_seed``). Offline, a hub id that is not in the local Hugging Face cache fails with one
 :class:`~dparena.errors.AssetError` line naming the id and how to give a local directory.
-``local_files_only`` None means: True when ``DPARENA_OFFLINE`` or ``HF_HUB_OFFLINE`` is set.
+``local_files_only`` None means :func:`dparena.io.offline` (``DPARENA_OFFLINE`` or ``HF_HUB_OFFLINE``).
 OpenAI improved-/guided-diffusion checkpoints (the PE paper's ImageNet model) are converted to
 such a directory by :mod:`dparena.methods.pe.apis.improved_diffusion`. ``class_map`` (class-conditional
 UNets only): ``"identity"`` (default), ``"random"`` or one list of model class ids per label.
@@ -50,7 +50,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ from typing import Any
 import numpy as np
 
 from dparena.errors import AssetError, ConfigError, require
+from dparena.io import offline
 from dparena.methods.pe.api import API
 from dparena.methods.pe.apis.improved_diffusion import EXTRA_FILE, set_heads
 
@@ -93,8 +93,7 @@ def _resolve_device(device: str) -> str:
 def _offline(local_files_only: bool | None) -> bool:
     if local_files_only is not None:
         return bool(local_files_only)
-    return any(os.environ.get(k, "").strip() not in ("", "0") for k in
-               ("DPARENA_OFFLINE", "HF_HUB_OFFLINE"))
+    return offline()
 
 
 def _local_dir(model: str, what: str = "") -> Path | None:
