@@ -368,6 +368,10 @@ def test_generation_only_sections_run_through_the_harness(tmp_path, assets):
         assert rec.artifact and rec.metrics == []
     # the checkpoint goes to the work dir (the Runner deletes it), never next to the artifact
     assert (tmp_path / "work" / "pe-image" / "pe-checkpoint.npz").exists()
+    # so does the run's progress for the driver's bars: the last iteration reported
+    from dparena.harness.progress import read_progress
+
+    assert read_progress(tmp_path / "work" / "pe-image") == ("PE iteration", 2, 2)
     assert [p.name for p in (tmp_path / "pe-image").iterdir()] == ["synthetic.npz"]
 
 

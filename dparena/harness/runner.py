@@ -29,6 +29,7 @@ from typing import Any
 import dparena
 from dparena.assets import AssetStore
 from dparena.datasets.base import DatasetBundle
+from dparena.harness.progress import ProgressFile
 from dparena.harness.store import RunRecord, Store, json_safe_info, lease_holder, write_synthetic
 from dparena.harness.suite import RunSpec
 from dparena.metrics.base import EvalData, MetricContext
@@ -77,6 +78,7 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
             n_samples=spec.n_samples, seed=spec.seed, public=bundle.public,
             private_labels=bundle.private_labels, workdir=work_dir,
             public_size=bundle.public_size, secure_noise=spec.secure_noise,
+            progress=ProgressFile(work_dir) if work_dir is not None else None,
         )
         t0 = time.perf_counter()
         synthetic = method.generate(task, ledger)
@@ -247,6 +249,7 @@ class Runner:
         self.memory_mb = memory_mb
         self.on_start = on_start
         self.on_done = on_done
+        self.load_seconds: dict[str, float] = {}  # dataset (with params) -> seconds to load it
         self._leases: _Leases | None = None
 
     def pending(self, specs: list[RunSpec], retry_failed: bool = False) -> list[RunSpec]:
@@ -331,7 +334,9 @@ class Runner:
         bkey = f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
         if bkey not in bundles:
             try:
+                t0 = time.perf_counter()
                 bundles[bkey] = load_bundle(spec, self.assets)
+                self.load_seconds[bkey] = time.perf_counter() - t0
             except Exception as exc:  # noqa: BLE001
                 self._finish(summary, RunRecord(spec, "failed", error=_one_line(exc),
                                                 created_at=_now()))

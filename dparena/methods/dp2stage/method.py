@@ -163,7 +163,7 @@ class DP2Stage(Method):
             key["alpha"] = self.alpha
         return key
 
-    def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline):
+    def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline, on_step=None):
         """The LM after stage 1: trained here, or loaded from the stage-1 cache.
 
         Stage 1 reads only public data (the schema, a public table) and is seeded by
@@ -197,7 +197,8 @@ class DP2Stage(Method):
         info = stage1(lm.model, rows, lm.pad_id, epochs=self.stage1_epochs,
                       batch_size=self.stage1_batch_size, lr=self.stage1_lr or self.lr,
                       alpha=self.alpha, loss=self.stage1_loss, lr_schedule=self.lr_schedule,
-                      generator=torch.Generator().manual_seed(self.stage1_seed), deadline=deadline)
+                      generator=torch.Generator().manual_seed(self.stage1_seed), deadline=deadline,
+                      on_step=on_step)
         info["stage1_s"] = time.monotonic() - t0
         if self.cache_stage1:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -250,7 +251,8 @@ class DP2Stage(Method):
         info: dict = {"model": self.model}
         ser = Serializer(schema, self.serialization)
         if self.stages == 2:
-            lm, s1info = self._stage1_model(schema, ser, first, store, stage1, torch, deadline)
+            lm, s1info = self._stage1_model(schema, ser, first, store, stage1, torch, deadline,
+                                            lambda k, n: task.report("stage 1 step", k, n))
             info.update(s1info)
         else:
             lm = load_lm(self.model, schema, int(seeds[0]), store=store, lora_r=self.lora_r,
@@ -272,7 +274,8 @@ class DP2Stage(Method):
         steps = stage2_dp(lm.model, private_rows, lm.pad_id, plan=plan, epochs=self.epochs,
                           physical_batch_size=self.physical_batch_size, lr=self.lr,
                           max_grad_norm=self.max_grad_norm, alpha=self.alpha,
-                          seed=int(seeds[2]), noise=task.noise, lr_schedule=self.lr_schedule)
+                          seed=int(seeds[2]), noise=task.noise, lr_schedule=self.lr_schedule,
+                          on_step=lambda k, n: task.report("DP-SGD step", k, n))
         book_dp_sgd(ledger, plan, steps, "DP-SGD", self.max_grad_norm)
         info.update({"stage2_s": time.monotonic() - t2, "accountant": plan.accountant,
                      "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
