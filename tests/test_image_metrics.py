@@ -204,6 +204,17 @@ def test_features_agree_with_clean_fids_pipeline_on_the_published_network(digits
         assert not np.array_equal(got[0], got[1])
 
 
+def test_eager_copy_refuses_a_network_of_another_shape():
+    """Another export (other module names or blocks) is refused, never converted half-right;
+    fast_inception then runs the published module with a warning."""
+    import torch
+
+    from dparena.metrics.inception import eager_copy
+
+    with pytest.raises(AttributeError):
+        eager_copy(torch.jit.script(torch.nn.Linear(2, 2)))
+
+
 def test_fid_kid_pr_share_cached_features_and_eval_stats(digits, tmp_path):
     from dparena.metrics import inception
 

@@ -258,6 +258,11 @@ class SuiteProgress:
 
     # -- the runner's hooks
     def started(self, spec: RunSpec) -> None:
+        if self.work_dir is not None:  # a failed earlier attempt's position is not this one's
+            try:
+                (Path(self.work_dir(spec)) / FILE).unlink(missing_ok=True)
+            except OSError:
+                pass
         with self._lock:
             self.running[spec.key] = spec
             self.eta.start(spec.key, self.clock())
@@ -289,6 +294,8 @@ class SuiteProgress:
             return
         with self._lock:
             running = list(self.running.values())
+            if self._live is not None:  # the ETA counts down between events too
+                self._live.update(self._bar, note=self._eta_text())
         for spec in running:
             got = read_progress(self.work_dir(spec))
             if got is None:

@@ -119,10 +119,16 @@ def eager_copy(module):
             return torch.cat([b(x) for b in self.branches], 1)
 
     class BlockE(nn.Module):  # Mixed_7b/c: two towers that split into 1x3 and 3x1 convolutions
+        names = {"conv", "tower_conv", "tower_mixed_conv", "tower_mixed_conv_1", "tower_1_conv",
+                 "tower_1_conv_1", "tower_1_mixed_conv", "tower_1_mixed_conv_1", "tower_2_pool",
+                 "tower_2_conv"}
+
         def __init__(self, block):
             super().__init__()
-            self.parts = nn.ModuleDict({name: convert(child)
-                                        for name, child in block.named_children()})
+            children = dict(block.named_children())
+            if set(children) != self.names:
+                raise KeyError(f"InceptionE with parts {sorted(children)}")
+            self.parts = nn.ModuleDict({name: convert(c) for name, c in children.items()})
 
         def forward(self, x):
             p = self.parts
@@ -240,13 +246,16 @@ def inception_features(images: np.ndarray, batch_size: int = BATCH,
         raise ValueError("batch_size must be >= 1")
     model = fast_inception(store)
     feats = np.empty((len(arr), DIM), dtype=np.float32)
-    starts = range(0, len(arr), batch_size)
+    starts = list(range(0, len(arr), batch_size))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="inception-resize") as pool:
-        pending = [pool.submit(resize_nhwc, arr[s:s + batch_size]) for s in starts[:1]]
+        def resize(k):  # batch k, resized in the pool (one batch ahead: bounded memory)
+            return pool.submit(resize_nhwc, arr[starts[k]:starts[k] + batch_size])
+
+        ahead = resize(0) if starts else None
         for k, start in enumerate(starts):
-            resized = pending.pop().result()
+            resized = ahead.result()
             if k + 1 < len(starts):
-                pending.append(pool.submit(resize_nhwc, arr[starts[k + 1]:starts[k + 1] + batch_size]))
+                ahead = resize(k + 1)
             feats[start:start + len(resized)] = forward(model, resized, channels_last=True)
             _COUNT["images"] += len(resized)
     return feats
