@@ -108,18 +108,26 @@ def run(
     strict: bool = typer.Option(False, help="Exit 1 if any run failed or was INVALID."),
     executor: str = typer.Option("local", help="local (forked processes) or ray."),
     address: str = typer.Option(None, help="Ray cluster address (with --executor ray)."),
-    quiet: bool = typer.Option(False, help="Do not print the leaderboard at the end."),
+    quiet: bool = typer.Option(False, help="No progress, per-run notes or leaderboard on the "
+                               "screen: only failures and the one-line summary."),
     secure_noise: bool = typer.Option(False, help="Draw every DP noise sample from OS entropy "
                                       "(not reproducible; use it when the output is released)."),
+    timings: bool = typer.Option(False, help="Print a per-stage time table (load, generate, write, "
+                                 "each metric) of the suite's runs at the end."),
 ):
     """Run a suite, skipping runs already in the database; write the leaderboard next to it.
 
+    Progress: on a terminal, live bars with an ETA from the store's earlier timings; in a log,
+    a line per 10% of the suite and per 10% of each long run (PE iterations, DP-SGD steps).
+
     Example: dparena run benchmarks/suites/quick.toml --only method=independent-marginals
     """
+    import time
+
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dparena.harness.executors import LocalExecutor, RayExecutor
+    from dparena.harness.progress import SuiteProgress, estimate_seconds
     from dparena.harness.runner import Runner
     from dparena.harness.store import Store
     from dparena.harness.suite import check_datasets, load_suite
@@ -140,29 +148,28 @@ def run(
     check_datasets(specs)  # the user's own data files, before anything is written
     store = Store(db)
     console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
-        backend = RayExecutor(address) if executor == "ray" else LocalExecutor(jobs)
-        runner = Runner(store, timeout=timeout, executor=backend)
-        todo = runner.pending(specs, retry_failed)
-        bar = progress.add_task(f"{spec.name}: {len(specs) - len(todo)} done before", total=len(todo))
-
-        def started(s):
-            progress.update(bar, description=s.name[:70])
+    wall0 = time.perf_counter()
+    backend = RayExecutor(address) if executor == "ray" else LocalExecutor(jobs)
+    runner = Runner(store, timeout=timeout, executor=backend)
+    todo = runner.pending(specs, retry_failed)
+    estimates = estimate_seconds(todo, store.runs()) if todo and not quiet else {}
+    with SuiteProgress(console, len(todo), estimates, jobs=jobs, title=spec.name,
+                       done_before=len(specs) - len(todo), work_dir=store.work_dir,
+                       quiet=quiet) as progress:
 
         def done(rec):
-            progress.advance(bar)
+            progress.finished(rec.spec)
             if rec.status != "ok":
                 console.print(f"[{'red' if rec.status == 'failed' else 'yellow'}]{rec.status}"
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
-            elif rec.info.get("warning"):  # e.g. an LM that produced no valid row
+            elif rec.info.get("warning") and not quiet:  # e.g. an LM that produced no valid row
                 console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
-            if rec.spec.is_dp and rec.spent_epsilon is not None:
+            if rec.spec.is_dp and rec.spent_epsilon is not None and not quiet:
                 console.print(f"[dim]ε spent {rec.spent_epsilon:.4g} of {rec.spec.epsilon:g} "
                               f"(δ {rec.spec.delta:.3g}, accountant {rec.accountant}): "
                               f"{rec.spec.name}[/]", highlight=False)
 
-        runner.on_start, runner.on_done = started, done
+        runner.on_start, runner.on_done = progress.started, done
         summary = runner.run(specs, retry_failed)
     console.print(f"{summary.total} runs: {summary.ok} ok, {summary.invalid} invalid, "
                   f"{len(summary.failed)} failed, {summary.skipped} already done ({db})")
@@ -173,6 +180,10 @@ def run(
                err=True)
     if spec.orderings:
         write_orderings(store, spec, db.parent, quiet)
+    if timings:
+        keys = {s.key for s in specs}
+        _print_timings([r for r in store.runs() if r.key in keys], runner.load_seconds,
+                       time.perf_counter() - wall0)
     if strict and (summary.failed or summary.invalid):
         raise typer.Exit(1)
 
@@ -213,6 +224,27 @@ def _check_db_path(db: Path) -> None:
         if head and head != b"SQLite format 3\x00":
             raise ConfigError(f"--db {db} exists and is not an SQLite database; give a new path "
                               f"or a runs.sqlite written by dparena run")
+
+
+def _print_timings(rows, loads: dict[str, float], wall_s: float) -> None:
+    """The per-stage time table of ``dparena run --timings`` (stdout)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    from dparena.harness.progress import format_seconds, timings_table
+
+    table = timings_table(rows, loads)
+    whole = sum(t for stage, _, t, _, _ in table if stage in ("load", "run")) or 1.0
+    rt = RichTable(title=f"Time per stage: {len(rows)} runs (stored timings), wall "
+                         f"{format_seconds(wall_s)}", title_justify="left")
+    for name, justify in (("stage", "left"), ("count", "right"), ("total s", "right"),
+                          ("mean s", "right"), ("max s", "right"), ("share", "right")):
+        rt.add_column(name, justify=justify)
+    for stage, count, total, mean, most in table:
+        share = "" if stage == "run" else f"{total / whole:.0%}"
+        rt.add_row(stage, str(count), f"{total:.1f}", f"{mean:.2f}", f"{most:.2f}", share,
+                   style="bold" if stage == "run" else None)
+    Console(width=max(100, Console().width)).print(rt)
 
 
 @app.command()

@@ -172,3 +172,28 @@ def test_audit_prints_the_p_value_and_what_the_bound_means():
     assert honest.returncode == 0, honest.stderr
     result = json.loads(honest.stdout)
     assert result["p_value"] >= 0.05 and not result["failed"]
+
+
+def test_run_progress_lines_and_timings_table(tmp_path):
+    """Off a terminal a fresh run prints one suite line per 10% passed (4 runs: 4 lines) and,
+    with --timings, a per-stage table of the suite's runs; --quiet keeps only the summary."""
+    suite = tmp_path / "cli.toml"
+    suite.write_text(SUITE)
+    db = tmp_path / "runs.sqlite"
+    result = dparena("run", suite, "--db", db, "--timings")
+    assert result.returncode == 0, result.stderr
+    progress = [ln.split(" runs (")[0] for ln in result.stderr.splitlines()
+                if ln.startswith("cli: ")]
+    assert progress == ["cli: 1/4", "cli: 2/4", "cli: 3/4", "cli: 4/4"], result.stderr
+    assert "Time per stage: 4 runs (stored timings)" in result.stdout
+    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[2:-1]]
+            for ln in result.stdout.splitlines() if ln.count("│") == 7}
+    assert rows["load"][0] == "1"  # one dataset loaded by the driver
+    for stage in ("generate", "write", "metric:histogram-intersection", "run"):
+        assert rows[stage][0] == "4", (stage, result.stdout)
+        assert float(rows[stage][1]) >= 0
+    again = dparena("run", suite, "--db", db, "--quiet", "--timings")
+    assert again.returncode == 0
+    assert again.stderr.startswith("4 runs: 0 ok, 0 invalid, 0 failed, 4 already done")
+    assert "cli: " not in again.stderr and "ε spent" not in again.stderr
+    assert "Time per stage: 4 runs (stored timings)" in again.stdout  # from the stored timings

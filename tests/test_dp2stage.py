@@ -360,9 +360,12 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     plan = plan_dp_sgd(epsilon=4.0, delta=1e-5, public_size=32, batch_size=8, epochs=1,
                        accountant="prv")
+    reported = []
     steps = stage2_dp(lm.model, rows, lm.pad_id, plan=plan, epochs=1, physical_batch_size=4,
-                      lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0)
+                      lr=1e-3, max_grad_norm=1.0, alpha=0.65, seed=0,
+                      on_step=lambda k, n: reported.append((k, n)))
     assert steps == plan.steps == 4
+    assert reported == [(1, 4), (2, 4), (3, 4), (4, 4)]  # progress: one call per logical step
     moved = {n for n, p in lm.model.named_parameters() if not torch.equal(p.detach(), before[n])}
     trained = {n for n, p in lm.model.named_parameters() if p.requires_grad}
     assert moved and moved <= trained

@@ -162,6 +162,59 @@ def test_inception_features_grey_equals_repeated_rgb(digits):
     assert not np.allclose(f1[0], f1[1])
 
 
+def test_resize_is_clean_fids_clean_resizer_bit_for_bit():
+    """resize_nhwc (one PIL float resize per channel, a grey channel copied) gives exactly what
+    clean-fid's build_resizer("clean") gives each RGB image (grey converted as PIL does)."""
+    from cleanfid.resize import build_resizer
+
+    from dparena.metrics.inception import clean_resize, resize_nhwc
+
+    rng = np.random.default_rng(7)
+    resizer = build_resizer("clean")
+    for shape in [(3, 28, 28, 1), (2, 32, 32, 3), (1, 40, 24, 3)]:
+        images = rng.integers(0, 256, shape, dtype=np.uint8)
+        expect = np.stack([resizer(np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x)
+                           for x in images])
+        got = resize_nhwc(images)
+        assert got.dtype == np.float32 and got.shape == (len(images), 299, 299, 3)
+        np.testing.assert_array_equal(got, expect)
+        np.testing.assert_array_equal(clean_resize(images), expect.transpose(0, 3, 1, 2))
+
+
+def test_features_agree_with_clean_fids_pipeline_on_the_published_network(digits):
+    """The tuned network (folded batch norm, channels-last, resizing in a second thread, a
+    partial last batch) vs clean-fid's resizer, ToTensor batching and the published TorchScript
+    module as clean-fid runs a custom extractor: equal to 1e-5 relative."""
+    import torch
+    from cleanfid.resize import build_resizer
+
+    from dparena.metrics import inception
+
+    images = digits.eval[10:15]
+    resizer = build_resizer("clean")
+    batch = torch.stack([torch.from_numpy(resizer(np.repeat(x, 3, axis=-1))).permute(2, 0, 1)
+                         for x in images])
+    with torch.no_grad():
+        expect = inception.load_inception()((batch - 128.0) / 128.0).reshape(-1, 2048).numpy()
+    assert inception.fast_inception() is not inception.load_inception()  # the tuned copy runs
+    for batch_size in (2, 5):
+        got = inception.inception_features(images, batch_size=batch_size)
+        rel = np.abs(got - expect).max() / np.abs(expect).max()
+        assert rel <= 1e-5, f"batch {batch_size}: relative difference {rel:.2e}"
+        assert not np.array_equal(got[0], got[1])
+
+
+def test_eager_copy_refuses_a_network_of_another_shape():
+    """Another export (other module names or blocks) is refused, never converted half-right;
+    fast_inception then runs the published module with a warning."""
+    import torch
+
+    from dparena.metrics.inception import eager_copy
+
+    with pytest.raises(AttributeError):
+        eager_copy(torch.jit.script(torch.nn.Linear(2, 2)))
+
+
 def test_fid_kid_pr_share_cached_features_and_eval_stats(digits, tmp_path):
     from dparena.metrics import inception
 

@@ -156,6 +156,22 @@ def test_all_zero_counts_fall_back_to_uniform_and_are_logged(mnist, caplog):
 
 # -- DrawText -----------------------------------------------------------------------------------
 
+def test_lookahead_embedding_is_the_float64_mean_of_l_variation_embeddings():
+    """With lookahead L a sample's embedding is the mean of the embeddings of L variations at the
+    iteration's degree, summed in float64 in draw order (bit for bit, whatever the buffers)."""
+    api, embedder = DrawText(DIGITS), PixelEmbedder()
+    engine = PrivateEvolution(api, embedder, PEConfig(iterations=1, population_sizes=6,
+                                                      degrees=[0.0, 0.5], lookahead=4))
+    pop = api.random_api(3, 6, np.random.default_rng(0))
+    got = engine._embed(pop, 3, 0.5, np.random.default_rng(7))
+    rng, labels = np.random.default_rng(7), np.full(6, 3)
+    total = np.zeros((6, 28 * 28), dtype=np.float64)
+    for _ in range(4):
+        total = total + embedder.embed(api.variation_api(pop, labels, 0.5, rng).images)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, (total / 4).astype(np.float32))
+
+
 def test_drawtext_renders_the_class_character_and_varies_by_degree():
     api = DrawText(schema=DIGITS)
     rng = np.random.default_rng(0)
@@ -368,6 +384,10 @@ def test_generation_only_sections_run_through_the_harness(tmp_path, assets):
         assert rec.artifact and rec.metrics == []
     # the checkpoint goes to the work dir (the Runner deletes it), never next to the artifact
     assert (tmp_path / "work" / "pe-image" / "pe-checkpoint.npz").exists()
+    # so does the run's progress for the driver's bars: the last iteration reported
+    from dparena.harness.progress import read_progress
+
+    assert read_progress(tmp_path / "work" / "pe-image") == ("PE iteration", 2, 2)
     assert [p.name for p in (tmp_path / "pe-image").iterdir()] == ["synthetic.npz"]
 
 

@@ -58,6 +58,7 @@ class Runner:
         self.memory_mb = memory_mb
         self.on_start = on_start
         self.on_done = on_done
+        self.load_seconds: dict[str, float] = {}  # dataset (with params) -> seconds to load it
         self._leases: _Leases | None = None
 
     def pending(self, specs: list[RunSpec], retry_failed: bool = False) -> list[RunSpec]:
@@ -130,7 +131,9 @@ class Runner:
         bkey = _bundle_key(spec)
         if bkey not in bundles:
             try:
+                t0 = time.perf_counter()
                 bundles[bkey] = load_bundle(spec, self.assets)
+                self.load_seconds[bkey] = time.perf_counter() - t0
             except Exception as exc:  # noqa: BLE001
                 self._finish(summary, RunRecord(spec, "failed", error=one_line(exc),
                                                 created_at=now()))

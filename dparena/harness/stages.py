@@ -17,6 +17,7 @@ from typing import Any
 
 from dparena.assets import AssetStore
 from dparena.datasets.base import DatasetBundle
+from dparena.harness.progress import ProgressFile
 from dparena.harness.provenance import now, provenance
 from dparena.harness.store import RunRecord, json_safe_info, write_synthetic
 from dparena.harness.suite import RunSpec
@@ -53,6 +54,7 @@ def generate(method: Any, spec: RunSpec, bundle: DatasetBundle,
         n_samples=spec.n_samples, seed=spec.seed, public=bundle.public,
         private_labels=bundle.private_labels, workdir=work_dir,
         public_size=bundle.public_size, secure_noise=spec.secure_noise,
+        progress=ProgressFile(work_dir) if work_dir is not None else None,
     )
     return method.generate(task, ledger), ledger
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,12 +34,20 @@ class Task:
     workdir: Path | None = None
     public_size: int | None = None
     secure_noise: bool = False
+    progress: Callable[[str, int, int], None] | None = None  # the harness's, see report()
     rng: np.random.Generator = field(init=False)
     noise: SeededNoise | SecureNoise = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.seed)
         self.noise = make_noise(self.secure_noise, self.rng)
+
+    def report(self, stage: str, done: int, total: int) -> None:
+        """Tell the harness how far a long method is (``"PE iteration", 3, 20``), for progress
+        bars. Only positions in public schedules (iterations, DP-SGD steps), never a value
+        computed from private data: the harness shows and logs what it gets."""
+        if self.progress is not None:
+            self.progress(stage, int(done), int(total))
 
     def size(self, method: str) -> int:
         """The public dataset size N (a ConfigError naming ``method`` when none was declared)."""

@@ -209,7 +209,7 @@ class DPFinetuneLM(Method):
         steps = stage2_dp(lm.model, rows, lm.pad_id, plan=plan, epochs=self.epochs,
                           physical_batch_size=self.physical_batch_size, lr=self.lr,
                           max_grad_norm=self.max_grad_norm, alpha=-1.0, seed=int(seeds[1]),
-                          noise=task.noise)
+                          noise=task.noise, on_step=lambda k, n: task.report("DP-SGD step", k, n))
         book_dp_sgd(ledger, plan, steps, "DP-SGD on label-prompted texts", self.max_grad_norm)
         info.update({"train_s": time.monotonic() - t1, "accountant": plan.accountant,
                      "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,

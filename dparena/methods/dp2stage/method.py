@@ -127,7 +127,7 @@ class DP2Stage(Method):
             key["alpha"] = cfg.alpha
         return key
 
-    def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline):
+    def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline, on_step=None):
         """The LM after stage 1: trained here, or loaded from the stage-1 cache.
 
         Stage 1 reads only public data (the schema, a public table) and is seeded by
@@ -163,7 +163,8 @@ class DP2Stage(Method):
         info = stage1(lm.model, rows, lm.pad_id, epochs=cfg.stage1_epochs,
                       batch_size=cfg.stage1_batch, lr=cfg.stage1_learning_rate, alpha=cfg.alpha,
                       loss=cfg.stage1_loss, lr_schedule=cfg.lr_schedule,
-                      generator=torch.Generator().manual_seed(cfg.stage1_seed), deadline=deadline)
+                      generator=torch.Generator().manual_seed(cfg.stage1_seed), deadline=deadline,
+                      on_step=on_step)
         info["stage1_s"] = time.monotonic() - t0
         if cfg.cache_stage1:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,7 +217,8 @@ class DP2Stage(Method):
         info: dict = {"model": cfg.model}
         ser = Serializer(schema, cfg.serialization)
         if self.stages == 2:
-            lm, s1info = self._stage1_model(schema, ser, first, store, stage1, torch, deadline)
+            lm, s1info = self._stage1_model(schema, ser, first, store, stage1, torch, deadline,
+                                            lambda k, n: task.report("stage 1 step", k, n))
             info.update(s1info)
         else:
             lm = load_lm(cfg.model, schema, int(seeds[0]), store=store, lora_r=cfg.lora_r,
@@ -238,7 +240,8 @@ class DP2Stage(Method):
         steps = stage2_dp(lm.model, private_rows, lm.pad_id, plan=plan, epochs=cfg.epochs,
                           physical_batch_size=cfg.physical_batch_size, lr=cfg.lr,
                           max_grad_norm=cfg.max_grad_norm, alpha=cfg.alpha,
-                          seed=int(seeds[2]), noise=task.noise, lr_schedule=cfg.lr_schedule)
+                          seed=int(seeds[2]), noise=task.noise, lr_schedule=cfg.lr_schedule,
+                          on_step=lambda k, n: task.report("DP-SGD step", k, n))
         book_dp_sgd(ledger, plan, steps, "DP-SGD", cfg.max_grad_norm)
         info.update({"stage2_s": time.monotonic() - t2, "accountant": plan.accountant,
                      "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,

@@ -90,13 +90,13 @@ def _epoch_batches(n: int, batch_size: int, generator):
 
 def stage1(model, rows: Sequence, pad_id: int, *, epochs: float, batch_size: int, lr: float,
            alpha: float, generator, loss: str = "ce", lr_schedule: str = "linear",
-           deadline: float | None = None) -> dict:
+           deadline: float | None = None, on_step=None) -> dict:
     """Plain AdamW fine-tuning on (non-private) pseudo rows; returns loss history.
 
     ``epochs`` passes over the rows (each pass a fresh shuffle, ⌈n / B⌉ batches; a fractional
     epoch stops part-way through a pass). ``loss="ce"`` is plain causal-LM cross-entropy pooled
     over the batch's tokens (:func:`causal_lm_loss`, the reference's stage 1), ``"weighted"`` the
-    α-weighted key/value loss of stage 2.
+    α-weighted key/value loss of stage 2. ``on_step(k, steps)`` is called after each step k.
     """
     torch = require("torch", "llm")
     if loss not in STAGE1_LOSSES:
@@ -119,6 +119,8 @@ def stage1(model, rows: Sequence, pad_id: int, *, epochs: float, batch_size: int
         opt.step()
         opt.zero_grad(set_to_none=True)
         losses.append(float(value.detach()))
+        if on_step is not None:
+            on_step(k + 1, steps)
         if deadline is not None and time.monotonic() > deadline:
             break
     return {"stage1_steps": len(losses), "stage1_loss_first": losses[0], "stage1_loss_last":
@@ -218,7 +220,7 @@ def _os_entropy_noise(noise):
 
 def stage2_dp(model, rows: Sequence, pad_id: int, *, plan: DPSGDPlan, epochs: int,
               physical_batch_size: int, lr: float, max_grad_norm: float, alpha: float, seed: int,
-              noise=None, lr_schedule: str = "constant") -> int:
+              noise=None, lr_schedule: str = "constant", on_step=None) -> int:
     """DP-SGD (AdamW update on the privatized gradient) on the private rows for ``epochs`` epochs
     with the privacy parameters of ``plan``; returns the number of DP-SGD steps taken.
 
@@ -228,6 +230,9 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, plan: DPSGDPlan, epochs: in
 
     ``noise`` is the run's noise source (:mod:`dparena.privacy.noise`): seeded noise and Poisson
     sampling from ``seed`` by default, OS entropy for both when it is secure.
+
+    ``on_step(k, plan.steps)`` is called after each logical step k (progress: a position in the
+    public schedule, nothing computed from the private rows).
     """
     torch = require("torch", "llm")
     opacus = require("opacus", "llm")
@@ -258,17 +263,20 @@ def stage2_dp(model, rows: Sequence, pad_id: int, *, plan: DPSGDPlan, epochs: in
     with warnings.catch_warnings(), _os_entropy_noise(noise):
         warnings.simplefilter("ignore")  # "full backward hook ... no inputs require gradients"
         _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps,
-                   lambda k: lr * lr_factor(lr_schedule, k, plan.steps))
+                   lambda k: lr * lr_factor(lr_schedule, k, plan.steps),
+                   (lambda k: on_step(k, plan.steps)) if on_step is not None else None)
     module._close()  # remove Opacus' hooks: the model is used plainly for sampling and scoring
     return steps[0]
 
 
-def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps, lr_at):
+def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps, lr_at,
+               on_step=None):
     """The training loop; ``steps[0]`` counts logical (Poisson) batches. No loss value of a private
     batch leaves this function: un-noised, it would be a release outside the ledger.
 
     ``lr_at(k)`` is the learning rate of logical step k; it is set before every physical chunk and
-    k advances only when Opacus really steps (the last chunk of a logical batch)."""
+    k advances only when Opacus really steps (the last chunk of a logical batch); ``on_step(k)``
+    then follows."""
     from opacus.utils.batch_memory_manager import BatchMemoryManager
 
     done = 0  # logical steps taken
@@ -282,6 +290,8 @@ def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps
                     opt.zero_grad(set_to_none=True)
                     opt.step()
                     done += 1
+                    if on_step is not None:
+                        on_step(done)
                     continue
                 ids, mask, pos, groups = _trim(ids, mask, pos, groups)
                 loss = weighted_loss(_Forward.logits(module, ids, mask, pos), ids, groups,
@@ -290,6 +300,8 @@ def _dp_epochs(epochs, dp_loader, physical_batch_size, opt, module, alpha, steps
                 opt.step()
                 if not opt._is_last_step_skipped:  # the logical batch's update happened
                     done += 1
+                    if on_step is not None:
+                        on_step(done)
                 opt.zero_grad(set_to_none=True)
 
 

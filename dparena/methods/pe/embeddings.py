@@ -51,9 +51,7 @@ class InceptionEmbedder(Embedder):
         import importlib
 
         module = importlib.import_module("dparena.metrics.inception")
-        images = np.asarray(data)
-        if images.ndim == 4 and images.shape[-1] == 1:  # grey digits: the network wants RGB
-            images = np.repeat(images, 3, axis=-1)
+        images = np.asarray(data)  # grey images are resized once and copied to RGB there
         return np.asarray(module.inception_features(images, batch_size=self.batch_size),
                           dtype=np.float32)
 

@@ -327,7 +327,10 @@ class PrivateEvolution:
         total = None
         for _ in range(self.config.lookahead):
             emb = self.embedder.embed(payload(self.api.variation_api(pop, labels, degree, rng)))
-            total = emb.astype(np.float64) if total is None else total + emb
+            if total is None:
+                total = emb.astype(np.float64)
+            else:
+                total += emb  # in place: the same sums as total + emb, one buffer fewer
         return (total / self.config.lookahead).astype(np.float32)
 
     @staticmethod

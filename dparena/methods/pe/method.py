@@ -163,8 +163,14 @@ class PEMethod(Method):
 
         private_emb = engine.embedder.embed(samples)
         checkpoint = task.workdir / "pe-checkpoint.npz" if task.workdir is not None else None
+
+        def iteration_done(t, state):
+            task.report("PE iteration", t, config.iterations)
+            if on_iteration is not None:
+                on_iteration(t, state)
+
         final, out_labels, events = engine.run(private_emb, labels, proportions, sigma,
-                                               task.rng, ledger, checkpoint, on_iteration,
+                                               task.rng, ledger, checkpoint, iteration_done,
                                                noise=task.noise)
         fallbacks = [e for e in events if e["event"] == "uniform-fallback"]
         return Synthetic(data=self.output(final), labels=out_labels,
