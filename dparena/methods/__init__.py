@@ -34,6 +34,14 @@ methods.register_lazy(
     description="DP-MERF: one Gaussian release of a class-conditional RFF mean embedding, generator fit to it",
 )
 methods.register_lazy(
+    "dp-ctgan", "dparena.methods.baselines.dp_ctgan:DPCTGAN", modality="tabular", extra="dpsgd",
+    description="DP-CTGAN: CTGAN generator trained through a DP-SGD (Opacus) discriminator",
+)
+methods.register_lazy(
+    "dp-ntk", "dparena.methods.baselines.dp_ntk:DPNTK", modality="image", extra="image",
+    description="DP-NTK: one Gaussian release of a class-conditional NTK-feature mean embedding, generator fit to it",
+)
+methods.register_lazy(
     "dp2stage", "dparena.methods.dp2stage.method:DP2Stage", modality="tabular", extra="llm",
     description="DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table",
 )
