@@ -69,6 +69,7 @@ and Gumbel noise from seeded generators; the DP noise from ``task.noise``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -81,6 +82,7 @@ from dparena.datasets.schema import Categorical, TableSchema
 from dparena.errors import ConfigError, SchemaError, require
 from dparena.methods.base import Method, Task
 from dparena.privacy import Ledger, gaussian_sigma
+from dparena.privacy.noise import secure_torch_normal
 from dparena.torch_utils import one_thread, seeded
 from dparena.types import Modality, Synthetic
 
@@ -364,8 +366,6 @@ class DPCTGAN(Method):
         from opacus.optimizers import DPOptimizerFastGradientClipping
         from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
 
-        from dparena.methods.dp2stage.train import _os_entropy_noise
-
         secure = getattr(task.noise, "secure", False)
         cond_w = transform.cond_width if freqs is not None else 0
         with seeded(torch, seeds[0]):
@@ -398,7 +398,7 @@ class DPCTGAN(Method):
         gen.train()
         disc.train()
         taken = 0
-        with seeded(torch, seeds[4]), _os_entropy_noise(task.noise):  # dropout's global RNG
+        with seeded(torch, seeds[4]), _secure_dp_noise(secure):  # seeded: dropout's RNG
             for _ in range(plan.steps):
                 # discriminator: one DP-SGD step on real groups (Poisson at q) and fake groups
                 picked = torch.nonzero(torch.rand(n, generator=sampler) < plan.sample_rate)[:, 0]
@@ -467,6 +467,25 @@ class DPCTGAN(Method):
                 act = self._fake(torch, gen, transform, probs, offsets, cond_w, m, latent)[0]
                 out.append(act[:, :transform.width].numpy())
         return np.concatenate(out, axis=0) if out else np.zeros((0, transform.width), np.float32)
+
+
+@contextlib.contextmanager
+def _secure_dp_noise(secure: bool):
+    """With a secure noise source, the discriminator's DP-SGD noise comes from OS entropy: the
+    fast-gradient-clipping optimiser looks ``_generate_noise`` up in its own module, which is
+    where it is replaced for the duration (otherwise, with no generator, it would draw from
+    torch's global RNG, which the training loop seeds)."""
+    if not secure:
+        yield
+        return
+    from opacus.optimizers import optimizer_fast_gradient_clipping as fgc
+
+    saved = fgc._generate_noise
+    fgc._generate_noise = secure_torch_normal
+    try:
+        yield
+    finally:
+        fgc._generate_noise = saved
 
 
 def _frequencies(noisy: np.ndarray) -> np.ndarray:
