@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dparena-installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-all bench lint install publish clean-results
+.PHONY: demo test test-all bench lint install publish catalogue clean-results
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,12 +29,18 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/perf --benchmark-only --benchmark-json=benchmarks/perf/last-run.json -q
 
-# Regenerate the published quick-suite results: results/quick/{leaderboard.md,.html,plots/},
-# results/baseline.json, and the table in README.md.
+# Regenerate the published results: the full quick-suite tables (results/quick/{leaderboard.md,
+# .html,plots/}, written by `dparena run`), results/baseline.json, and the README's short front
+# table, read from results/{tabular-cpu,text-cpu,quick}/leaderboard.md (dparena/leaderboard/
+# publish.py; the CPU real-LM suites are re-run by hand: dparena run benchmarks/suites/NAME.toml).
 publish: $(STAMP)
 	$(BIN)/dparena run benchmarks/suites/quick.toml --quiet --jobs 2
 	$(BIN)/dparena leaderboard --db results/quick/runs.sqlite --format json --out results/baseline.json
-	$(BIN)/python -m dparena.leaderboard.publish README.md results/quick/leaderboard.md
+	$(BIN)/python -m dparena.leaderboard.publish README.md results
+
+# Regenerate docs/catalogue.md from the registered classes (tests/test_registry.py checks it).
+catalogue: $(STAMP)
+	$(BIN)/dparena list --format md > docs/catalogue.md.tmp && mv docs/catalogue.md.tmp docs/catalogue.md
 
 lint: $(STAMP)
 	$(BIN)/ruff check dparena tests benchmarks

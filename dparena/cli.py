@@ -18,47 +18,48 @@ app = typer.Typer(
 )
 accountant_app = typer.Typer(no_args_is_help=True, help="Privacy accountant calculators.")
 app.add_typer(accountant_app, name="accountant")
+schema_app = typer.Typer(no_args_is_help=True, help="Public schema files of your own tables.")
+app.add_typer(schema_app, name="schema")
 
-KINDS = ("datasets", "methods", "metrics")
-
-
-def _registry(kind: str):
-    if kind == "datasets":
-        from dparena.datasets import datasets as reg
-    elif kind == "methods":
-        from dparena.methods import methods as reg
-    elif kind == "metrics":
-        from dparena.metrics import metrics as reg
-    else:
-        raise ConfigError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
-    return reg
+LIST_FORMATS = ("table", "json", "md")
 
 
 @app.command("list")
 def list_cmd(
-    kind: str = typer.Argument(..., help="datasets, methods or metrics"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    kind: str = typer.Argument(None, help="datasets, methods or metrics (default: all three)"),
+    fmt: str = typer.Option("table", "--format", help="table, json or md (docs/catalogue.md)."),
+    as_json: bool = typer.Option(False, "--json", help="Same as --format json."),
 ):
-    """List registered datasets, methods or metrics.
+    """List registered datasets, methods and metrics, as their classes describe themselves.
 
-    Example: dparena list methods --json
+    Examples: dparena list methods --json;  dparena list --format md > docs/catalogue.md
     """
-    reg = _registry(kind)
-    fields = ("modality", "description", "extra")
-    rows = [{"name": n, **reg.info(n, fields)} for n in reg.names()]
-    if as_json:
+    from dparena import listing
+
+    if fmt not in LIST_FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(LIST_FORMATS)}, got {fmt!r}")
+    fmt = "json" if as_json else fmt
+    if kind is not None:
+        listing.registry(kind)  # an unknown kind is an error before anything is printed
+    kinds = listing.KINDS if kind is None else (kind,)
+    if fmt == "md":
+        typer.echo(listing.markdown(kinds), nl=False)
+        return
+    if fmt == "json":
+        rows = listing.rows(kind) if kind is not None else {k: listing.rows(k) for k in kinds}
         typer.echo(json.dumps(rows, indent=1))
         return
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=kind)
-    for col in ("name", "modality", "description", "extra"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(r["name"], r["modality"], r["description"],
-                      f"dparena[{r['extra']}]" if r["extra"] else "")
-    Console().print(table)
+    for k in kinds:
+        table = Table(title=k)
+        for col in ("name", "modality", "description", "extra"):
+            table.add_column(col)
+        for r in listing.rows(k):
+            table.add_row(r["name"], r["modality"], r["description"],
+                          f"dparena[{r['extra']}]" if r["extra"] else "")
+        Console().print(table)
 
 
 @app.command()
@@ -129,7 +130,7 @@ def run(
     from dparena.harness.progress import SuiteProgress, estimate_seconds
     from dparena.harness.runner import RayRunner, Runner
     from dparena.harness.store import Store
-    from dparena.harness.suite import load_suite
+    from dparena.harness.suite import check_datasets, load_suite
 
     if jobs < 1:
         raise ConfigError("--jobs must be >= 1")
@@ -143,6 +144,7 @@ def run(
         raise ConfigError("no run matches the --only filters")
     db = db or Path("results") / spec.name / "runs.sqlite"
     _check_db_path(db)
+    check_datasets(specs)  # the user's own data files, before anything is written
     store = Store(db)
     console = Console(stderr=True)
     wall0 = time.perf_counter()
@@ -161,7 +163,7 @@ def run(
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
             elif rec.info.get("warning") and not quiet:  # e.g. an LM that produced no valid row
                 console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
-            if rec.spec.private and rec.spent_epsilon is not None and not quiet:
+            if rec.spec.is_dp and rec.spent_epsilon is not None and not quiet:
                 console.print(f"[dim]ε spent {rec.spent_epsilon:.4g} of {rec.spec.epsilon:g} "
                               f"(δ {rec.spec.delta:.3g}, accountant {rec.accountant}): "
                               f"{rec.spec.name}[/]", highlight=False)
@@ -171,12 +173,47 @@ def run(
     console.print(f"{summary.total} runs: {summary.ok} ok, {summary.invalid} invalid, "
                   f"{len(summary.failed)} failed, {summary.skipped} already done ({db})")
     _write_leaderboards(store, db.parent, quiet)
+    if spec.orderings:
+        _write_orderings(store, spec, db.parent, quiet)
     if timings:
         keys = {s.key for s in specs}
         _print_timings([r for r in store.runs() if r["key"] in keys], runner.load_seconds,
                        time.perf_counter() - wall0)
     if strict and (summary.failed or summary.invalid):
         raise typer.Exit(1)
+
+
+def _write_orderings(store, suite, folder: Path, quiet: bool) -> None:
+    from dparena.leaderboard.orderings import judge, to_markdown
+
+    text = to_markdown(judge(store.runs(), suite.orderings),
+                       title=f"{suite.name}: orderings the suite checks")
+    _write_atomic(folder / "orderings.md", text)
+    if not quiet:
+        typer.echo(text)
+    typer.echo(f"wrote {folder / 'orderings.md'}")
+
+
+@app.command()
+def orderings(
+    suite: Path = typer.Argument(..., help="Suite TOML file with [[ordering]] tables."),
+    db: Path = typer.Option(None, help="Result database (default results/<suite>/runs.sqlite)."),
+):
+    """Judge the suite's [[ordering]] claims on stored runs; write orderings.md beside the db.
+
+    Example: dparena orderings benchmarks/suites/ordering-cpu.toml
+    """
+    from dparena.harness.store import Store
+    from dparena.harness.suite import load_suite
+
+    spec = load_suite(suite)
+    if not spec.orderings:
+        raise ConfigError(f"{suite} has no [[ordering]] tables; add some (see docs/protocols.md)")
+    db = db or Path("results") / spec.name / "runs.sqlite"
+    _check_db_path(db)
+    if not db.exists():
+        raise ConfigError(f"--db {db} does not exist; run the suite first: dparena run {suite}")
+    _write_orderings(Store(db, mode="r"), spec, db.parent, quiet=False)
 
 
 def _check_db_path(db: Path) -> None:
@@ -360,7 +397,7 @@ def score(
         raise ConfigError(f"{synthetic}: the file has no rows")
     bundle = ds.load(AssetStore())
     real = EvalData(bundle.eval, bundle.schema, bundle.eval_labels)
-    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=type(ds).version)
+    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=ds.version)
     values = []
     for m in chosen:  # privacy-risk metrics (needs_private) compare against the private split
         seen = dataclasses.replace(real, private=bundle.private) if m.needs_private else real
@@ -373,8 +410,7 @@ def score(
         return
     width = max(len(v.name) for v in values)
     for v in values:
-        arrow = "↑" if v.direction.value == "maximize" else "↓"
-        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {arrow}")
+        typer.echo(f"{v.name:<{width}}  {v.value:.4f} {v.direction.arrow}")
 
 
 def _read_synthetic(path: Path, schema):
@@ -519,6 +555,42 @@ def _key_values(items: list[str] | None, option: str) -> dict:
         except json.JSONDecodeError:
             out[k] = v
     return out
+
+
+@schema_app.command("draft")
+def schema_draft(
+    file: Path = typer.Argument(..., help="A PUBLIC table (.csv or .parquet) to draft from."),
+    target: str = typer.Option(None, help="The target column (what ML-efficacy predicts)."),
+    out: Path = typer.Option(None, help="Write the draft here (default: standard output)."),
+    fmt: str = typer.Option(None, "--format", help="csv or parquet (default: from the extension)."),
+    force: bool = typer.Option(False, help="Overwrite --out if it exists."),
+):
+    """Draft a schema file (TOML) for `dataset = "csv"` from a table you declare public.
+
+    Bounds, categories and the size are READ FROM FILE: if it holds private records, they are not
+    private. Review the draft (its comments say what to check) before using it.
+
+    Example: dparena schema draft public_sample.csv --target income --out schema.toml
+    """
+    from dparena.datasets.files import require_file
+    from dparena.datasets.table_files import draft_schema, read_table_file
+
+    require_file(file, "table", "schema draft")
+    if out is not None:
+        if out.is_dir():
+            raise ConfigError(f"--out {out} is a folder; give a file path such as "
+                              f"{out / 'schema.toml'}")
+        if out.exists() and not force:
+            raise ConfigError(f"--out {out} exists; choose another path or pass --force")
+    text = draft_schema(read_table_file(file, fmt, "schema draft"), str(file), target)
+    typer.echo(f"warning: the draft's bounds, categories and size are read from {file}, which you "
+               f"declared public; if it holds private records they are not private: replace them "
+               f"with documented values before use", err=True)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        _write_atomic(out, text)
+        typer.echo(f"wrote {out}: review every line before using it", err=True)
 
 
 @accountant_app.command("pe")

@@ -2,16 +2,26 @@
 
 Entries are either classes registered with a decorator or lazy ``"module:attr"`` strings, so that
 listing names imports nothing heavy. Lookups of unknown names suggest the closest ones.
+
+Every fact about an entry (``modality``, ``description``, ``extra``) is written once, on its
+class. ``dparena list`` and docs/catalogue.md describe a lazy entry by reading those class
+attributes from the module's source (:func:`static_attributes`), without importing it — so
+listing needs none of the heavy or optional dependencies the class imports.
 """
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import difflib
+import functools
 import importlib
+import importlib.util
 import inspect
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from dparena.errors import ConfigError, DuplicateNameError, UnknownNameError
@@ -26,7 +36,6 @@ class Registry(Generic[T]):
         self.kind = kind
         self._base = base
         self._entries: dict[str, type[T] | str] = {}
-        self._meta: dict[str, dict[str, str]] = {}
 
     @property
     def base(self) -> type:
@@ -44,26 +53,31 @@ class Registry(Generic[T]):
 
         return deco
 
-    def register_lazy(self, name: str, path: str, **meta: str) -> None:
-        """Register ``"package.module:ClassName"`` without importing it.
-
-        ``meta`` (modality, description, extra) lets ``dparena list`` describe the entry without
-        importing it; a test checks it against the class attributes.
-        """
+    def register_lazy(self, name: str, path: str) -> None:
+        """Register ``"package.module:ClassName"`` without importing it (its class attributes
+        describe it; :meth:`info` reads them from the source)."""
         if ":" not in path:
             raise ValueError(f"lazy entry must look like 'module:attr', got {path!r}")
         self._add(name, path)
-        self._meta[name] = dict(meta)
 
     def info(self, name: str, fields: tuple[str, ...]) -> dict[str, str]:
-        """Describe an entry (from its class if loaded, else from its lazy metadata)."""
+        """Describe an entry by its class attributes ``fields`` as text (a tuple of modalities
+        as "a,b"): from the class if it is loaded, else read from its source without importing
+        it. ``"doc"`` is the class's own docstring."""
         entry = self._entries.get(name)
         if entry is None:
             self.get(name)  # raises with suggestions
         if isinstance(entry, str):
-            meta = self._meta.get(name, {})
-            return {f: str(meta.get(f, "")) for f in fields}
-        return {f: _describe(getattr(entry, f, "")) for f in fields}
+            return static_attributes(entry, fields)
+        return {f: (inspect.cleandoc(entry.__dict__.get("__doc__") or "") if f == "doc"
+                    else _describe(getattr(entry, f, ""))) for f in fields}
+
+    def path(self, name: str) -> str:
+        """``"module:Class"`` of an entry (lazy or loaded)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            self.get(name)  # raises with suggestions
+        return entry if isinstance(entry, str) else f"{entry.__module__}:{entry.__qualname__}"
 
     def _add(self, name: str, entry: type[T] | str) -> None:
         current = self._entries.get(name)
@@ -137,13 +151,24 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 def _check_params(cls: type, params: dict[str, Any], what: str) -> None:
+    """Check ``params`` against the constructor's annotations — or, for a class that declares a
+    ``config_type`` dataclass (its parameters passed whole as one config), against the config's
+    fields, where an unknown name is a ConfigError listing the known ones."""
+    config = getattr(cls, "config_type", None)
+    target = config if dataclasses.is_dataclass(config) else cls.__init__
     try:
-        sig = inspect.signature(cls.__init__)
-        hints = typing.get_type_hints(cls.__init__)
+        hints = typing.get_type_hints(target)
+        names = ([f.name for f in dataclasses.fields(config)] if target is config
+                 else list(inspect.signature(target).parameters))
     except Exception:  # noqa: BLE001 - unresolvable annotations: leave checking to the class
         return
+    if target is config:
+        unknown = [k for k in params if k not in names]
+        if unknown:
+            raise ConfigError(f"bad parameters for {what}: unknown parameter {unknown[0]!r}"
+                              f"{did_you_mean(unknown[0], names)} (known: {', '.join(names)})")
     for key, value in params.items():
-        if key not in sig.parameters or key not in hints:
+        if key not in names or key not in hints:
             continue  # unknown names are the constructor's TypeError (listed below)
         hint = hints[key]
         if not _matches(value, hint):
@@ -210,3 +235,124 @@ def _import_path(path: str):
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+# ---------------------------------------------------------------- reading classes without importing
+class _Unreadable(Exception):
+    pass
+
+
+def static_attributes(path: str, fields: tuple[str, ...]) -> dict[str, str]:
+    """Class attributes of ``"module:Class"`` read from the module's source, not by importing it.
+
+    Each field is the value of the first class in the bases chain (depth first, the way single
+    inheritance resolves) that assigns it: a string, a bool, None, ``Modality.X`` or a tuple of
+    modalities (as "a,b"); "" when no class does. Bases are followed into the same module and
+    through ``from dparena... import Name``. ``"doc"`` is the class's own docstring. A value the
+    reader cannot evaluate is a ValueError naming it (a test reads every built-in entry so).
+    """
+    module, _, attr = path.partition(":")
+    cls = _class_node(module, attr)
+    out = {}
+    for f in fields:
+        if f == "doc":
+            out[f] = ast.get_docstring(cls[1]) or ""
+            continue
+        try:
+            out[f] = _describe(_lookup(cls, f))
+        except _Unreadable as exc:
+            raise ValueError(f"{path}: cannot read {f!r} from the source ({exc})") from None
+    return out
+
+
+def _lookup(cls: tuple[str, ast.ClassDef], field: str, depth: int = 0) -> Any:
+    module, node = cls
+    for stmt in node.body:
+        targets = (stmt.targets if isinstance(stmt, ast.Assign)
+                   else [stmt.target] if isinstance(stmt, ast.AnnAssign) and stmt.value else [])
+        if any(isinstance(t, ast.Name) and t.id == field for t in targets):
+            return _literal(stmt.value)
+    for base in node.bases:
+        found = _base_class(module, base) if depth < 20 else None
+        if found is not None:
+            value = _lookup(found, field, depth + 1)
+            if value is not _MISSING:
+                return value
+    return _MISSING if depth else ""
+
+
+_MISSING = object()
+
+
+def _literal(node: ast.expr) -> Any:
+    from dparena.types import Modality
+
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | bool | type(None)):
+        return node.value
+    if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+            and node.value.id == "Modality" and node.attr in Modality.__members__):
+        return Modality[node.attr]
+    if isinstance(node, ast.Tuple):
+        return tuple(_literal(e) for e in node.elts)
+    raise _Unreadable(ast.unparse(node))
+
+
+def _base_class(module: str, base: ast.expr) -> tuple[str, ast.ClassDef] | None:
+    """The (module, class node) a base expression names, if it is a dparena class."""
+    if not isinstance(base, ast.Name):
+        return None
+    tree = _parse(module)
+    for stmt in tree.body:
+        if isinstance(stmt, ast.ClassDef) and stmt.name == base.id:
+            return module, stmt
+        if isinstance(stmt, ast.ImportFrom) and any((a.asname or a.name) == base.id
+                                                    for a in stmt.names):
+            source = importlib.util.resolve_name("." * stmt.level + (stmt.module or ""),
+                                                 _package(module)) if stmt.level else stmt.module
+            if source and source.split(".")[0] == module.split(".")[0]:
+                name = next(a.name for a in stmt.names if (a.asname or a.name) == base.id)
+                try:
+                    return _class_node(source, name)
+                except ValueError:
+                    return None
+    return None
+
+
+def _class_node(module: str, name: str) -> tuple[str, ast.ClassDef]:
+    for stmt in _parse(module).body:
+        if isinstance(stmt, ast.ClassDef) and stmt.name == name:
+            return module, stmt
+    raise ValueError(f"{module} defines no class {name!r}")
+
+
+def _package(module: str) -> str:
+    return module if _module_file(module).name == "__init__.py" else module.rpartition(".")[0]
+
+
+@functools.cache
+def _parse(module: str) -> ast.Module:
+    return ast.parse(_module_file(module).read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _module_file(module: str) -> Path:
+    """The source file of ``module``, found without importing it (only its top-level package)."""
+    top, *parts = module.split(".")
+    spec = importlib.util.find_spec(top)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"cannot find the package {top!r}")
+    where = [Path(p) for p in spec.submodule_search_locations]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        found = None
+        for folder in where:
+            if (folder / part / "__init__.py").is_file():
+                found = folder / part / "__init__.py"
+                break
+            if last and (folder / f"{part}.py").is_file():
+                found = folder / f"{part}.py"
+                break
+        if found is None:
+            raise ValueError(f"cannot find the source of {module!r}")
+        where = [found.parent]
+    return found if parts else Path(spec.origin)

@@ -17,13 +17,39 @@ class Modality(enum.StrEnum):
 
 
 class Direction(enum.StrEnum):
-    """Whether larger metric values are better."""
+    """Whether larger metric values are better: the one place that knows which way is better.
+
+    Ranking, sorting, the regression gate, table headers and plot labels all ask it instead of
+    writing out a sign.
+    """
 
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
 
     def better(self, a: float, b: float) -> bool:
+        """Whether ``a`` is strictly better than ``b``."""
         return a > b if self is Direction.MAXIMIZE else a < b
+
+    def gain(self, a: float, b: float) -> float:
+        """How much better ``a`` is than ``b`` (negative when it is worse)."""
+        return a - b if self is Direction.MAXIMIZE else b - a
+
+    def best_first(self, value: float) -> float:
+        """A sort key that puts the best values first."""
+        return -value if self is Direction.MAXIMIZE else value
+
+    def worse_interval(self, interval: tuple[float, float], than: tuple[float, float]) -> bool:
+        """Whether every point of ``interval`` (low, high) is worse than every point of ``than``."""
+        (low, high), (than_low, than_high) = interval, than
+        return high < than_low if self is Direction.MAXIMIZE else low > than_high
+
+    @property
+    def arrow(self) -> str:
+        return "↑" if self is Direction.MAXIMIZE else "↓"
+
+    @property
+    def phrase(self) -> str:
+        return "higher is better" if self is Direction.MAXIMIZE else "lower is better"
 
 
 @dataclass(frozen=True)

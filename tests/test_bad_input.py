@@ -512,7 +512,7 @@ class BadOutput(Method):
 
     modality = (Modality.TABULAR, Modality.IMAGE, Modality.TEXT)
     description = "returns a defective output (tests only)"
-    private = False
+    is_dp = False
 
     def __init__(self, defect: str = "no-defect"):
         self.defect = defect

@@ -58,6 +58,10 @@ def test_list_json():
     names = {row["name"] for row in json.loads(out.stdout)}
     assert {"independent-marginals", "real", "uniform"} <= names
     assert_user_error(dparena("list", "widgets"), "unknown kind 'widgets'")
+    every = json.loads(dparena("list", "--format", "json").stdout)
+    assert set(every) == {"datasets", "methods", "metrics"} and "fid" in {
+        row["name"] for row in every["metrics"]}
+    assert_user_error(dparena("list", "--format", "xml"), "--format must be one of")
 
 
 def test_usage_mistakes_are_one_line_errors():

@@ -302,6 +302,28 @@ def test_bad_parameters_are_config_errors():
         pseudo_table("imagenet", SCHEMA, 3, np.random.default_rng(0), None)
 
 
+def test_params_map_onto_one_frozen_config():
+    import dataclasses
+
+    from dparena.methods.dp2stage.config import DP2StageConfig
+
+    m = methods.create("dp2stage", model="tiny", epochs=2, stage1_lr=1e-3)
+    assert m.config == DP2StageConfig(model="tiny", epochs=2, stage1_lr=1e-3)
+    assert m.config.stage1_batch == m.config.batch_size == 32  # None: stage 2's batch
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.config.epochs = 3
+    # an unknown name: one line, a suggestion and the known names (suite, create, constructor)
+    with pytest.raises(ConfigError, match=r"unknown parameter 'epoch'; did you mean 'epochs', "
+                                          r"'stage1_epochs'\? \(known: model, lora_r, "):
+        methods.create("dp2stage", epoch=2)
+    with pytest.raises(ConfigError, match="unknown parameter 'epoch'"):
+        type(m)(epoch=2)
+    with pytest.raises(ConfigError, match="epochs must be an integer, got 2.5"):
+        methods.create("dp-standard", epochs=2.5)
+    with pytest.raises(ConfigError, match="not both"):
+        type(m)(DP2StageConfig(), epochs=2)
+
+
 def test_gpt2_offline_fails_with_one_line(monkeypatch):
     try:
         load_lm("gpt2", SCHEMA, seed=0, local_only=True)

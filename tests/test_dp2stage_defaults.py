@@ -73,12 +73,12 @@ def _linear(lr, total):
 
 # ---------------------------------------------------------------------------- 1, 8: defaults
 def test_defaults_are_the_reference_scripts_values():
-    m = methods.create("dp2stage")
+    m = methods.create("dp2stage").config
     assert m.temperature == 0.7 and m.top_p == 1.0
     assert m.stage1_loss == "ce" and m.alpha == 0.65  # stage 1 plain CE, stage 2 weighted
     assert m.lr_schedule == "linear" and m.column_order == "sorted" and m.shuffle is False
-    assert type(m).version == "4"
-    assert methods.create("dp-standard").temperature == 0.7
+    assert type(methods.create("dp2stage")).version == "4"
+    assert methods.create("dp-standard").config.temperature == 0.7
 
 
 def test_bad_new_parameters_are_config_errors():
@@ -365,7 +365,7 @@ def test_paper_suite_sets_the_reference_values():
     suite = tomllib.loads((ROOT / "benchmarks/suites/paper-dp2stage.toml").read_text())
     lm = [m for s in suite["section"] for m in s["methods"]
           if m["name"] in ("dp2stage", "dp-standard")]
-    assert len(lm) == 3
+    assert len(lm) == 5  # Adult: dp2stage-u, dp2stage-o, dp-standard; Airline: dp2stage-u, dp-standard
     for entry in lm:
         p = entry["params"]
         assert p["temperature"] == 0.7 and p["top_p"] == 1.0

@@ -44,8 +44,8 @@ def suite_file(tmp_path):
 
 def test_suite_expansion(suite_file):
     suite = load_suite(suite_file)
-    dp = [s for s in suite.specs if s.private]
-    refs = [s for s in suite.specs if not s.private]
+    dp = [s for s in suite.specs if s.is_dp]
+    refs = [s for s in suite.specs if not s.is_dp]
     assert len(dp) == 4 * 2  # 4 DP methods x 2 eps x 1 seed
     assert len(refs) == 2  # references once per seed, no ε
     assert all(s.epsilon is None and math.isinf(s.budget.epsilon) for s in refs)
@@ -65,6 +65,57 @@ def test_key_changes_with_params_and_version(suite_file):
     assert replace(spec, dataset_version="99").key != spec.key
     assert replace(spec, package_version="9.9").key != spec.key
     assert replace(spec, label="other").key == spec.key  # display only
+
+
+def _pinned_specs():
+    from dparena.harness.suite import RunSpec
+
+    common = dict(suite="quick", section="adult", dataset="adult",
+                  dataset_params={"n_private": 10000, "n_eval": 8000}, dataset_version="2",
+                  n_samples=10000, package_version="0.2.0")
+    return [
+        RunSpec(**common, method="independent-marginals", method_params={"given": "income"},
+                method_version="1", label="independent-marginals|given=income", is_dp=True,
+                epsilon=1.0, delta=1.09e-05, seed=0,
+                metrics=("histogram-intersection", "ml-efficacy"),
+                metric_params={"ml-efficacy": {"xgb_estimators": 100}}, audit={"n_private": 300}),
+        RunSpec(**common, method="real", method_params={}, method_version="1", label="real",
+                is_dp=False, epsilon=None, delta=1.09e-05, seed=1,
+                metrics=("histogram-intersection",)),
+        RunSpec(**{**common, "dataset": "mnist"}, method="pe-image",
+                method_params={"api": "drawtext"}, method_version="3", label="pe-image|drawtext",
+                is_dp=True, epsilon=10.0, delta=2.35e-05, seed=1, metrics=("fid",),
+                secure_noise=True),
+    ]
+
+
+def test_run_keys_survive_the_is_dp_rename():
+    """Keys computed before RunSpec.private became is_dp (dparena 0.2, commit 3f25fd2): the
+    field keeps its stored name "private" in the hash and in the stored spec JSON."""
+    from dparena.harness.suite import RunSpec
+
+    specs = _pinned_specs()
+    assert [s.key for s in specs] == ["88c3e6b740d8a9bbfb5cd54a", "de2387b2d86f7e243f6deb5e",
+                                      "26cd73713ff35e2b304f4cc2"]
+    for spec in specs:
+        stored = json.loads(spec.to_json())
+        assert stored["private"] is spec.is_dp and "is_dp" not in stored
+        assert RunSpec.from_json(spec.to_json()) == spec
+    # a spec JSON as dparena 0.2 stored it reads back to the same spec and key
+    old = ('{"audit": null, "dataset": "adult", "dataset_params": {"n_eval": 8000, "n_private": '
+           '10000}, "dataset_version": "2", "delta": 1.09e-05, "epsilon": null, "label": "real", '
+           '"memory_mb": null, "method": "real", "method_params": {}, "method_version": "1", '
+           '"metric_params": {}, "metrics": ["histogram-intersection"], "n_samples": 10000, '
+           '"package_version": "0.2.0", "private": false, "section": "adult", "secure_noise": '
+           'false, "seed": 1, "suite": "quick", "timeout_s": null}')
+    assert RunSpec.from_json(old) == specs[1] and RunSpec.from_json(old).key == specs[1].key
+
+
+def test_a_method_that_still_says_private_is_refused():
+    from dparena.methods.base import Method
+
+    with pytest.raises(TypeError, match="`private` is now `is_dp`"):
+        type("OldPlugin", (Method,), {"private": False, "generate": lambda self, t, ledger: None})
 
 
 def test_end_to_end_tiny_suite_and_resume(suite_file, tmp_path):

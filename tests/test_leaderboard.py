@@ -120,6 +120,41 @@ def test_gate_detects_regressions_with_tolerance_and_ci():
     assert compare(changed, base)[0].status == "skipped"
 
 
+def test_every_table_names_its_suite_n_seeds_and_samples():
+    runs = [dict(_run(label, eps, seed, {"m": 0.5}), suite="quick", n_samples=300,
+                 dataset_params={"n_private": 4000})
+            for label, eps, seeds in (("a", 1.0, (0, 1)), ("b", 1.0, (0,)), ("real", None, (0, 1)))
+            for seed in seeds]
+    table = build_tables(runs)[0]
+    assert table.about == ("suite quick · N = 4,000 private records (n_private) · seeds 0, 1 "
+                           "(b: 0) · 300 samples per run")
+    assert f"### {table.title}\n\n{table.about}\n" in to_markdown([table])
+    assert f"<p class='about'>{table.about}</p>" in to_html([table])
+
+
+def test_ties_share_a_rank_in_either_direction():
+    for direction, values, ranks in (("maximize", [0.9, 0.5, 0.5, 0.1], [1, 2, 2, 4]),
+                                     ("minimize", [0.9, 0.5, 0.5, 0.1], [4, 2, 2, 1])):
+        runs = [_run(label, 1.0, 0, {"m": v}, direction=direction)
+                for label, v in zip("abcd", values, strict=True)]
+        rows = {r.label: r for r in build_tables(runs)[0].rows}
+        assert [rows[label].cells["m"].rank for label in "abcd"] == ranks, direction
+        assert build_tables(runs)[0].rows[0].label == ("a" if direction == "maximize" else "d")
+
+
+def test_the_gate_judges_a_minimised_metric_the_other_way():
+    def entries(values):
+        return baseline_entries(build_tables(
+            [_run("a", 1.0, s, {"m": v}, direction="minimize") for s, v in enumerate(values)]))
+
+    base = entries([10.0, 10.1, 10.2])
+    assert [c.status for c in compare(entries([14.0, 14.1, 14.2]), base)] == ["regressed"]
+    assert [c.status for c in compare(entries([6.0, 6.1, 6.2]), base)] == ["improved"]
+    # beyond tolerance but the CIs overlap: seed noise, not a regression
+    wide = entries([9.0, 11.0, 13.0])
+    assert [c.status for c in compare(entries([10.0, 12.0, 14.0]), wide, tolerance=0.01)] == ["ok"]
+
+
 def test_superseded_runs_are_left_out_of_the_tables():
     """A changed config records new runs beside the old ones: only the newest of each
     (dataset, label, ε, seed) may count, or old and new results would be averaged."""

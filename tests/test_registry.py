@@ -1,3 +1,9 @@
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from dparena.datasets import datasets
@@ -5,7 +11,9 @@ from dparena.errors import ConfigError, UnknownNameError
 from dparena.methods import methods
 from dparena.methods.base import Method
 from dparena.metrics import metrics
-from dparena.registry import Registry
+from dparena.registry import Registry, static_attributes
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Base:
@@ -36,9 +44,8 @@ def test_unknown_name_suggests_close_matches():
 
 def test_lazy_entry_imports_on_first_get():
     reg: Registry = Registry("method", Method)
-    reg.register_lazy("unif", "dparena.methods.baselines.references:UniformSchema",
-                      modality="tabular")
-    assert reg.info("unif", ("modality",)) == {"modality": "tabular"}
+    reg.register_lazy("unif", "dparena.methods.baselines.references:UniformSchema")
+    assert reg.info("unif", ("modality",)) == {"modality": "tabular"}  # read from the source
     cls = reg.get("unif")
     assert cls.__name__ == "UniformSchema"
 
@@ -49,14 +56,80 @@ def test_bad_params_are_config_errors():
 
 
 @pytest.mark.parametrize("registry", [datasets, methods, metrics], ids=["datasets", "methods", "metrics"])
-def test_lazy_metadata_matches_the_classes(registry):
-    """`dparena list` describes entries without importing them; the description must not drift."""
-    fields = ("modality", "description", "extra")
+def test_the_source_reader_sees_what_the_import_gives(registry):
+    """`dparena list` reads each lazy entry's class attributes from its source, without importing
+    it; for every built-in entry that reading must be what the imported class says."""
+    fields = ("modality", "description", "extra", "doc")
     for name in registry.names():
-        lazy = registry.info(name, fields)
+        static = static_attributes(registry.path(name), fields)
         cls = registry.get(name)
-        modality = cls.modality
-        mods = modality if isinstance(modality, tuple) else (modality,)
-        assert lazy["modality"] == ",".join(m.value for m in mods), name
-        assert lazy["description"] == cls.description, name
-        assert lazy["extra"] == (cls.extra or ""), name
+        mods = cls.modality if isinstance(cls.modality, tuple) else (cls.modality,)
+        assert static["modality"] == ",".join(m.value for m in mods), name
+        assert static["description"] == cls.description and static["description"], name
+        assert static["extra"] == (cls.extra or ""), name
+        assert static["doc"] == inspect.cleandoc(cls.__dict__.get("__doc__") or ""), name
+
+
+LEAF = '''import torch_that_is_not_installed
+from ..base import Root as R
+
+
+class Mid(R):
+    description = "inherited"
+
+
+class Leaf(Mid):
+    """Own doc."""
+    extra = ""
+
+
+class Odd(Mid):
+    description = "a" + "b"
+'''
+
+
+def test_the_source_reader_follows_bases_across_modules(tmp_path, monkeypatch):
+    pkg = tmp_path / "srcpkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('never imported')\n")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "base.py").write_text(
+        "from dparena.types import Modality\n"
+        "class Root:\n    extra = 'image'\n    modality = (Modality.IMAGE, Modality.TEXT)\n")
+    (pkg / "sub" / "leaf.py").write_text(LEAF)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    got = static_attributes("srcpkg.sub.leaf:Leaf",
+                            ("modality", "description", "extra", "doc", "version"))
+    assert got == {"modality": "image,text", "description": "inherited", "extra": "",
+                   "doc": "Own doc.", "version": ""}
+    with pytest.raises(ValueError, match=r"cannot read 'description'.*'a' \+ 'b'"):
+        static_attributes("srcpkg.sub.leaf:Odd", ("description",))
+    with pytest.raises(ValueError, match="defines no class 'Gone'"):
+        static_attributes("srcpkg.sub.leaf:Gone", ("description",))
+
+
+def _python(*args):
+    env = {k: v for k, v in os.environ.items() if k != "DPARENA_PLUGINS"}
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, check=True,
+                          cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+
+
+def test_listing_imports_nothing_heavy():
+    out = _python("-c", "import sys; from dparena import listing\n"
+                        "for k in listing.KINDS: listing.rows(k, doc=True)\n"
+                        "listing.markdown()\n"
+                        "heavy = {'torch', 'transformers', 'opacus', 'sklearn', 'pandas', "
+                        "'sdmetrics', 'opendp'}\n"
+                        "print(sorted(heavy & set(sys.modules)))")
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_committed_catalogue_is_what_dparena_list_prints():
+    """docs/catalogue.md is generated (`make catalogue`): regenerate it when a class changes."""
+    printed = _python("-m", "dparena", "list", "--format", "md").stdout
+    committed = (ROOT / "docs" / "catalogue.md").read_text(encoding="utf-8")
+    assert printed == committed, "docs/catalogue.md is stale: run `make catalogue`"
+    for registry in (datasets, methods, metrics):
+        for name in registry.names():
+            if registry.path(name).startswith("dparena."):
+                assert f"### `{name}`" in committed, name

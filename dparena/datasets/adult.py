@@ -154,6 +154,15 @@ class TabularDataset(SubsampledDataset):
 
 
 class Adult(TabularDataset):
+    """UCI Adult: private = adult.data (32,561 rows), eval = adult.test (16,281), target income.
+
+    The public schema comes from ``adult.names`` (this module's docstring gives every bound and
+    its source); ``?`` is an explicit public category of workclass, occupation and
+    native-country. ``n_private``, ``n_eval``: subsample sizes. ``split = "dp2stage"`` is
+    DP-2Stage's split (both files pooled and de-duplicated: 30,932 private / 16,858 eval rows,
+    capitalised categories).
+    """
+
     description = "UCI Adult census income (32,561 private / 16,281 eval rows), target income"
     version = "2"  # 2: capital-loss and fnlwgt bounds from documentation, not from the data
     extra = "tabular"

@@ -35,7 +35,8 @@ class Dataset(ABC):
     """A registered dataset. Subclasses set the class attributes and implement ``load``.
 
     Constructor keyword arguments are the dataset's parameters in a suite (e.g. subsample sizes);
-    they are part of the run's identity.
+    they are part of the run's identity, and so is ``version`` (read from the instance: a dataset
+    read from the user's files derives it from those files, see ``datasets/files.py``).
     """
 
     name: ClassVar[str] = ""
@@ -72,6 +73,13 @@ class Dataset(ABC):
     def assets(self) -> list[str]:
         """Names of the assets ``load`` needs (for ``dparena fetch``)."""
         return []
+
+    def check(self, store: AssetStore) -> None:
+        """Raise the first mismatch between the data ``load`` would read and the public schema
+        (a one-line DparenaError), before any run starts. Built-in datasets read pinned assets, so
+        the default does nothing; datasets read from the user's files (``csv``, ``image-folder``,
+        ``text-file``) read and check them here."""
+        return None
 
 
 class SubsampledDataset(Dataset):

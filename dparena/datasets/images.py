@@ -48,7 +48,8 @@ class MNIST(ImageDataset):
 
     The carrier pickle (the classic 50k/10k/10k split, pixels stored as value/256) is converted once
     to an npz next to the cached asset; later loads read the npz after checking its arrays against
-    their pinned sha256 (a damaged npz is rebuilt, never used).
+    their pinned sha256 (a damaged npz is rebuilt, never used). ``n_private``, ``n_eval``:
+    subsample sizes. Class proportions are not public: a method assumes uniform or buys a DP count.
     """
 
     description = "MNIST handwritten digits 28x28 (50,000 private / 10,000 eval), 10 classes"

@@ -93,8 +93,8 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
 
         spent_eps, spent_delta = ledger.spent(spec.delta)
         rec.spent_epsilon, rec.spent_delta, rec.ledger = spent_eps, spent_delta, ledger.to_list()
-        rec.accountant = ledger.accountant() if spec.private else "none"
-        if spec.private:
+        rec.accountant = ledger.accountant() if spec.is_dp else "none"
+        if spec.is_dp:
             within = (spent_eps <= spec.epsilon + EPS_TOLERANCE
                       and spent_delta <= spec.delta * (1 + 1e-9))
             if not len(ledger):

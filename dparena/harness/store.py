@@ -245,7 +245,7 @@ class Store:
         row = (
             s.key, s.name, s.suite, s.section, s.dataset, s.dataset_version,
             json.dumps(s.dataset_params, sort_keys=True), s.method, s.method_version,
-            json.dumps(s.method_params, sort_keys=True), s.label, int(s.private), s.epsilon,
+            json.dumps(s.method_params, sort_keys=True), s.label, int(s.is_dp), s.epsilon,
             s.delta, s.seed, s.n_samples, rec.status, rec.spent_epsilon, rec.spent_delta,
             json.dumps(rec.ledger, default=_default), json.dumps(rec.timings),
             rec.peak_rss_mb, json.dumps(rec.versions), rec.error,

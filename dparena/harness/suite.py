@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import dparena
-from dparena.errors import ConfigError
+from dparena.errors import ConfigError, DparenaError
 from dparena.types import Budget, resolve_delta
 
-_SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section", "timeout_s",
-               "memory_mb", "secure_noise"}
+_SUITE_KEYS = {"name", "description", "seeds", "epsilons", "delta", "section", "ordering",
+               "timeout_s", "memory_mb", "secure_noise"}
 _SECTION_KEYS = {"name", "dataset", "dataset_params", "n_samples", "metrics", "metric_params",
                  "methods", "seeds", "epsilons", "delta", "audit", "timeout_s", "memory_mb",
                  "secure_noise"}
@@ -45,7 +45,7 @@ class RunSpec:
     method_params: dict[str, Any]
     method_version: str
     label: str
-    private: bool
+    is_dp: bool  # False for the non-private references (stored and hashed as "private")
     epsilon: float | None  # None for non-private references
     delta: float
     seed: int
@@ -73,7 +73,7 @@ class RunSpec:
 
     @property
     def key(self) -> str:
-        payload = {k: v for k, v in asdict(self).items()
+        payload = {k: v for k, v in self._serialized().items()
                    if k not in {"suite", "section", "label", "timeout_s", "memory_mb"}}
         if not self.secure_noise:  # keys of seeded runs stay what they were
             payload.pop("secure_noise")
@@ -81,13 +81,25 @@ class RunSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, default=str)
+        return json.dumps(self._serialized(), sort_keys=True, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunSpec:
         data = json.loads(text)
+        for field_name, stored in _STORED_NAMES.items():
+            if stored in data:
+                data[field_name] = data.pop(stored)
         data["metrics"] = tuple(data["metrics"])
         return cls(**data)
+
+    def _serialized(self) -> dict[str, Any]:
+        """The fields under their stored names: what the key hashes and the store keeps."""
+        return {_STORED_NAMES.get(k, k): v for k, v in asdict(self).items()}
+
+
+# fields renamed in code whose stored (and hashed) name stays, so run keys and stored records of
+# earlier versions are unchanged: ``is_dp`` was ``private`` (the store's column keeps that name)
+_STORED_NAMES = {"is_dp": "private"}
 
 
 def _fmt(value: Any) -> str:
@@ -104,6 +116,7 @@ class Suite:
     path: Path | None
     specs: list[RunSpec]
     description: str = ""
+    orderings: list[Ordering] = field(default_factory=list)
 
     def filter(self, only: list[str]) -> list[RunSpec]:
         """Keep specs matching every ``KEY=VALUE`` (keys: dataset, method, label, section, eps, seed)."""
@@ -276,24 +289,108 @@ def parse_suite(raw: dict[str, Any], path: Path | None = None, store=None,
                 )
             labels.add(label)
             cls = type(method)
-            eps_list: list[float | None] = list(epsilons) if cls.private else [None]
-            if cls.private and not eps_list:
+            eps_list: list[float | None] = list(epsilons) if cls.is_dp else [None]
+            if cls.is_dp and not eps_list:
                 raise ConfigError(f"{swhere}: no epsilons given for DP method {m_name!r}")
             for eps in eps_list:
                 for seed in seeds:
                     specs.append(RunSpec(
                         suite=name, section=sec_name, dataset=ds_name, dataset_params=ds_params,
-                        dataset_version=type(dataset).version, method=m_name,
+                        dataset_version=dataset.version, method=m_name,
                         method_params=params, method_version=cls.version, label=label,
-                        private=cls.private, epsilon=eps, delta=delta, seed=seed,
+                        is_dp=cls.is_dp, epsilon=eps, delta=delta, seed=seed,
                         n_samples=n_samples, metrics=metric_names, metric_params=metric_params,
-                        audit=audit if cls.private else None, **limits,
-                        secure_noise=bool(secure and cls.private),
+                        audit=audit if cls.is_dp else None, **limits,
+                        secure_noise=bool(secure and cls.is_dp),
                     ))
     keys = [s.key for s in specs]
     if len(set(keys)) != len(keys):
         raise ConfigError(f"{where}: the same run is listed twice (same dataset, method, params)")
-    return Suite(name=name, path=path, specs=specs, description=description)
+    orderings = _orderings(raw.get("ordering", []), specs, where)
+    return Suite(name=name, path=path, specs=specs, description=description,
+                 orderings=orderings)
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """A paper's claim that ``better`` beats ``worse`` on column ``metric`` at ``epsilon`` in
+    ``section``; judged on the stored runs by ``dparena.leaderboard.orderings``."""
+
+    section: str
+    metric: str
+    better: str
+    worse: str
+    epsilon: float
+    source: str = ""
+
+
+_ORDERING_KEYS = {"section", "metric", "better", "worse", "epsilon", "source"}
+
+
+def _orderings(value: Any, specs: list[RunSpec], where: str) -> list[Ordering]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(f"{where}: ordering must be [[ordering]] tables with section, metric, "
+                          f"better, worse and epsilon")
+    out = []
+    for i, entry in enumerate(value):
+        owhere = f"{where} ordering {i + 1}"
+        _no_unknown(entry, _ORDERING_KEYS, owhere)
+        missing = [k for k in ("section", "metric", "better", "worse", "epsilon")
+                   if k not in entry]
+        if missing:
+            raise ConfigError(f"{owhere}: missing {', '.join(missing)}")
+        section = _text(entry["section"], "section", owhere)
+        in_section = [s for s in specs if s.section == section]
+        if not in_section:
+            known = sorted({s.section for s in specs})
+            raise ConfigError(f"{owhere}: no section named {section!r}; sections: {known}")
+        metric = _text(entry["metric"], "metric", owhere)
+        if metric.split("/", 1)[0] not in in_section[0].metrics:
+            raise ConfigError(f"{owhere}: metric {metric!r} is not computed in section "
+                              f"{section!r} (its metrics: {list(in_section[0].metrics)})")
+        if not _is_number(entry["epsilon"]) or not math.isfinite(entry["epsilon"]):
+            raise ConfigError(f"{owhere}: epsilon must be a finite number, got "
+                              f"{entry['epsilon']!r}")
+        eps = float(entry["epsilon"])
+        labels = {s.label for s in in_section
+                  if s.epsilon is None or math.isclose(s.epsilon, eps)}
+        pair = []
+        for key in ("better", "worse"):
+            label = _text(entry[key], key, owhere)
+            if label not in labels:
+                raise ConfigError(f"{owhere}: {key} = {label!r} is not a label run at "
+                                  f"epsilon {eps:g} in section {section!r}; labels: "
+                                  f"{sorted(labels)}")
+            pair.append(label)
+        if pair[0] == pair[1]:
+            raise ConfigError(f"{owhere}: better and worse are both {pair[0]!r}")
+        source = entry.get("source", "")
+        if not isinstance(source, str):
+            raise ConfigError(f"{owhere}: source must be a string, got {source!r}")
+        out.append(Ordering(section, metric, pair[0], pair[1], eps, source))
+    return out
+
+
+def check_datasets(specs: list[RunSpec], store=None) -> None:
+    """Check the data of every (dataset, params) the specs use against its public schema before
+    anything runs or is written: the user's own files (``csv``, ``image-folder``, ``text-file``)
+    are read and checked, built-in assets are pinned. The first mismatch is a one-line
+    DparenaError naming the section."""
+    from dparena.assets import AssetStore
+    from dparena.datasets import datasets
+
+    store = store or AssetStore()
+    seen: set[str] = set()
+    for spec in specs:
+        key = json.dumps([spec.dataset, spec.dataset_params], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            datasets.create(spec.dataset, **spec.dataset_params).check(store)
+        except DparenaError as exc:
+            raise ConfigError(f"section {spec.section!r}: {exc}; or run other sections alone with "
+                              f"--only section=NAME") from None
 
 
 def suite_name(value: Any, where: str = "suite", derived: bool = False) -> str:

@@ -133,6 +133,7 @@ class Table:
     delta: float | None
     columns: list[ColumnSpec]
     rows: list[Row]
+    about: str = ""  # where the numbers come from: suite, N, seeds, samples per run
 
     @property
     def title(self) -> str:
@@ -188,8 +189,40 @@ def build_tables(runs: list[dict[str, Any]], all_metrics: bool = False) -> list[
             tables.append(Table(
                 dataset=ds, dataset_version=ds_runs[0]["dataset_version"], epsilon=eps,
                 delta=deltas.pop() if len(deltas) == 1 else None, columns=columns, rows=rows,
+                about=_about(at_eps + refs),
             ))
     return tables
+
+
+def _about(runs: list[dict[str, Any]]) -> str:
+    """One line naming what a table's numbers come from: "suite quick · N = 400 (n_private) ·
+    seeds 0, 1 (aim, mst: 0) · 300 samples per run"; parts the runs do not record are left out."""
+    def listed(values) -> str:
+        return ", ".join(str(v) for v in sorted(values))
+
+    parts = []
+    suites = {r.get("suite") for r in runs} - {None, ""}
+    if suites:
+        parts.append(f"suite {listed(suites)}")
+    sizes = {(r["dataset_params"] or {}).get("n_private") for r in runs}
+    if len(sizes) == 1 and None not in sizes:
+        parts.append(f"N = {sizes.pop():,} private records (n_private)")
+    seeds = sorted({r["seed"] for r in runs})
+    if seeds:
+        by_label: dict[str, set[int]] = defaultdict(set)
+        for r in runs:
+            by_label[r["label"]].add(r["seed"])
+        fewer = defaultdict(list)
+        for label, got in sorted(by_label.items()):
+            if got != set(seeds):
+                fewer[listed(got)].append(label)
+        extra = "; ".join(f"{', '.join(labels)}: {got}" for got, labels in fewer.items())
+        parts.append(f"seed{'s' if len(seeds) > 1 else ''} {listed(seeds)}"
+                     + (f" ({extra})" if extra else ""))
+    samples = {r.get("n_samples") for r in runs} - {None}
+    if samples:
+        parts.append(f"{listed(f'{n:,}' for n in samples)} samples per run")
+    return " · ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -407,18 +440,17 @@ def _rank(rows: list[Row], columns: list[ColumnSpec]) -> None:
             continue
         ranked = [(r.cells[col.name].stat.mean, r) for r in rows
                   if r.rankable and r.cells[col.name].stat is not None]
-        sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0
-        ranked.sort(key=lambda t: sign * t[0])
+        ranked.sort(key=lambda t: col.direction.best_first(t[0]))
         for value, row in ranked:
-            row.cells[col.name].rank = 1 + sum(1 for v, _ in ranked if sign * v < sign * value)
+            row.cells[col.name].rank = 1 + sum(1 for v, _ in ranked
+                                               if col.direction.better(v, value))
 
 
 def _sort_key(row: Row, columns: list[ColumnSpec]) -> tuple:
     for col in columns:
         cell = row.cells.get(col.name)
         if cell and cell.stat is not None:
-            sign = -1.0 if col.direction is Direction.MAXIMIZE else 1.0
-            return (0, sign * cell.stat.mean, row.label)
+            return (0, col.direction.best_first(cell.stat.mean), row.label)
     return (1, 0.0, row.label)
 
 

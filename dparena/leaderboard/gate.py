@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dparena.errors import ConfigError
+from dparena.types import Direction
 
 STATUSES = ("ok", "improved", "noisy", "regressed", "missing", "skipped")
 UNSEEDED_TOLERANCE = 0.4
@@ -112,6 +113,9 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+_DIRECTIONS = frozenset(d.value for d in Direction)
+
+
 def _entry_problem(e: Any) -> str | None:
     """What is wrong with one baseline entry, or None."""
     if not isinstance(e, dict):
@@ -119,7 +123,7 @@ def _entry_problem(e: Any) -> str | None:
     for name in ("dataset", "label", "metric"):
         if not isinstance(e.get(name), str):
             return f"has no text {name!r}"
-    if e.get("direction") not in ("maximize", "minimize"):
+    if e.get("direction") not in _DIRECTIONS:
         return "has no 'direction' (maximize or minimize)"
     if "epsilon" not in e or not (e["epsilon"] is None or (_number(e["epsilon"])
                                                           and e["epsilon"] > 0)):
@@ -204,19 +208,16 @@ def compare(current: list[dict[str, Any]], baseline: list[dict[str, Any]],
 def _judge(comp: Comparison, base: dict[str, Any], cur: dict[str, Any], tolerance: float,
            unseeded_tolerance: float) -> None:
     """Set ``comp.status`` / ``reason`` from the two means (and their CIs)."""
-    sign = 1.0 if base["direction"] == "maximize" else -1.0
-    worse_by = sign * (base["mean"] - cur["mean"])
+    direction = Direction(base["direction"])
+    worse_by = direction.gain(base["mean"], cur["mean"])
     allowed = tolerance * abs(base["mean"])
     if worse_by > allowed:
         both_ci = (base.get("n", 1) >= 2 and cur.get("n", 1) >= 2
                    and None not in (base.get("ci_low"), base.get("ci_high"),
                                     cur.get("ci_low"), cur.get("ci_high")))
         if both_ci:
-            if sign > 0:
-                separated = cur["ci_high"] < base["ci_low"]
-            else:
-                separated = cur["ci_low"] > base["ci_high"]
-            if separated:
+            if direction.worse_interval((cur["ci_low"], cur["ci_high"]),
+                                        than=(base["ci_low"], base["ci_high"])):
                 comp.status, comp.reason = "regressed", "beyond tolerance and CIs disjoint"
             else:
                 comp.status = "ok"

@@ -68,8 +68,7 @@ def plot_tables(tables: list[Table], folder: Path) -> list[Path]:
             ax.set_ylim(min(ys) - pad, max(ys) + pad)  # axhline does not autoscale
             ax.set_xscale("log")
             ax.set_xlabel("ε (log scale)")
-            arrow = "higher is better" if col.direction.value == "maximize" else "lower is better"
-            ax.set_ylabel(f"{col.name} ({arrow})")
+            ax.set_ylabel(f"{col.name} ({col.direction.phrase})")
             ax.set_title(f"{dataset}: {col.name}", fontsize=10)
             ax.legend(fontsize=7, loc="best")
             ax.grid(alpha=0.3)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import dparena
 from dparena.leaderboard.aggregate import Cell, Table, baseline_entries
-from dparena.types import Direction
 
 FORMATS = ("md", "html", "latex", "csv", "json")
 
@@ -65,8 +64,7 @@ def cell_detail(cell: Cell | None) -> str:
 
 
 def header(col) -> str:
-    arrow = "↑" if col.direction is Direction.MAXIMIZE else "↓"
-    return f"{col.name} {arrow}"
+    return f"{col.name} {col.direction.arrow}"
 
 
 def accountant_text(row) -> str:
@@ -78,6 +76,8 @@ def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
     out = []
     for t in tables:
         out.append(f"### {_md_escape(t.title)}\n")
+        if t.about:
+            out.append(f"{_md_escape(t.about)}\n")
         cols = ["method"] + [_md_escape(header(c)) for c in t.columns] + ["accountant"]
         out.append("| " + " | ".join(cols) + " |")
         out.append("|" + "|".join(["---"] + ["---:"] * len(t.columns) + ["---"]) + "|")
@@ -171,7 +171,8 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
     ]
     for t in tables:
         parts.append(f"<section class='board' data-eps='{e(_eps_key(t.epsilon))}'>")
-        parts.append(f"<h2>{e(t.title)}</h2><table><thead><tr><th onclick='sortBy(this)'>method</th>")
+        about = f"<p class='about'>{e(t.about)}</p>" if t.about else ""
+        parts.append(f"<h2>{e(t.title)}</h2>{about}<table><thead><tr><th onclick='sortBy(this)'>method</th>")
         parts += [f"<th onclick='sortBy(this)'>{e(header(c))}</th>" for c in t.columns]
         parts.append("<th onclick='sortBy(this)'>accountant</th>")
         parts.append("</tr></thead><tbody>")
@@ -232,7 +233,8 @@ def to_latex(tables: list[Table]) -> str:
     out = []
     for t in tables:
         out.append("\\begin{table}[t]\n\\centering")
-        out.append(f"\\caption{{{latex_escape(t.title)}}}")
+        about = f" ({latex_escape(t.about)})" if t.about else ""
+        out.append(f"\\caption{{{latex_escape(t.title)}{about}}}")
         out.append("\\begin{tabular}{l" + "r" * len(t.columns) + "l}\n\\toprule")
         out.append(" & ".join(["Method"] + [latex_escape(header(c)) for c in t.columns]
                               + ["Accountant"]) + " \\\\")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -62,8 +61,9 @@ class Method(ABC):
     """A registered synthetic-data method.
 
     Class attributes describe it for ``dparena list``; constructor keyword arguments are its
-    parameters in a suite. ``private`` is False for non-private references (real data, public-only),
-    which are shown as anchors and never ranked against DP methods.
+    parameters in a suite. ``is_dp`` is False for the non-private references (real data, uniform,
+    public-only): they run once per seed without a budget, are shown as anchors and are never
+    ranked against DP methods.
     """
 
     name: ClassVar[str] = ""
@@ -71,7 +71,7 @@ class Method(ABC):
     description: ClassVar[str] = ""
     extra: ClassVar[str] = ""
     version: ClassVar[str] = "1"
-    private: ClassVar[bool] = True
+    is_dp: ClassVar[bool] = True
     # Synthetic.info is PUBLISHED (stored in the run record, shown by `dparena run`): every value in
     # it must be public (settings, σ, step counts) or post-processing of the DP release. The keys of
     # the latter are listed here; tests/test_info_published.py checks that every other value stays
@@ -89,14 +89,15 @@ class Method(ABC):
     # of it by its wider unseeded band, as run-to-run noise is not a regression.
     reproducible: ClassVar[bool] = True
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "private" in cls.__dict__:  # a plugin written for dparena <= 0.2 would run as DP
+            raise TypeError(f"{cls.__name__}: the class attribute `private` is now `is_dp` "
+                            f"(`private` names the private data); rename it")
+
     def supports(self, modality: Modality) -> bool:
         mods = self.modality if isinstance(self.modality, tuple) else (self.modality,)
         return modality in mods
-
-    def params(self) -> dict[str, Any]:
-        """The constructor parameters (part of the run's identity)."""
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
 
     @abstractmethod
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:

@@ -45,8 +45,6 @@ class Metric(ABC):
     extra: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     direction: ClassVar[Direction] = Direction.MAXIMIZE
-    lower: ClassVar[float | None] = None
-    upper: ClassVar[float | None] = None
     # True only for metrics whose definition compares against the private (training) split; the
     # harness then passes it as ``EvalData.private`` and the docstring must say so
     needs_private: ClassVar[bool] = False

@@ -83,7 +83,6 @@ class DCR(Metric):
     modality = Modality.TABULAR
     description = "Distance to closest record: share of synthetic rows closer to training than holdout"
     extra = ""
-    lower, upper = 0.0, 1.0
     needs_private = True
 
     def __init__(self, max_rows: int | None = 5000, batch: int = 512):

@@ -102,7 +102,6 @@ class DownstreamAccuracy(Metric):
     modality = (Modality.IMAGE, Modality.TEXT)
     description = "Train-on-synthetic, test-on-real accuracy (images: small CNN; texts: embeddings + LR)"
     extra = ""
-    lower, upper = 0.0, 1.0
 
     def __init__(self, epochs: int = 15, batch_size: int = 64, lr: float = 3e-3,
                  holdout: float = 0.2, width: int = 16, min_steps: int = 300):

@@ -217,7 +217,6 @@ class FID(Metric):
     description = "Frechet Inception Distance to the eval split (clean-fid preprocessing), with N"
     extra = "image"
     direction = Direction.MINIMIZE
-    lower = 0.0
 
     def __init__(self, reference: str = "eval", resolution: int | None = None):
         if reference not in ("eval", "private"):

@@ -118,9 +118,16 @@ def two_way(schema: TableSchema, syn, real, bins: int,
 
 
 class HistogramIntersection(Metric):
+    """Per column Σ min(p, q) of normalised histograms over public bins, averaged over columns.
+
+    B = 20 and 50 bins per numeric column and their mean (the headline), as DP-2Stage reports;
+    one bin per public category (equal to sdmetrics' TVComplement on categorical columns).
+    ``binning = "dp2stage"`` is the DP-2Stage reference's data-dependent binning (see the module
+    docstring and docs/protocols.md).
+    """
+
     modality = Modality.TABULAR
     description = "Mean over columns of the 1-way normalized histogram intersection (B=20,50)"
-    lower, upper = 0.0, 1.0
     _kind = "one-way"
     BINNINGS = ("public", "dp2stage")
 
@@ -147,6 +154,8 @@ class HistogramIntersection(Metric):
 
 
 class PairHistogramIntersection(HistogramIntersection):
+    """The same intersection over the joint histogram of every pair of columns (public bins)."""
+
     description = "Mean over column pairs of the 2-way normalized histogram intersection (B=20,50)"
     BINNINGS = ("public",)  # the reference has no 2-way histogram intersection
 

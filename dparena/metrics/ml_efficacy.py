@@ -108,10 +108,19 @@ def dp2stage_design(schema: TableSchema, synthetic, real):
 
 
 class MLEfficacy(Metric):
+    """Train on synthetic, test on real: XGBoost and logistic regression predict the target.
+
+    The DP-2Stage reference protocol (its ``metrics/utility.py``; agreement pinned in
+    tests/test_fidelity.py, differences in docs/protocols.md): one-hot / standardised features
+    fitted on eval ∪ synthetic, mean imputer and robust scaling, XGBoost (defaults, seed 1000) and
+    balanced-class logistic regression (lbfgs, 50 iterations). F1 (positive = the eval set's
+    minority class), ROC AUC and accuracy, per model and averaged (version 2).
+    ``protocol = "dparena-v1"`` keeps the earlier public-schema encoding and unweighted LR.
+    """
+
     modality = Modality.TABULAR
     description = "Train-on-synthetic, test-on-real F1 / ROC AUC / accuracy (XGBoost, logistic regression)"
     extra = "tabular"
-    lower, upper = 0.0, 1.0
     version = PROTOCOLS["dp2stage"]  # 2: the DP-2Stage protocol became the default
 
     def __init__(self, models: tuple[str, ...] | list[str] = MODELS, protocol: str = "dp2stage",

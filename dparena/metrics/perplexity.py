@@ -52,7 +52,6 @@ class Perplexity(Metric):
     extra = "llm"
     version = "2"
     direction = Direction.MINIMIZE
-    lower = 1.0
 
     def __init__(self, max_rows: int | None = 2000):
         self.max_rows = max_rows  # None or 0: every eval row
@@ -90,7 +89,6 @@ class ValidityRate(Metric):
     description = "Share of generated texts that parse into valid rows (LM-based methods)"
     extra = ""
     direction = Direction.MAXIMIZE
-    lower, upper = 0.0, 1.0
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
         rate = synthetic.info.get("validity_rate")
@@ -108,7 +106,6 @@ class FluencyPerplexity(Metric):
     description = "exp(mean token CE) of synthetic text under the fixed SmolLM2-135M reference LM"
     extra = "llm"
     direction = Direction.MINIMIZE
-    lower = 1.0
 
     def __init__(self, max_texts: int = 500, max_tokens: int = 256, batch_size: int = 8):
         self.max_texts, self.max_tokens, self.batch_size = max_texts, max_tokens, batch_size

@@ -64,7 +64,6 @@ class PrecisionRecall(Metric):
     modality = (Modality.IMAGE, Modality.TEXT)
     description = "Improved precision / recall (k-NN manifolds of Inception / sentence features, k=3)"
     extra = ""
-    lower, upper = 0.0, 1.0
 
     def __init__(self, k: int = 3):
         if not isinstance(k, int) or k < 1:

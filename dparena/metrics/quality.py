@@ -38,10 +38,15 @@ def _typed(schema: TableSchema, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 class SDMetricsQuality(Metric):
+    """sdmetrics' QualityReport: Column Shapes, Column Pair Trends and their mean.
+
+    Column Pair Trends counts only the pairs whose real data show an association (sdmetrics'
+    thresholds); the sdmetrics metadata is built from the public schema, never inferred.
+    """
+
     modality = Modality.TABULAR
     description = "sdmetrics QualityReport: Column Shapes, Column Pair Trends and overall score"
     extra = "tabular"
-    lower, upper = 0.0, 1.0
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
         reports = require("sdmetrics.reports", "tabular")

@@ -73,7 +73,6 @@ class EmbeddingFID(Metric):
     description = "Frechet distance of sentence embeddings (all-MiniLM-L6-v2) to the eval texts"
     extra = "text"
     direction = Direction.MINIMIZE
-    lower = 0.0
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
         from dparena.metrics.fid import frechet_distance
@@ -103,7 +102,6 @@ class Mauve(Metric):
     modality = Modality.TEXT
     description = "MAUVE (divergence frontier of k-means-quantised sentence embeddings) vs eval texts"
     extra = "text"
-    lower, upper = 0.0, 1.0
 
     def __init__(self, num_buckets: int | str = "auto", scaling_factor: float = 5.0):
         self.num_buckets = num_buckets

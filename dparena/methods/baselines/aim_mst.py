@@ -180,6 +180,11 @@ def _sample_without_nulls(table, n: int, d: int, max_rounds: int = 20) -> tuple[
 class AIM(_MarginalSynthesizer):
     """AIM (McKenna et al., VLDB 2022) via OpenDP ``dp.mbi.AIM`` under ρ-zCDP.
 
+    ρ is the largest with ε(ρ, δ) ≤ ε, and the ledger books the ρ OpenDP reports consumed. Every
+    column has public keys (numeric columns on ``bins`` public bins, decoded uniformly inside the
+    bin); ``iters``: mirror-descent iterations. Not reproducible under the seed: OpenDP's noise
+    takes none.
+
     ``degree``: the workload is every ``degree``-way marginal (and their subsets); ``max_size``:
     the model-size cap in MB; ``rounds``: the cap on select/measure rounds (None = OpenDP's 16·d).
     """
@@ -209,7 +214,8 @@ class MST(_MarginalSynthesizer):
     """MST (McKenna et al., JPC 2021) via OpenDP ``dp.mbi.MST`` under ρ-zCDP.
 
     One-way marginals, then a maximum spanning tree of pairs chosen by the exponential mechanism,
-    each pair measured with Gaussian noise.
+    each pair measured with Gaussian noise. Same route, accounting and parameters ``bins``,
+    ``iters`` as ``aim``.
     """
 
     description = "MST (McKenna et al. 2021) via OpenDP mbi: spanning tree of noisy 2-way marginals"

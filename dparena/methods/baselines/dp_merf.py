@@ -40,7 +40,13 @@ from dparena.types import Modality, Synthetic
 
 
 class DPMERF(Method):
-    """DP-MERF (Harder et al., AISTATS 2021): noisy class-conditional RFF mean embedding + generator."""
+    """DP-MERF (Harder et al., AISTATS 2021): noisy class-conditional RFF mean embedding + generator.
+
+    One Gaussian release of the class-conditional mean embedding of unit-norm random Fourier
+    features divided by the public N (add/remove sensitivity 1/N); an MLP generator is fit to it.
+    Label proportions are read from a constant feature of the same release. Parameters include
+    ``n_features``, ``length_scale2`` and ``steps`` (the module docstring has the derivation).
+    """
 
     name = "dp-merf"
     modality = Modality.IMAGE

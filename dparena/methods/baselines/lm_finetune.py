@@ -98,7 +98,17 @@ def _load_model(name: str, seed: int, lora_r: int, store):
 
 
 class DPFinetuneLM(Method):
-    """DP-SGD fine-tuning of a causal LM on label-prompted private texts, then sampling per class."""
+    """DP-SGD fine-tuning of a causal LM on label-prompted private texts, then sampling per class.
+
+    Aug-PE's DP-FT-Generator baseline: Opacus with Poisson sampling at rate B/N, σ calibrated to
+    the PRV accountant (``accountant = "rdp"`` for RDP) jointly with the DP label count; DP-2Stage's
+    training loop and sampler. Each text is prefixed by its class's public prompt
+    (``TextSchema.describe``, e.g. "a fresh movie review:"); the loss is on the text tokens only.
+    ``model = "smollm2"`` (LoRA r = ``lora_r``), ``"tiny"`` (random-init 2-layer GPT-2, full
+    fine-tuning), ``"gpt2"`` or a model directory / hub id. Class sizes are public (the schema's
+    prior, or uniform) or ``class_counts = "dp"`` (a Gaussian label count taking ``count_share``
+    of ε).
+    """
 
     name = "dp-finetune-lm"
     modality = Modality.TEXT

@@ -25,6 +25,14 @@ from dparena.types import Modality, Synthetic
 
 
 class IndependentMarginals(Method):
+    """One Gaussian release of all d one-way histograms on public bins, sampled column by column.
+
+    L2 sensitivity √d under add/remove, σ calibrated exactly to (ε, δ) (analytic Gaussian
+    mechanism, one ledger entry). ``given = COLUMN`` histograms every other column jointly with
+    that one (e.g. the target) and samples conditionally on it, at the same sensitivity. ``bins``:
+    public bins per numeric column.
+    """
+
     modality = Modality.TABULAR
     description = "Gaussian-noised one-way histograms on public bins, columns sampled independently"
     extra = ""

@@ -20,7 +20,7 @@ class RealData(Method):
 
     modality = (Modality.TABULAR, Modality.IMAGE, Modality.TEXT)
     description = "Non-private upper anchor: the private records themselves (ε = ∞)"
-    private = False
+    is_dp = False
 
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         ledger.non_private("copies the private records")
@@ -44,7 +44,7 @@ class UniformSchema(Method):
 
     modality = Modality.TABULAR
     description = "Public-only lower anchor: uniform draws from the public schema (ε = 0)"
-    private = False
+    is_dp = False
 
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         rng, n = task.rng, task.n_samples

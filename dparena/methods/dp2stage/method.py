@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -35,17 +35,12 @@ import pandas as pd
 from dparena.datasets.schema import Categorical
 from dparena.errors import ConfigError, require
 from dparena.methods.base import Method, Task
-from dparena.methods.dp2stage.lm import MODELS, load_lm, trainable_parameters
+from dparena.methods.dp2stage.config import STAGE1_FIELDS, DP2StageConfig
+from dparena.methods.dp2stage.lm import load_lm, trainable_parameters
 from dparena.methods.dp2stage.loss import encode
 from dparena.methods.dp2stage.pseudo import pseudo_table
 from dparena.methods.dp2stage.sample import LMScorer, generate
-from dparena.methods.dp2stage.serialize import FORMATS, ORDERS, Serializer, column_orders
-from dparena.methods.dp2stage.train import (
-    LR_SCHEDULES,
-    STAGE1_LOSSES,
-    check_accountant,
-    check_training_params,
-)
+from dparena.methods.dp2stage.serialize import Serializer, column_orders
 from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger
 from dparena.types import Modality, Synthetic
@@ -57,7 +52,25 @@ for _module in ("torch", "transformers", "opacus", "peft"):
 
 
 class DP2Stage(Method):
-    """DP-2Stage: non-private stage 1 on pseudo data, then DP-SGD stage 2 on the private rows."""
+    """DP-2Stage: non-private stage 1 on pseudo data, then DP-SGD stage 2 on the private rows.
+
+    Afonja et al., arXiv 2412.02467. Stage 1 fine-tunes the LM without privacy on public pseudo
+    data (``pseudo = "uniform"`` from the public schema, ``"ood"`` = German credit, or
+    ``"csv:PATH"``; its own ``stage1_epochs``, ``stage1_lr``, ``stage1_batch_size``; plain
+    cross-entropy, ``stage1_loss = "weighted"`` for the α loss) and is cached under
+    ``$DPARENA_HOME/cache/dp2stage/``. Stage 2 runs DP-SGD (Opacus, Poisson sampling at rate B/N,
+    σ calibrated to the PRV accountant by default or ``accountant = "rdp"``, jointly with the
+    prompt histogram) with the α-weighted key/value/other loss (α = 0.65). The learning rate
+    decays linearly per optimiser step in both stages (``lr_schedule``). Serializations
+    ``great``, ``text``, ``list``; a fixed column order (target, then the others sorted by name;
+    ``column_order = "schema"``) or ``shuffle``. ``model = "smollm2"`` (the default:
+    SmolLM2-135M asset + LoRA), ``"tiny"`` (random-init 2-layer GPT-2 with a BPE tokenizer trained
+    on public-schema text) or ``"gpt2"``. The prompt column (default the target) comes from a DP
+    histogram (``prompt_share`` of ε) or the public schema; rows are sampled at temperature 0.7
+    until ``n_samples`` parse (at most ``max_attempts`` × n attempts; the rows missing are
+    reported as ``shortfall``). Every parameter is a field of :class:`DP2StageConfig`; defaults
+    follow the authors' scripts (docs/protocols.md).
+    """
 
     modality = Modality.TABULAR
     description = "DP-2Stage: LM fine-tuned on public pseudo data, then with DP-SGD on the table"
@@ -73,64 +86,14 @@ class DP2Stage(Method):
     released_info = frozenset({"attempts", "valid_rows", "validity_rate", "shortfall", "warning"})
     may_return_fewer = True  # only the generated rows that parse; an empty table ranks last
 
-    def __init__(self, model: str = "smollm2", pseudo: str = "uniform", serialization: str = "great",
-                 shuffle: bool = False, column_order: str = "sorted", alpha: float = 0.65,
-                 epochs: int = 10, batch_size: int = 32, physical_batch_size: int = 32,
-                 lr: float = 5e-4, lr_schedule: str = "linear", max_grad_norm: float = 1.0,
-                 accountant: str = "prv", stage1_epochs: float = 5.0, stage1_rows: int = 2000,
-                 stage1_lr: float | None = None, stage1_loss: str = "ce",
-                 stage1_batch_size: int | None = None, stage1_seed: int = 0, cache_stage1: bool = True,
-                 prompt_column: str | None = None, prompt_dist: str = "dp",
-                 prompt_share: float = 0.05, temperature: float = 0.7, top_p: float = 1.0,
-                 gen_batch_size: int = 100, max_new_tokens: int = 200, max_attempts: float = 10.0,
-                 impute_retries: int = 0, give_up_after: int = 300,
-                 time_limit_s: float | None = None, lora_r: int = 8,
-                 n_layer: int = 2, n_embd: int = 64, threads: int = 1):
-        if model not in MODELS:
-            raise ConfigError(f"{self.name}: model must be one of {', '.join(MODELS)} "
-                              f"(got {model!r})")
-        if serialization not in FORMATS:
-            raise ConfigError(f"{self.name}: serialization must be one of {', '.join(FORMATS)}")
-        if serialization == "apval":
-            raise ConfigError(f"{self.name}: 'apval' cannot be prompted with one column's value; "
-                              "use great, text or list")
-        if column_order not in ORDERS:
-            raise ConfigError(f"{self.name}: column_order must be one of {', '.join(ORDERS)} "
-                              f"(got {column_order!r})")
-        if prompt_dist not in ("dp", "public"):
-            raise ConfigError(f"{self.name}: prompt_dist must be 'dp' or 'public'")
-        if not 0.0 < prompt_share < 1.0:
-            raise ConfigError(f"{self.name}: prompt_share must lie in (0, 1)")
-        check_training_params(
-            self.name, lr=lr, max_grad_norm=max_grad_norm, temperature=temperature, top_p=top_p,
-            epochs=epochs, batch_size=batch_size, physical_batch_size=physical_batch_size,
-            stage1_batch_size=batch_size if stage1_batch_size is None else stage1_batch_size)
-        if alpha > 1:
-            raise ConfigError(f"{self.name}: alpha must be <= 1 (alpha < 0 = plain CE)")
-        check_accountant(self.name, accountant)
-        if lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"{self.name}: lr_schedule must be one of {', '.join(LR_SCHEDULES)} "
-                              f"(got {lr_schedule!r})")
-        if stage1_loss not in STAGE1_LOSSES:
-            raise ConfigError(f"{self.name}: stage1_loss must be one of "
-                              f"{', '.join(STAGE1_LOSSES)} (got {stage1_loss!r})")
-        self.model, self.pseudo, self.serialization = model, pseudo, serialization
-        self.shuffle, self.alpha, self.epochs = shuffle, alpha, epochs
-        self.column_order = column_order
-        self.batch_size, self.physical_batch_size, self.lr = batch_size, physical_batch_size, lr
-        self.max_grad_norm, self.accountant = max_grad_norm, accountant
-        self.lr_schedule, self.stage1_loss = lr_schedule, stage1_loss
-        self.stage1_epochs, self.stage1_rows, self.stage1_lr = stage1_epochs, stage1_rows, stage1_lr
-        self.stage1_seed, self.cache_stage1 = stage1_seed, cache_stage1
-        self.stage1_batch_size = batch_size if stage1_batch_size is None else stage1_batch_size
-        self.prompt_column, self.prompt_dist, self.prompt_share = (prompt_column, prompt_dist,
-                                                                   prompt_share)
-        self.temperature, self.top_p = temperature, top_p
-        self.gen_batch_size, self.max_new_tokens = gen_batch_size, max_new_tokens
-        self.max_attempts, self.impute_retries = max_attempts, impute_retries
-        self.give_up_after = give_up_after
-        self.time_limit_s, self.lora_r = time_limit_s, lora_r
-        self.n_layer, self.n_embd, self.threads = n_layer, n_embd, threads
+    config_type: ClassVar[type] = DP2StageConfig  # the suite's params are its fields
+
+    def __init__(self, config: DP2StageConfig | None = None, **params: Any):
+        if config is not None and params:
+            raise ConfigError(f"{self.name}: give a DP2StageConfig or parameters, not both")
+        self.config = config if config is not None else DP2StageConfig.from_params(self.name,
+                                                                                    params)
+        self.config.check(self.name)
 
     # ------------------------------------------------------------------ helpers
     def _prompt_values(self, task: Task, ledger: Ledger, col, sigma: float | None,
@@ -139,7 +102,7 @@ class DP2Stage(Method):
         noise ``sigma`` (sensitivity 1 under add/remove)."""
         domain = Domain(task.schema, bins=32)
         size = domain.size(col.name)
-        if self.prompt_dist == "public":
+        if self.config.prompt_dist == "public":
             codes = rng.integers(0, size, n)
             info = {"prompt_dist": "public-uniform"}
         else:
@@ -157,10 +120,11 @@ class DP2Stage(Method):
         keys = ("model", "pseudo", "serialization", "shuffle", "column_order", "stage1_loss",
                 "lr_schedule", "stage1_epochs", "stage1_rows", "stage1_seed", "prompt_column",
                 "lora_r", "n_layer", "n_embd")
-        key = {**{k: getattr(self, k) for k in keys}, "batch_size": self.stage1_batch_size,
-               "stage1_lr": self.stage1_lr or self.lr}
-        if self.stage1_loss == "weighted":  # plain CE does not see alpha
-            key["alpha"] = self.alpha
+        cfg = self.config
+        key = {**{k: getattr(cfg, k) for k in keys}, "batch_size": cfg.stage1_batch,
+               "stage1_lr": cfg.stage1_learning_rate}
+        if cfg.stage1_loss == "weighted":  # plain CE does not see alpha
+            key["alpha"] = cfg.alpha
         return key
 
     def _stage1_model(self, schema, ser, first, store, stage1, torch, deadline, on_step=None):
@@ -175,32 +139,33 @@ class DP2Stage(Method):
         import json
         import os
 
+        cfg = self.config
         key = json.dumps({**self._stage1_key(), "schema": schema.to_dict(), "v": self.version},
                          sort_keys=True, default=str)
         digest = hashlib.sha256(key.encode()).hexdigest()[:20]
         path = store.home / "cache" / "dp2stage" / f"stage1-{digest}.pt"
-        lm = load_lm(self.model, schema, self.stage1_seed, store=store, lora_r=self.lora_r,
-                     n_layer=self.n_layer, n_embd=self.n_embd)
-        if self.cache_stage1 and path.exists():
+        lm = load_lm(cfg.model, schema, cfg.stage1_seed, store=store, lora_r=cfg.lora_r,
+                     n_layer=cfg.n_layer, n_embd=cfg.n_embd)
+        if cfg.cache_stage1 and path.exists():
             saved = torch.load(path, map_location="cpu", weights_only=True)
             lm.model.load_state_dict(saved["state"], strict=False)
             return lm, {**saved["info"], "stage1_cached": True}
-        rng = np.random.default_rng(self.stage1_seed)
-        frame, pseudo_schema = pseudo_table(self.pseudo, schema, self.stage1_rows, rng, store)
+        rng = np.random.default_rng(cfg.stage1_seed)
+        frame, pseudo_schema = pseudo_table(cfg.pseudo, schema, cfg.stage1_rows, rng, store)
         pseudo_ser = ser if pseudo_schema is schema else Serializer(pseudo_schema,
-                                                                    self.serialization)
+                                                                    cfg.serialization)
         # the pseudo table's own first column: the prompt column if it has one, else its target
         # (the reference's OOD stage 1 puts the Airline target "satisfaction" first)
         pfirst = first if first in pseudo_schema.names else pseudo_schema.target
         rows = self._encode(lm, pseudo_ser, frame, rng, pfirst)
         t0 = time.monotonic()
-        info = stage1(lm.model, rows, lm.pad_id, epochs=self.stage1_epochs,
-                      batch_size=self.stage1_batch_size, lr=self.stage1_lr or self.lr,
-                      alpha=self.alpha, loss=self.stage1_loss, lr_schedule=self.lr_schedule,
-                      generator=torch.Generator().manual_seed(self.stage1_seed), deadline=deadline,
+        info = stage1(lm.model, rows, lm.pad_id, epochs=cfg.stage1_epochs,
+                      batch_size=cfg.stage1_batch, lr=cfg.stage1_learning_rate, alpha=cfg.alpha,
+                      loss=cfg.stage1_loss, lr_schedule=cfg.lr_schedule,
+                      generator=torch.Generator().manual_seed(cfg.stage1_seed), deadline=deadline,
                       on_step=on_step)
         info["stage1_s"] = time.monotonic() - t0
-        if self.cache_stage1:
+        if cfg.cache_stage1:
             path.parent.mkdir(parents=True, exist_ok=True)
             state = {k: p.detach() for k, p in lm.model.named_parameters() if p.requires_grad}
             tmp = path.with_suffix(f".{os.getpid()}.part")
@@ -213,7 +178,8 @@ class DP2Stage(Method):
         by name or in schema order) or shuffled per row."""
         names = ser.schema.names
         records = frame[names].to_dict("records")
-        orders = column_orders(names, len(records), self.shuffle, rng, first, self.column_order)
+        orders = column_orders(names, len(records), self.config.shuffle, rng, first,
+                               self.config.column_order)
         return [ser.serialize(r, o) for r, o in zip(records, orders, strict=True)]
 
     def _encode(self, lm, ser: Serializer, frame: pd.DataFrame, rng, first):
@@ -227,16 +193,17 @@ class DP2Stage(Method):
         from dparena.assets import AssetStore
         from dparena.methods.dp2stage.train import stage1, stage2_dp
 
+        cfg = self.config
         t_start = time.monotonic()
-        deadline = None if self.time_limit_s is None else t_start + self.time_limit_s
+        deadline = None if cfg.time_limit_s is None else t_start + cfg.time_limit_s
         schema = task.schema
-        first = self.prompt_column or schema.target or schema.names[0]
+        first = cfg.prompt_column or schema.target or schema.names[0]
         if first not in schema.names:
             raise ConfigError(f"{self.name}: prompt_column {first!r} is not a column of the table")
         if not task.budget.is_private:
             raise ConfigError(f"{self.name} needs a finite epsilon")
         prev_threads = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
+        torch.set_num_threads(cfg.threads)
         try:
             return self._run(task, ledger, torch, AssetStore(), stage1, stage2_dp, first,
                              t_start, deadline)
@@ -246,37 +213,37 @@ class DP2Stage(Method):
     def _run(self, task, ledger, torch, store, stage1, stage2_dp, first, t_start, deadline):
         from dparena.methods.dp2stage.train import book_dp_sgd, plan_with_histogram
 
-        schema, rng = task.schema, task.rng
+        cfg, schema, rng = self.config, task.schema, task.rng
         seeds = rng.integers(0, 2**31 - 1, 4)
-        info: dict = {"model": self.model}
-        ser = Serializer(schema, self.serialization)
+        info: dict = {"model": cfg.model}
+        ser = Serializer(schema, cfg.serialization)
         if self.stages == 2:
             lm, s1info = self._stage1_model(schema, ser, first, store, stage1, torch, deadline,
                                             lambda k, n: task.report("stage 1 step", k, n))
             info.update(s1info)
         else:
-            lm = load_lm(self.model, schema, int(seeds[0]), store=store, lora_r=self.lora_r,
-                         n_layer=self.n_layer, n_embd=self.n_embd)
+            lm = load_lm(cfg.model, schema, int(seeds[0]), store=store, lora_r=cfg.lora_r,
+                         n_layer=cfg.n_layer, n_embd=cfg.n_embd)
         info["trainable_params"] = trainable_parameters(lm.model)
         info["load_and_stage1_s"] = time.monotonic() - t_start
 
         col = schema.column(first)
         plan, sigma_prompt = plan_with_histogram(
-            task, self.name, share=self.prompt_share if self.prompt_dist == "dp" else None,
-            batch_size=self.batch_size, epochs=self.epochs, accountant=self.accountant)
+            task, self.name, share=cfg.prompt_share if cfg.prompt_dist == "dp" else None,
+            batch_size=cfg.batch_size, epochs=cfg.epochs, accountant=cfg.accountant)
         values, pinfo = self._prompt_values(task, ledger, col, sigma_prompt,
                                             max(1, int(math.ceil(task.n_samples
-                                                                 * self.max_attempts))), rng)
+                                                                 * cfg.max_attempts))), rng)
         info.update(pinfo)
 
         t2 = time.monotonic()
         private_rows = self._encode(lm, ser, task.private, rng, first)
-        steps = stage2_dp(lm.model, private_rows, lm.pad_id, plan=plan, epochs=self.epochs,
-                          physical_batch_size=self.physical_batch_size, lr=self.lr,
-                          max_grad_norm=self.max_grad_norm, alpha=self.alpha,
-                          seed=int(seeds[2]), noise=task.noise, lr_schedule=self.lr_schedule,
+        steps = stage2_dp(lm.model, private_rows, lm.pad_id, plan=plan, epochs=cfg.epochs,
+                          physical_batch_size=cfg.physical_batch_size, lr=cfg.lr,
+                          max_grad_norm=cfg.max_grad_norm, alpha=cfg.alpha,
+                          seed=int(seeds[2]), noise=task.noise, lr_schedule=cfg.lr_schedule,
                           on_step=lambda k, n: task.report("DP-SGD step", k, n))
-        book_dp_sgd(ledger, plan, steps, "DP-SGD", self.max_grad_norm)
+        book_dp_sgd(ledger, plan, steps, "DP-SGD", cfg.max_grad_norm)
         info.update({"stage2_s": time.monotonic() - t2, "accountant": plan.accountant,
                      "noise_multiplier": plan.noise_multiplier, "sample_rate": plan.sample_rate,
                      "dp_steps": steps})
@@ -292,14 +259,14 @@ class DP2Stage(Method):
         valid: list[dict] = []
         attempts = 0
         n = task.n_samples
-        chunk = max(self.gen_batch_size, n // 4)
+        chunk = max(cfg.gen_batch_size, n // 4)
         while len(valid) < n and attempts < len(values):
             if deadline is not None and time.monotonic() > deadline:
                 break
             take = values[attempts:attempts + min(chunk, 2 * (n - len(valid)) + 8)]
             prompts = [ser.prompt(first, v) for v in take]
-            texts = generate(lm, prompts, temperature=self.temperature, top_p=self.top_p,
-                             batch_size=self.gen_batch_size, max_new_tokens=self.max_new_tokens,
+            texts = generate(lm, prompts, temperature=cfg.temperature, top_p=cfg.top_p,
+                             batch_size=cfg.gen_batch_size, max_new_tokens=cfg.max_new_tokens,
                              generator=gen, deadline=deadline)
             texts = self._impute(lm, ser, texts, gen, deadline)
             for text in texts:
@@ -311,7 +278,7 @@ class DP2Stage(Method):
                     valid.append(row)
             if all(t is None for t in texts):
                 break
-            if not valid and attempts >= self.give_up_after:
+            if not valid and attempts >= cfg.give_up_after:
                 break  # the model has not learned the format: stop wasting generation time
         info.update({"generate_s": time.monotonic() - t3, "attempts": attempts,
                      "valid_rows": len(valid),
@@ -322,18 +289,18 @@ class DP2Stage(Method):
         elif len(valid) < n:
             info["warning"] = (f"shortfall of {n - len(valid)} rows: {len(valid)} of {n} valid "
                                f"after {attempts} generated (cap {len(values)} = max_attempts "
-                               f"{self.max_attempts:g} x n_samples, or the time limit)")
+                               f"{cfg.max_attempts:g} x n_samples, or the time limit)")
         frame = pd.DataFrame(valid, columns=schema.names)
         for c in schema.columns:
             if isinstance(c, Categorical):
                 frame[c.name] = frame[c.name].astype(object)
-        scorer = LMScorer(lm, ser, self.shuffle, first, self.column_order)
+        scorer = LMScorer(lm, ser, cfg.shuffle, first, cfg.column_order)
         return Synthetic(frame, extras={"lm_scorer": scorer}, info=info)
 
     def _impute(self, lm, ser, texts, gen, deadline):
         """Re-prompt invalid rows with their valid prefix, up to ``impute_retries`` times."""
-        texts = list(texts)
-        for _ in range(self.impute_retries):
+        cfg, texts = self.config, list(texts)
+        for _ in range(cfg.impute_retries):
             redo = [i for i, t in enumerate(texts) if t is not None and ser.parse(t) is None]
             if not redo:
                 break
@@ -347,9 +314,9 @@ class DP2Stage(Method):
             keep = [(i, p) for i, p in zip(redo, prompts, strict=True) if p is not None]
             if not keep:
                 break
-            again = generate(lm, [p for _, p in keep], temperature=self.temperature,
-                             top_p=self.top_p, batch_size=self.gen_batch_size,
-                             max_new_tokens=self.max_new_tokens, generator=gen, deadline=deadline)
+            again = generate(lm, [p for _, p in keep], temperature=cfg.temperature,
+                             top_p=cfg.top_p, batch_size=cfg.gen_batch_size,
+                             max_new_tokens=cfg.max_new_tokens, generator=gen, deadline=deadline)
             for (i, _), t in zip(keep, again, strict=True):
                 if t is not None:
                     texts[i] = t
@@ -362,11 +329,8 @@ class DPStandard(DP2Stage):
     description = "DP-Standard: LM fine-tuned with DP-SGD on the serialized table (no stage 1)"
     stages = 1
 
-    def __init__(self, **kwargs):
-        if "pseudo" in kwargs:
-            raise ConfigError("dp-standard has no stage 1: drop the 'pseudo' parameter")
-        for key in ("stage1_epochs", "stage1_rows", "stage1_lr", "stage1_batch_size", "stage1_seed",
-                    "cache_stage1"):
-            if key in kwargs:
+    def __init__(self, config: DP2StageConfig | None = None, **params: Any):
+        for key in STAGE1_FIELDS:
+            if key in params:
                 raise ConfigError(f"dp-standard has no stage 1: drop the {key!r} parameter")
-        super().__init__(**kwargs)
+        super().__init__(config, **params)

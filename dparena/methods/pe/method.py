@@ -181,7 +181,23 @@ class PEMethod(Method):
 class PEImage(PEMethod):
     """Private Evolution for images (Lin et al., "Differentially Private Synthetic Data via
     Foundation Model APIs 1: Images", ICLR 2024, Alg. 1); with ``api = "drawtext"`` it is Sim-PE
-    (Lin et al., 2025). Votes in raw pixels by default (``embedding = "inception"`` as the paper)."""
+    (Lin et al., 2025). Votes in raw pixels by default (``embedding = "inception"`` as the paper).
+
+    ``api = "drawtext"`` renders digits / each label's first character with matplotlib's DejaVu
+    fonts (random font, size, stroke, rotation, shift); ``"diffusion"`` and
+    ``"stable-diffusion"`` wrap diffusion models (docs/image-apis.md). Per iteration and class,
+    each private image votes for its nearest synthetic image(s) (``num_nearest_neighbors``,
+    ``distance`` l2 / cosine, unit-norm votes); Gaussian noise, ``threshold``, ``selection``
+    sample / rank; then the next population as the reference's ``PEPopulation`` builds it:
+    ``variations`` variations of degree ``degrees[t]`` of each selected sample
+    (``initial_variations`` of each random one at t = 0), plus the selected ones once each with
+    ``keep_selected`` (then the output is the N selected at the last iteration); ``lookahead``.
+    The schedules ``population_sizes`` and ``degrees`` have T + 1 entries, entry t used at
+    iteration t (entry 0 = the random_api draw, degree 0). σ from (ε, δ, T) in μ-GDP; class sizes
+    from the public schema, ``class_counts = "uniform"`` or ``"dp"`` (a Gaussian label count
+    taking ``count_budget_fraction`` of μ²). A checkpoint per iteration under the run's work
+    folder: a killed run resumes bit-identically.
+    """
 
     name = "pe-image"
     modality = Modality.IMAGE
@@ -248,7 +264,7 @@ class PublicOnly(Method):
     description = "Public-only anchor of PE: random_api samples from class names alone (ε = 0)"
     extra = ""
     version = "1"
-    private = False
+    is_dp = False
 
     def __init__(self, api: str | None = None, api_params: dict[str, Any] | None = None):
         self.api = api

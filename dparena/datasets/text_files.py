@@ -1,0 +1,201 @@
+"""Your own texts (``dataset = "text-file"``): a private and an eval file, CSV (a header row) or
+JSON lines (one object per line), with a text column and an optional label column.
+
+The public ``TextSchema`` is declared in the suite: ``domain`` (the kind of text, e.g. "support
+ticket"), ``labels`` (the public label names; a label cell must be one of them, compared after
+stripping spaces, case-sensitively), ``label_prompt`` (one class for a generator's prompt, with
+``{label}`` for the name; default "a {label} <domain>", or "a {label}" without labels, where the
+single label is the domain), ``max_words`` (texts are cut to this many words in every split; a
+public choice, default 128), optional ``subtopics`` and ``class_proportions``, and ``size`` (N, the
+number of private texts). Without ``label_column`` every text has the one label ``domain``.
+
+An empty text, a missing column or key, a label that is not declared, a line that is not a JSON
+object: each is a one-line error naming the file and the row (CSV rows counted from 0 below the
+header) or line (counted from 1).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dparena.assets import AssetStore
+from dparena.datasets.base import DatasetBundle, SubsampledDataset
+from dparena.datasets.files import (
+    check_count,
+    files_version,
+    no_size_error,
+    optional_size,
+    path_param,
+    require_file,
+    table_format,
+    text_list,
+)
+from dparena.datasets.schema import TextSchema
+from dparena.errors import ConfigError, SchemaError
+from dparena.types import Modality
+
+FORMATS = {"csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
+
+
+class TextFile(SubsampledDataset):
+    """Labelled texts from a CSV or JSON-lines file per split; the schema is declared in the
+    suite."""
+
+    modality = Modality.TEXT
+    description = ("Your texts: CSV or JSON-lines private / eval files with a text and an optional "
+                   "label column; declared labels and prompts")
+    extra = "text"
+
+    def __init__(self, private: str, eval: str, domain: str, labels: list[str] | None = None,
+                 text_column: str = "text", label_column: str | None = None,
+                 label_prompt: str | None = None, max_words: int = 128,
+                 subtopics: list[str] | None = None, class_proportions: list[float] | None = None,
+                 size: int | None = None, format: str | None = None,
+                 n_private: int | None = None, n_eval: int | None = None,
+                 subsample_seed: int = 0, revision: str | int = ""):
+        super().__init__(n_private=n_private, n_eval=n_eval, subsample_seed=subsample_seed)
+        if not isinstance(revision, str | int) or isinstance(revision, bool):
+            raise ConfigError(f"{self.name}: revision must be a string or an integer, got "
+                              f"{revision!r}")
+        self.revision = str(revision)
+        self.private_path = path_param(private, "private", self.name)
+        self.eval_path = path_param(eval, "eval", self.name)
+        for key, value in (("domain", domain), ("text_column", text_column),
+                           ("label_column", label_column)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise ConfigError(f"{self.name}: {key} must be a non-empty string, got {value!r}")
+        if label_column is not None and label_column == text_column:
+            raise ConfigError(f"{self.name}: label_column and text_column are both {text_column!r}")
+        if label_column is not None:
+            if labels is None:
+                raise ConfigError(f"{self.name}: with label_column = {label_column!r} declare the "
+                                  f"public label names: labels = [\"...\", ...]")
+            names = text_list(labels, "labels", self.name)
+        else:
+            if labels is not None and len(labels) != 1:
+                raise ConfigError(f"{self.name}: without label_column every text has one label; "
+                                  f"declare label_column or at most one name in labels")
+            names = text_list(labels, "labels", self.name) if labels else (domain.strip(),)
+        if label_prompt is None:
+            label_prompt = f"a {{label}} {domain.strip()}" if label_column else "a {label}"
+        if format is not None:
+            table_format(self.private_path, format, self.name, FORMATS)
+        try:
+            self._schema = TextSchema(
+                names, domain=domain.strip(), label_prompt=label_prompt, max_words=max_words,
+                subtopics=text_list(subtopics, "subtopics", self.name, allow_empty=True)
+                if subtopics is not None else (),
+                class_proportions=tuple(class_proportions) if class_proportions else None,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from None
+        self.text_column, self.label_column, self.format = text_column, label_column, format
+        self.size = optional_size(size, self.name)
+        if self.size is not None:
+            self.N_PRIVATE = self.size
+
+    @property
+    def schema(self) -> TextSchema:
+        return self._schema
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return files_version("1", [], self.revision)
+
+    def private_size(self, store: AssetStore) -> int:
+        if self.size is None and self.n_private is None:
+            raise no_size_error(self.name, "in dataset_params")
+        return super().private_size(store)
+
+    def load(self, store: AssetStore) -> DatasetBundle:
+        private, private_labels = self.read_split(self.private_path, "private")
+        check_count(len(private), self.size, self.n_private,
+                    f"the private file {self.private_path}")
+        evaluation, eval_labels = self.read_split(self.eval_path, "eval")
+        priv = self.subsample_positions(len(private), self.n_private, 1)
+        ev = self.subsample_positions(len(evaluation), self.n_eval, 2)
+        if priv is not None:
+            private, private_labels = [private[i] for i in priv], private_labels[priv]
+        if ev is not None:
+            evaluation, eval_labels = [evaluation[i] for i in ev], eval_labels[ev]
+        return DatasetBundle(private=private, eval=evaluation, schema=self._schema,
+                             private_labels=private_labels, eval_labels=eval_labels)
+
+    def check(self, store: AssetStore) -> None:
+        self.load(store)
+
+    def read_split(self, path: Path, role: str) -> tuple[list[str], np.ndarray]:
+        """(texts cut to max_words, int64 labels) of one file."""
+        require_file(path, role, self.name)
+        kind = table_format(path, self.format, self.name, FORMATS)
+        records = self._csv_records(path) if kind == "csv" else self._jsonl_records(path)
+        if not records:
+            raise SchemaError(f"{path}: the file holds no texts")
+        lookup = {name: i for i, name in enumerate(self._schema.label_names)}
+        texts, labels = [], []
+        for where, text, label in records:
+            if not isinstance(text, str):
+                raise SchemaError(f"{path} {where}: {self.text_column!r} is "
+                                  f"{type(text).__name__}, not a string")
+            if not text.strip():
+                raise SchemaError(f"{path} {where}: the text is empty; drop such rows")
+            texts.append(self._schema.truncate(text))
+            if self.label_column is None:
+                labels.append(0)
+                continue
+            name = "" if label is None else str(label).strip()
+            if name not in lookup:
+                raise SchemaError(
+                    f"{path} {where}: label {name!r} is not one of the declared labels "
+                    f"{list(lookup)}; fix the row or declare the label in labels"
+                )
+            labels.append(lookup[name])
+        return texts, np.asarray(labels, dtype=np.int64)
+
+    def _columns(self) -> list[str]:
+        return [self.text_column] + ([self.label_column] if self.label_column else [])
+
+    def _csv_records(self, path: Path) -> list[tuple[str, object, object]]:
+        import pandas as pd
+
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise SchemaError(f"{path}: the file is empty; it needs a header row naming the "
+                              f"columns {self._columns()}") from None
+        except (ValueError, OSError, UnicodeError, pd.errors.ParserError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SchemaError(f"{path}: could not read it as CSV ({reason})") from None
+        frame.columns = [str(c).strip() for c in frame.columns]
+        missing = [c for c in self._columns() if c not in frame.columns]
+        if missing:
+            raise SchemaError(f"{path}: missing columns {missing} (the file has "
+                              f"{list(frame.columns)}); set text_column / label_column")
+        labels = frame[self.label_column] if self.label_column else [None] * len(frame)
+        return [(f"row {i}", t, y) for i, (t, y) in
+                enumerate(zip(frame[self.text_column], labels, strict=True))]
+
+    def _jsonl_records(self, path: Path) -> list[tuple[str, object, object]]:
+        out = []
+        try:
+            with open(path, encoding="utf-8-sig") as fh:
+                lines = list(fh)
+        except (OSError, UnicodeError) as exc:
+            raise SchemaError(f"{path}: could not read it as UTF-8 JSON lines ({exc})") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SchemaError(f"{path} line {number}: not JSON ({exc.msg})") from None
+            missing = [c for c in self._columns() if not isinstance(item, dict) or c not in item]
+            if missing:
+                raise SchemaError(f"{path} line {number}: expected an object with keys "
+                                  f"{self._columns()}, missing {missing}")
+            out.append((f"line {number}", item[self.text_column],
+                        item[self.label_column] if self.label_column else None))
+        return out

@@ -1,0 +1,139 @@
+"""The README is the front door: short, the two commands first, links that resolve, and a front
+table that is what `make publish` generates from the committed results."""
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from dparena.leaderboard import publish
+from dparena.leaderboard.aggregate import build_tables
+from dparena.leaderboard.render import to_markdown
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def test_the_readme_is_short_and_starts_with_the_two_commands():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 150
+    first_block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in first_block.splitlines() if line.strip()]
+    assert commands == ["make demo", "make test"]
+
+
+def _links(path: Path):
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text(encoding="utf-8")):
+        if not re.match(r"[a-z]+://", target):
+            yield target
+
+
+@pytest.mark.parametrize("page", [README, *sorted((ROOT / "docs").glob("*.md"))],
+                         ids=lambda p: p.name)
+def test_every_relative_link_resolves(page):
+    for target in _links(page):
+        file, _, anchor = target.partition("#")
+        resolved = (page.parent / file).resolve() if file else page
+        assert resolved.exists(), f"{page.name}: {target}"
+        if anchor and resolved.suffix == ".md":
+            headings = re.findall(r"^#+ (.+)$", resolved.read_text(encoding="utf-8"), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+            assert anchor in slugs, f"{page.name}: {target}"
+
+
+def test_the_front_table_is_generated_from_the_committed_results():
+    text = README.read_text(encoding="utf-8")
+    inside = text.split(publish.BEGIN, 1)[1].split(publish.END, 1)[0]
+    generated = publish.front_table(ROOT / "results", ROOT / "benchmarks" / "suites")
+    assert inside.strip() == generated.strip(), \
+        "README's front table is stale: python -m dparena.leaderboard.publish README.md results"
+    # every block says which suite, N, samples and seeds, and every DP row its accountant
+    for block in publish.FRONT:
+        assert f"[`{block.suite}`](results/{block.suite}/leaderboard.md)" in inside
+    rows = [line for line in inside.splitlines() if line.startswith("| ") and "---" not in line]
+    assert all(not line.rstrip(" |").endswith("?") for line in rows[1:])
+
+
+def _run(label, eps, seed, values, validity=None, status="ok"):
+    metrics = {name: {"value": v, "direction": "maximize", "metric": name, "version": "1",
+                      "headline": 1} for name, v in values.items()}
+    if validity is not None:
+        metrics["validity"] = {"value": validity, "direction": "maximize", "metric": "validity",
+                               "version": "1", "headline": 1}
+    return {
+        "key": f"{label}-{eps}-{seed}", "dataset": "toy", "dataset_params": {"n_private": 80},
+        "dataset_version": "1", "method": label.split("|")[0], "label": label, "epsilon": eps,
+        "delta": 1e-5, "seed": seed, "status": status, "error": "",
+        "spent_epsilon": math.inf if eps is None else eps, "metric_errors": {},
+        "spec": json.dumps({"metrics": ["fid", "util", "validity"]}), "suite": "toy",
+        "n_samples": 40, "created_at": "2026-01-01T00:00:00+00:00", "accountant": "PRV",
+        "metrics": metrics,
+    }
+
+
+TOY_SUITE = """
+name = "toy"
+seeds = [0, 1]
+epsilons = [1.0, 10.0]
+delta = 1e-5
+
+[[section]]
+name = "toy-section"
+dataset = "toy"
+dataset_params = { n_private = 80 }
+n_samples = 40
+methods = [{ name = "lm", label = "lm|big" }, { name = "real" }]
+"""
+
+
+def _toy(tmp_path, runs):
+    results, suites = tmp_path / "results", tmp_path / "suites"
+    (results / "toy").mkdir(parents=True)
+    suites.mkdir()
+    (results / "toy" / "leaderboard.md").write_text(to_markdown(build_tables(runs)))
+    (suites / "toy.toml").write_text(TOY_SUITE)
+    block = publish.Block("toy", "toy-section", "Toy | data", ("fid", "util"), (1.0, 10.0),
+                          ("lm|big", "real"))
+    return results, suites, block
+
+
+def test_the_front_table_reads_what_the_leaderboard_renders(tmp_path):
+    runs = [_run("lm|big", eps, seed, {"fid": 0.25 * eps + 0.01 * seed, "util": 0.5})
+            for eps in (1.0, 10.0) for seed in (0, 1)]
+    runs += [_run("real", None, seed, {"fid": 0.9, "util": 0.75}) for seed in (0, 1)]
+    results, suites, block = _toy(tmp_path, runs)
+    table = publish.front_table(results, suites, (block,))
+    lines = table.splitlines()
+    assert lines[2] == "| **Toy \\| data** | lm\\|big | 0.255 / 2.505 | 0.500 / 0.500 | PRV |"
+    assert lines[3].startswith("| [`toy`](results/toy/leaderboard.md) · N = 80 · 40 samples · "
+                               "seeds 0, 1 | real | 0.900 | 0.750 | — (not private) |")
+    # publishing twice gives the same README; without markers it refuses, changing nothing
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{publish.BEGIN}\nold\n{publish.END}\ntail\n")
+    spliced = publish.splice(readme.read_text(), table)
+    assert publish.splice(spliced, table) == spliced and spliced.endswith(f"{publish.END}\ntail\n")
+    with pytest.raises(publish.PublishError, match="lacks the markers"):
+        publish.splice("# no markers\n", table)
+
+
+def test_a_missing_row_or_file_is_one_line(tmp_path):
+    runs = [_run("real", None, 0, {"fid": 0.9, "util": 0.75})]
+    results, suites, block = _toy(tmp_path, runs)
+    with pytest.raises(publish.PublishError, match=r"has no toy\(n_private=80\) table at ε=1"):
+        publish.front_table(results, suites, (block,))
+    runs.append(_run("other", 1.0, 0, {"fid": 0.1, "util": 0.2}))
+    runs.append(_run("other", 10.0, 0, {"fid": 0.1, "util": 0.2}))
+    results, suites, block = _toy(tmp_path / "b", runs)
+    with pytest.raises(publish.PublishError, match=r"no row 'lm\|big'"):
+        publish.front_table(results, suites, (block,))
+    with pytest.raises(publish.PublishError, match="leaderboard.md is missing"):
+        publish.front_table(tmp_path / "nowhere", suites, (block,))
+
+
+def test_an_old_failed_cell_of_an_lm_without_valid_rows_reads_0_valid_rows():
+    row = {"validity": "0.000 (2)", "util": "failed"}
+    assert publish._value("failed", row) == "0 valid rows"
+    assert publish._value("failed", {"validity": "0.250 (1)"}) == "failed"
+    assert publish._value("**0.776 ±0.004 (1)**", row) == "0.776"
