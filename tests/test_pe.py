@@ -312,7 +312,7 @@ def test_rank_selection_cosine_and_k_neighbours_run_end_to_end(mnist):
 
 def test_public_only_reads_nothing_private(mnist):
     method = methods.create("public-only")
-    assert not type(method).private
+    assert not type(method).is_dp
     # the private split is replaced by garbage: the output cannot depend on it
     task = _task(mnist, None, n=100)
     task.private, task.private_labels = None, None

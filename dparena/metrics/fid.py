@@ -127,8 +127,9 @@ def eval_features(real: EvalData, ctx: MetricContext) -> np.ndarray:
 def eval_statistics(real: EvalData, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, int]:
     """(μ, Σ, N) of the eval split's features, cached as ``<cache_dir>/fid-stats/*.npz``.
 
-    The file name holds the dataset name and version and a hash of the eval array; a second call
-    with the same eval split reads it and runs no network.
+    The file name holds the dataset name and version, a hash of the eval array and the feature
+    pipeline (``inception.PIPELINE``); a second call with the same eval split reads it and runs no
+    network.
     """
     from dparena.io import cached_arrays
 
@@ -137,7 +138,7 @@ def eval_statistics(real: EvalData, ctx: MetricContext) -> tuple[np.ndarray, np.
         arr = inception.check_images(real.data, "eval images")
         path = (Path(ctx.cache_dir) / "fid-stats"
                 / f"{ctx.dataset or 'data'}-v{ctx.dataset_version or '0'}-"
-                  f"{inception.array_key(arr)}.npz")
+                  f"{inception.array_key(arr)}-{inception.PIPELINE}.npz")
 
     def compute() -> dict[str, np.ndarray]:
         mu, sigma, n = feature_statistics(eval_features(real, ctx))

@@ -37,6 +37,9 @@ SIZE = 299
 DIM = 2048
 ASSET = "inception-fid"
 
+# which forward pass computed a feature: part of every cache key, so features of the published
+# TorchScript module (dparena <= 0.2) and of the eager channels-last copy never mix in one FID
+PIPELINE = "eager-cl1"
 BATCH = 32  # images per forward pass (2 CPU cores: faster than 8 or 16, ~0.4 GB; docs/performance.md)
 
 _MODELS: dict[str, object] = {}  # asset path -> loaded TorchScript module (one per process)
@@ -272,13 +275,13 @@ def cached_features(images: np.ndarray, cache_dir: Path | None, prefix: str = "f
                     store: AssetStore | None = None, batch_size: int = BATCH) -> np.ndarray:
     """:func:`inception_features`, cached as ``<cache_dir>/inception/<prefix>-<key>.npy``.
 
-    The key hashes the array and the network's sha256, so a changed array or network never hits
-    a stale entry. Without a ``cache_dir`` the features are computed every time.
+    The key hashes the array and holds the network's sha256 and :data:`PIPELINE`, so a changed
+    array, network or forward pass never hits a stale entry. Without a ``cache_dir`` the features are computed every time.
     """
     arr = check_images(images)
     if cache_dir is None:
         return inception_features(arr, batch_size, store)
     sha = (store or AssetStore()).asset(ASSET).sha256[:12]
-    path = Path(cache_dir) / "inception" / f"{prefix}-{array_key(arr)}-{sha}.npy"
+    path = Path(cache_dir) / "inception" / f"{prefix}-{array_key(arr)}-{sha}-{PIPELINE}.npy"
     return cached_arrays(path, lambda: inception_features(arr, batch_size, store),
                          check=lambda feats: feats.shape == (len(arr), DIM))
