@@ -171,14 +171,13 @@ class ProgressFile:
         now = self.clock()
         if self._last is not None and now - self._last < self.every_s and done < total:
             return
-        from dparena.harness.store import replace_atomically
+        from dparena.io import write_text_atomic
 
         self._last = now
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"stage": str(stage), "done": int(done), "total": int(total)})
         try:
-            replace_atomically(self.path, lambda tmp: Path(tmp).write_text(text),
-                               prefix=".progress-")
+            write_text_atomic(self.path, text)
         except OSError:  # progress is a courtesy: never fail a run over it
             pass
 

@@ -234,6 +234,11 @@ def _dims(method: str, key: str, value) -> list[int]:
 class DPCTGAN(Method):
     """DP-CTGAN (Fang et al., AIME 2022): CTGAN with a DP-SGD discriminator, on Opacus 1.6.
 
+    smartnoise-synth's architecture, rebuilt because it pins opacus < 0.15. Only the
+    discriminator touches private rows: Poisson sampling at B/N, ghost clipping to C, one noise
+    draw per step; the category frequencies of the conditional vector come from one booked
+    Gaussian release; transforms use the public schema only (docs/protocols.md#baseline-dp-ctgan).
+
     Defaults are the reference's (smartnoise-synth ``DPCTGAN``) except ``epochs`` (its 300 run
     until ε is spent) and ``cond_loss``. ``epochs`` × ⌊N / ``batch_size``⌋ DP-SGD steps;
     ``max_grad_norm`` C; ``noise_multiplier`` None calibrates σ to the budget in ``accountant``

@@ -106,7 +106,14 @@ def matching_loss(torch, big, rest, big_sq, x, labels, k: int, w1, b1, w2):
 
 
 class DPNTK(Method):
-    """DP-NTK (Yang et al., 2023): noisy class-conditional NTK mean embedding + generator."""
+    """DP-NTK (Yang et al., 2023): noisy class-conditional NTK mean embedding + generator.
+
+    One Gaussian release of the class-conditional mean of unit-norm NTK features (the gradient of
+    a random one-hidden-layer network of width ``ntk_width``, computed in closed form) divided by
+    the public N (add/remove sensitivity 1/N); the authors' conv generator is fit to it by Adam
+    (``steps`` batches of ``batch_size``, ``lr``, ``lr_decay`` every ``decay_every`` steps).
+    Defaults are the authors' and DPImageBench's MNIST setting; see docs/protocols.md#dp-ntk.
+    """
 
     name = "dp-ntk"
     modality = Modality.IMAGE
