@@ -108,8 +108,8 @@ def run(
     strict: bool = typer.Option(False, help="Exit 1 if any run failed or was INVALID."),
     executor: str = typer.Option("local", help="local (forked processes) or ray."),
     address: str = typer.Option(None, help="Ray cluster address (with --executor ray)."),
-    quiet: bool = typer.Option(False, help="No progress, per-run notes or leaderboard on the "
-                               "screen: only failures and the one-line summary."),
+    quiet: bool = typer.Option(False, help="No progress, warnings or leaderboard on the screen: "
+                               "only failures, each run's ε spent and the summary."),
     secure_noise: bool = typer.Option(False, help="Draw every DP noise sample from OS entropy "
                                       "(not reproducible; use it when the output is released)."),
     timings: bool = typer.Option(False, help="Print a per-stage time table (load, generate, write, "
@@ -164,7 +164,8 @@ def run(
                               f"[/]: {rec.spec.name}: {rec.error.splitlines()[0] if rec.error else ''}")
             elif rec.info.get("warning") and not quiet:  # e.g. an LM that produced no valid row
                 console.print(f"[yellow]warning[/]: {rec.spec.name}: {rec.info['warning']}")
-            if rec.spec.is_dp and rec.spent_epsilon is not None and not quiet:
+            # what each run spent is shown even with --quiet
+            if rec.spec.is_dp and rec.spent_epsilon is not None:
                 console.print(f"[dim]ε spent {rec.spent_epsilon:.4g} of {rec.spec.epsilon:g} "
                               f"(δ {rec.spec.delta:.3g}, accountant {rec.accountant}): "
                               f"{rec.spec.name}[/]", highlight=False)

@@ -204,9 +204,9 @@ def test_runs_end_to_end_through_the_runner(tmp_path):
     summary = Runner(store).run(parse_suite(raw).specs)
     assert summary.ok == 1
     [rec] = Store(tmp_path / "runs.sqlite", mode="r").runs()
-    assert rec["status"] == "ok" and rec["accountant"] == "PRV"
-    assert rec["spent_epsilon"] <= 2.0
-    assert "histogram-intersection" in rec["metrics"]
+    assert rec.status == "ok" and rec.accountant == "PRV"
+    assert rec.spent_epsilon <= 2.0
+    assert "histogram-intersection" in rec.metrics
 
 
 def test_paper_suite_entries_book_what_their_comment_says():

@@ -93,4 +93,4 @@ def test_pe_text_runs_end_to_end_on_a_tiny_lm(reviews, tiny_lm):
 def test_public_only_serves_texts_without_reading_private_data(reviews, tiny_lm):
     out, ledger = _run(reviews, tiny_lm, seed=0, method="public-only")
     assert len(out.data) == 8 and len(ledger) == 0
-    assert methods.get("public-only").private is False
+    assert methods.get("public-only").is_dp is False
