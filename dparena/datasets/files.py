@@ -86,6 +86,13 @@ def files_version(base: str, public: Iterable[Path], revision: str = "") -> str:
     return f"{base}+{digest.hexdigest()[:12]}"
 
 
+def revision_param(revision, dataset: str) -> str:
+    """The user's ``revision`` dataset parameter (a string or an integer) as a string."""
+    if not isinstance(revision, str | int) or isinstance(revision, bool):
+        raise ConfigError(f"{dataset}: revision must be a string or an integer, got {revision!r}")
+    return str(revision)
+
+
 def table_format(path: Path, fmt: str | None, dataset: str, allowed: dict[str, tuple[str, ...]]
                  ) -> str:
     """The format of ``path``: ``fmt`` when given (one of ``allowed``), else from its extension."""

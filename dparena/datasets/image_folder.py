@@ -34,6 +34,7 @@ from dparena.datasets.files import (
     optional_size,
     path_param,
     require_folder,
+    revision_param,
     text_list,
 )
 from dparena.datasets.images import ImageDataset
@@ -58,10 +59,7 @@ class ImageFolder(ImageDataset):
                  n_eval: int | None = None, subsample_seed: int = 0,
                  revision: str | int = ""):
         super().__init__(n_private=n_private, n_eval=n_eval, subsample_seed=subsample_seed)
-        if not isinstance(revision, str | int) or isinstance(revision, bool):
-            raise ConfigError(f"{self.name}: revision must be a string or an integer, got "
-                              f"{revision!r}")
-        self.revision = str(revision)
+        self.revision = revision_param(revision, self.name)
         self.private_path = path_param(private, "private", self.name)
         self.eval_path = path_param(eval, "eval", self.name)
         names = text_list(classes, "classes", self.name)

@@ -61,6 +61,7 @@ from dparena.datasets.files import (
     no_size_error,
     path_param,
     require_file,
+    revision_param,
     table_format,
 )
 from dparena.datasets.schema import Categorical, Numeric, TableSchema
@@ -279,10 +280,7 @@ class CSVTable(TabularDataset):
                  n_private: int | None = None, n_eval: int | None = None,
                  subsample_seed: int = 0, revision: str | int = ""):
         super().__init__(n_private=n_private, n_eval=n_eval, subsample_seed=subsample_seed)
-        if not isinstance(revision, str | int) or isinstance(revision, bool):
-            raise ConfigError(f"{self.name}: revision must be a string or an integer, got "
-                              f"{revision!r}")
-        self.revision = str(revision)
+        self.revision = revision_param(revision, self.name)
         self.schema_path = path_param(schema, "schema", self.name)
         self.private_path = path_param(private, "private", self.name)
         self.eval_path = path_param(eval, "eval", self.name)
