@@ -130,7 +130,7 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
         if spec.audit is not None and rec.status == "ok":
             t0 = time.perf_counter()
             try:
-                from dparena.privacy.audit import audit_run
+                from dparena.harness.audit import audit_run
 
                 result = audit_run(method, bundle.private, bundle.schema, spec.budget, spec.seed,
                                    spec.audit, private_labels=bundle.private_labels)

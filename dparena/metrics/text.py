@@ -28,8 +28,8 @@ def texts_key(texts: list[str]) -> str:
 def text_features(texts, cache_dir: Path | None, prefix: str = "texts") -> np.ndarray:
     """Sentence embeddings ``float32 [N, 384]`` of ``texts``, cached by content and encoder."""
     from dparena.assets import AssetStore
+    from dparena.embeddings.inception import save_atomic
     from dparena.embeddings.text import DEFAULT_MODEL, embed_texts
-    from dparena.metrics.inception import save_atomic
 
     items = [str(t) for t in texts]
     if not items:
