@@ -36,8 +36,10 @@ publish: $(STAMP)
 	$(BIN)/dparena leaderboard --db results/quick/runs.sqlite --format json --out results/baseline.json
 	$(BIN)/python -m dparena.leaderboard.publish README.md results/quick/leaderboard.md
 
+# ruff, and the import contract: imports point down the layers (tools/check_layers.py)
 lint: $(STAMP)
-	$(BIN)/ruff check dparena tests benchmarks
+	$(BIN)/ruff check dparena tests benchmarks tools
+	$(BIN)/python tools/check_layers.py
 
 clean-results:
 	rm -rf results/quick/runs.sqlite results/quick/artifacts
