@@ -431,8 +431,8 @@ def audit(
     """
     from dparena.assets import AssetStore
     from dparena.datasets import datasets
+    from dparena.harness.audit import audit_run
     from dparena.methods import methods
-    from dparena.privacy.audit import audit_run
     from dparena.types import Budget
 
     _check_budget(epsilon, delta)

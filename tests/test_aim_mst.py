@@ -8,6 +8,7 @@ import pytest
 
 from dparena.datasets.schema import TableSchema
 from dparena.errors import ConfigError
+from dparena.harness.audit import audit_run
 from dparena.methods import methods
 from dparena.methods.base import Task
 from dparena.methods.tabular import Domain
@@ -15,7 +16,6 @@ from dparena.metrics.base import EvalData, MetricContext
 from dparena.metrics.histogram import HistogramIntersection
 from dparena.privacy import Ledger
 from dparena.privacy.accountants import zcdp_epsilon, zcdp_rho
-from dparena.privacy.audit import audit_run
 from dparena.types import Budget, Synthetic
 
 pytest.importorskip("mbi")

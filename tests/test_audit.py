@@ -6,20 +6,18 @@ from scipy import stats
 
 import tests.plugins  # noqa: F401 - registers test-noiseless
 from dparena.errors import ConfigError
+from dparena.harness.audit import audit_run, canary_scores, rare_value_canaries
 from dparena.harness.runner import Runner
 from dparena.harness.store import Store
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import build_tables
 from dparena.methods import methods
 from dparena.privacy.audit import (
-    audit_run,
-    canary_scores,
     holm_bonferroni,
     multi_run_lower_bound,
     multi_run_p_value,
     one_run_lower_bound,
     one_run_p_value,
-    rare_value_canaries,
     stored_p_value,
 )
 from dparena.types import Budget
@@ -212,7 +210,7 @@ def test_image_audit_rejects_multi_run_and_needs_labels(assets):
 
 
 def test_nearest_distances_match_brute_force():
-    from dparena.privacy.audit import nearest_distances
+    from dparena.harness.audit import nearest_distances
 
     rng = np.random.default_rng(0)
     q = rng.integers(0, 256, (7, 4, 4, 1)).astype(np.uint8)
@@ -254,7 +252,7 @@ def test_text_audit_catches_a_method_that_copies_texts(assets):
 
 def test_text_canaries_are_not_words_and_overlap_counts_them():
     from dparena.datasets.schema import TextSchema
-    from dparena.privacy.audit import text_canaries, word_overlap
+    from dparena.harness.audit import text_canaries, word_overlap
 
     schema = TextSchema(("a", "b"), "review", "a {label} review", max_words=30)
     texts, labels = text_canaries(schema, 5, np.random.default_rng(0))
@@ -266,7 +264,7 @@ def test_text_canaries_are_not_words_and_overlap_counts_them():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pe_text_is_never_flagged(assets, seed, tmp_path):
-    from dparena.llm.tiny import make_tiny_causal_lm
+    from dparena.lm.tiny import make_tiny_causal_lm
 
     b = _reviews(assets)
     lm = str(make_tiny_causal_lm(tmp_path / "lm", "llama", seed=0))

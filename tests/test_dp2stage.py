@@ -13,13 +13,14 @@ pytest.importorskip("transformers")
 
 from dparena.datasets.adult import SCHEMA  # noqa: E402
 from dparena.errors import AssetError, ConfigError  # noqa: E402
+from dparena.lm import loss as L  # noqa: E402
+from dparena.lm.sample import generate  # noqa: E402
 from dparena.methods import methods  # noqa: E402
 from dparena.methods.base import Task  # noqa: E402
-from dparena.methods.dp2stage import loss as L  # noqa: E402
 from dparena.methods.dp2stage.lm import load_lm, schema_tokenizer  # noqa: E402
 from dparena.methods.dp2stage.pseudo import german_table, uniform_rows  # noqa: E402
-from dparena.methods.dp2stage.sample import generate  # noqa: E402
 from dparena.methods.dp2stage.serialize import FORMATS, KEY, OTHER, VALUE, Serializer  # noqa: E402
+from dparena.methods.dp2stage.tokens import encode  # noqa: E402
 from dparena.metrics import metrics  # noqa: E402
 from dparena.metrics.base import EvalData, MetricContext  # noqa: E402
 from dparena.privacy import Ledger  # noqa: E402
@@ -74,7 +75,7 @@ def test_token_groups_come_from_offsets(tok):
     ser = Serializer(SCHEMA, "great")
     row = uniform_rows(SCHEMA, 1, np.random.default_rng(3)).iloc[0].to_dict()
     text, spans = ser.serialize(row)
-    (ids, groups), = L.encode(tok, [text], [spans], 0, 0)
+    (ids, groups), = encode(tok, [text], [spans], 0, 0)
     assert groups[0] == L.IGNORE and groups[-1] == OTHER
     pieces = {g: "".join(tok.decode([i]) for i, gg in zip(ids, groups, strict=True) if gg == g)
               for g in (KEY, VALUE)}
@@ -246,8 +247,8 @@ def adult_small_assets():
 @pytest.mark.slow
 def test_tiny_learns_the_format_in_stage1_and_perplexity_metric():
     """Stage 1 on uniform pseudo data lowers value perplexity on real rows and yields valid rows."""
-    from dparena.methods.dp2stage.sample import LMScorer
-    from dparena.methods.dp2stage.train import stage1
+    from dparena.lm.train import stage1
+    from dparena.methods.dp2stage.tokens import LMScorer
 
     ser = Serializer(SCHEMA, "great")
     lm = load_lm("tiny", SCHEMA, seed=0, n_embd=64, n_layer=2)
@@ -255,7 +256,7 @@ def test_tiny_learns_the_format_in_stage1_and_perplexity_metric():
     rng = np.random.default_rng(0)
     frame = uniform_rows(SCHEMA, 1000, rng)
     texts = [ser.serialize(r, order) for r in frame.to_dict("records")]
-    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+    rows = encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
     real = uniform_rows(SCHEMA, 40, np.random.default_rng(9))
     scorer = LMScorer(lm, ser, shuffle=False, first="income")
@@ -345,9 +346,9 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
     """The ``gpt2`` loader (the paper's model; hub weights) on a random-init tiny GPT-2 of the same
     architecture: full fine-tuning, or LoRA on the Conv1D ``c_attn`` (fan_in_fan_out) under Opacus;
     a DP-SGD epoch moves exactly the trained weights and books ε within its target."""
-    from dparena.llm.tiny import tiny_folder
-    from dparena.methods.dp2stage import lm as lm_module
-    from dparena.methods.dp2stage.train import plan_dp_sgd, stage2_dp
+    from dparena.lm import model as lm_module
+    from dparena.lm.tiny import tiny_folder
+    from dparena.lm.train import plan_dp_sgd, stage2_dp
 
     monkeypatch.setattr(lm_module, "GPT2_SOURCE", str(tiny_folder("tiny-gpt2")))
     lm = load_lm("gpt2", SCHEMA, seed=0, lora_r=lora_r)
@@ -355,7 +356,7 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
         "GPT2LMHeadModel", "LoraModel")
     ser = Serializer(SCHEMA, "great")
     texts = [ser.serialize(r) for r in adult_small.private.head(32).to_dict("records")]
-    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+    rows = encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
     plan = plan_dp_sgd(epsilon=4.0, delta=1e-5, public_size=32, batch_size=8, epochs=1,
@@ -380,12 +381,12 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
 @pytest.mark.slow
 def test_smollm2_lora_dp_step_and_fluency(adult_small):
     """SmolLM2-135M (asset) with LoRA: one DP-SGD epoch on 16 rows; fluency scorer ranks text."""
-    from dparena.methods.dp2stage.train import plan_dp_sgd, stage2_dp
+    from dparena.lm.train import plan_dp_sgd, stage2_dp
 
     lm = load_lm("smollm2", SCHEMA, seed=0, lora_r=4)
     ser = Serializer(SCHEMA, "great")
     texts = [ser.serialize(r) for r in adult_small.private.head(16).to_dict("records")]
-    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+    rows = encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
     before = {n: p.detach().clone() for n, p in lm.model.named_parameters() if p.requires_grad}
     plan = plan_dp_sgd(epsilon=8.0, delta=1e-5, public_size=16, batch_size=8, epochs=1,

@@ -18,11 +18,12 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook  # noqa: E402
 
 from dparena.datasets.adult import SCHEMA  # noqa: E402
 from dparena.datasets.schema import Categorical, Numeric, TableSchema  # noqa: E402
+from dparena.lm import loss as L  # noqa: E402
 from dparena.methods import methods  # noqa: E402
 from dparena.methods.base import Task  # noqa: E402
-from dparena.methods.dp2stage import loss as L  # noqa: E402
 from dparena.methods.dp2stage.lm import load_lm  # noqa: E402
 from dparena.methods.dp2stage.serialize import KEY, Serializer, column_orders  # noqa: E402
+from dparena.methods.dp2stage.tokens import encode  # noqa: E402
 from dparena.privacy import Ledger  # noqa: E402
 from dparena.types import Budget  # noqa: E402
 
@@ -109,7 +110,7 @@ def test_causal_lm_loss_pools_tokens_over_the_batch_as_transformers():
 
 
 def _first_loss(loss, alpha=0.65):
-    from dparena.methods.dp2stage.train import stage1
+    from dparena.lm.train import stage1
 
     model = _tiny()
     ids, mask, pos, groups = L.collate(ROWS, pad_id=0)
@@ -149,7 +150,7 @@ def test_a_default_run_uses_plain_ce_in_stage1_and_the_weighted_loss_in_stage2(
         monkeypatch, adult_small):
     """End to end: stage 1 calls only the plain CE, stage 2 only the α = 0.65 per-row weighted
     loss (the reference's stage-1 --weighted_loss -1 and stage-2 --weighted_loss 0.65)."""
-    from dparena.methods.dp2stage import train
+    from dparena.lm import train
 
     calls = []
     ce, weighted = train.causal_lm_loss, train.weighted_loss
@@ -176,7 +177,7 @@ def test_a_default_run_uses_plain_ce_in_stage1_and_the_weighted_loss_in_stage2(
 
 # ---------------------------------------------------------------------------- 3: LR schedule
 def test_stage1_lr_decays_linearly_per_optimiser_step():
-    from dparena.methods.dp2stage.train import stage1
+    from dparena.lm.train import stage1
 
     rows = ROWS * 4  # 12 rows, batch 3: 4 steps per epoch, 2 epochs
     for schedule, expected in (("linear", _linear(1e-2, 8)), ("constant", [1e-2] * 8)):
@@ -191,12 +192,12 @@ def test_stage1_lr_decays_linearly_per_optimiser_step():
 def test_stage2_lr_decays_per_logical_batch_when_memory_manager_splits_it(adult_small):
     """Poisson batches of expected size 16 in physical chunks of 2: the LR moves once per logical
     batch (one DP-SGD step), not once per chunk, and reaches lr / T at the last step."""
-    from dparena.methods.dp2stage.train import plan_dp_sgd, stage2_dp
+    from dparena.lm.train import plan_dp_sgd, stage2_dp
 
     lm = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)
     ser = Serializer(SCHEMA, "great")
     texts = [ser.serialize(r) for r in adult_small.private.head(64).to_dict("records")]
-    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+    rows = encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
     plan = plan_dp_sgd(epsilon=4.0, delta=1e-5, public_size=64, batch_size=16, epochs=2,
                        accountant="prv")
@@ -327,8 +328,8 @@ def test_generation_stops_at_its_cap_and_reports_the_shortfall(monkeypatch, adul
 def test_perplexity_does_not_score_the_first_token_and_counts_eos_as_other():
     """As the reference (rows tokenized without BOS, so their first token is never predicted):
     the prediction from our BOS is left out; the end-of-row token is one 'other' token per row."""
-    from dparena.methods.dp2stage.loss import token_ce
-    from dparena.methods.dp2stage.sample import LMScorer
+    from dparena.lm.loss import token_ce
+    from dparena.methods.dp2stage.tokens import LMScorer
     from dparena.metrics import metrics
 
     assert metrics.get("perplexity").version == "2"
@@ -338,7 +339,7 @@ def test_perplexity_does_not_score_the_first_token_and_counts_eos_as_other():
     scorer = LMScorer(lm, ser, shuffle=False, first="income")
     sums = scorer.group_nll(frame)
     texts = [ser.serialize(r, SORTED) for r in frame.to_dict("records")]
-    rows = L.encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
+    rows = encode(lm.tokenizer, [t for t, _ in texts], [s for _, s in texts], lm.bos_id,
                     lm.eos_id)
     expected = {g: [0.0, 0] for g in range(3)}
     with torch.no_grad():

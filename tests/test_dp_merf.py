@@ -74,7 +74,7 @@ def test_without_a_public_size_it_refuses_to_run(digits):
 
 
 def test_canary_audit_at_300_rows_stays_below_the_claim(digits):
-    from dparena.privacy.audit import audit_run
+    from dparena.harness.audit import audit_run
 
     result = audit_run(methods.create("dp-merf", steps=30), digits.private, digits.schema,
                        Budget(1.0, DELTA), 0, {"n_private": 300, "canaries": 100},

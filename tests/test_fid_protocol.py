@@ -20,7 +20,7 @@ def digits(assets):
 
 
 def test_private_reference_reads_the_private_split_and_names_its_columns(digits, tmp_path):
-    from dparena.metrics import inception
+    from dparena.embeddings import inception
     from dparena.metrics.fid import fid_from_features
 
     fid = metrics.create("fid", reference="private")

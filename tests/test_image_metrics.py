@@ -151,7 +151,7 @@ def digits(assets):
 
 
 def test_inception_features_grey_equals_repeated_rgb(digits):
-    from dparena.metrics.inception import inception_features
+    from dparena.embeddings.inception import inception_features
 
     grey = digits.eval[:3]
     f1 = inception_features(grey, batch_size=2)
@@ -167,7 +167,7 @@ def test_resize_is_clean_fids_clean_resizer_bit_for_bit():
     clean-fid's build_resizer("clean") gives each RGB image (grey converted as PIL does)."""
     from cleanfid.resize import build_resizer
 
-    from dparena.metrics.inception import clean_resize, resize_nhwc
+    from dparena.embeddings.inception import clean_resize, resize_nhwc
 
     rng = np.random.default_rng(7)
     resizer = build_resizer("clean")
@@ -209,14 +209,14 @@ def test_eager_copy_refuses_a_network_of_another_shape():
     fast_inception then runs the published module with a warning."""
     import torch
 
-    from dparena.metrics.inception import eager_copy
+    from dparena.embeddings.inception import eager_copy
 
     with pytest.raises(AttributeError):
         eager_copy(torch.jit.script(torch.nn.Linear(2, 2)))
 
 
 def test_fid_kid_pr_share_cached_features_and_eval_stats(digits, tmp_path):
-    from dparena.metrics import inception
+    from dparena.embeddings import inception
 
     real = EvalData(digits.eval[:8], digits.schema, digits.eval_labels[:8])
     syn = Synthetic(digits.private[:6], labels=digits.private_labels[:6])
@@ -295,7 +295,7 @@ def test_fid_agrees_with_clean_fid_on_two_image_folders(digits, tmp_path):
     from cleanfid import fid as cfid
     from PIL import Image
 
-    from dparena.metrics.inception import load_inception
+    from dparena.embeddings.inception import load_inception
 
     rng = np.random.default_rng(5)
     a = digits.private[rng.choice(len(digits.private), 24, replace=False)]

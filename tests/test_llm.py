@@ -28,7 +28,7 @@ def one_thread():
 
 @pytest.fixture(scope="module", params=["llama", "gpt2"])
 def tiny_dir(request, tmp_path_factory):
-    from dparena.llm.tiny import make_tiny_causal_lm
+    from dparena.lm.tiny import make_tiny_causal_lm
 
     return make_tiny_causal_lm(tmp_path_factory.mktemp(request.param), request.param,
                                chat_template=request.param == "llama")
@@ -227,7 +227,7 @@ def test_openai_default_url_needs_a_key(monkeypatch):
 def test_sampler_draws_the_tempered_nucleus_distribution(top_p):
     """Frequencies of 40,000 draws vs the exact nucleus distribution (Holtzman et al. 2020):
     softmax(logits / T), restricted to the smallest top set of mass >= top_p, renormalised."""
-    from dparena.llm.hf import _sample
+    from dparena.lm.sample import sample_per_row
 
     vocab, temperature = 600, 0.7  # > 256 tokens: both the top-K and the full-sort paths run
     gen = torch.Generator().manual_seed(0)
@@ -242,7 +242,7 @@ def test_sampler_draws_the_tempered_nucleus_distribution(top_p):
         expected = torch.zeros(vocab, dtype=torch.float64)
         expected[nucleus] = p[nucleus] / p[nucleus].sum()
         gens = [torch.Generator().manual_seed(i) for i in range(4000)]
-        draws = torch.cat([_sample(row.expand(4000, vocab), temperature, top_p, gens)
+        draws = torch.cat([sample_per_row(row.expand(4000, vocab), temperature, top_p, gens)
                            for _ in range(10)])
         freq = torch.bincount(draws, minlength=vocab).double() / len(draws)
         assert set(draws.unique().tolist()) <= set(nucleus.tolist())

@@ -13,6 +13,7 @@ from dparena.datasets import datasets  # noqa: E402
 from dparena.datasets.schema import TextSchema  # noqa: E402
 from dparena.errors import ConfigError  # noqa: E402
 from dparena.harness.suite import load_suite  # noqa: E402
+from dparena.lm.loss import collate, token_ce, weighted_loss  # noqa: E402
 from dparena.methods import methods  # noqa: E402
 from dparena.methods.base import Task  # noqa: E402
 from dparena.methods.baselines.lm_finetune import (  # noqa: E402
@@ -21,7 +22,6 @@ from dparena.methods.baselines.lm_finetune import (  # noqa: E402
     encode_examples,
     prompt_for,
 )
-from dparena.methods.dp2stage.loss import collate, token_ce, weighted_loss  # noqa: E402
 from dparena.privacy import Ledger  # noqa: E402
 from dparena.types import Budget  # noqa: E402
 
@@ -193,7 +193,7 @@ def test_dp_finetuning_learns_label_conditioned_text_at_large_epsilon():
 
 def test_load_llm_tiny_names_the_shared_tiny_models():
     from dparena.llm import load_llm
-    from dparena.llm.tiny import tiny_folder
+    from dparena.lm.tiny import tiny_folder
 
     assert tiny_folder("tiny") == tiny_folder("tiny") != tiny_folder("tiny-gpt2")
     with pytest.raises(ConfigError):

@@ -12,12 +12,12 @@ from dparena.datasets import datasets
 from dparena.datasets.schema import ImageSchema
 from dparena.errors import ConfigError
 from dparena.methods import methods
-from dparena.methods.base import Task
+from dparena.methods.base import Task, allocate
 from dparena.methods.pe import histogram
 from dparena.methods.pe.apis import make_api
 from dparena.methods.pe.apis.drawtext import DrawText
 from dparena.methods.pe.embeddings import PixelEmbedder
-from dparena.methods.pe.engine import PEConfig, PrivateEvolution, allocate, schedule
+from dparena.methods.pe.engine import PEConfig, PrivateEvolution, schedule
 from dparena.privacy import Ledger, pe_epsilon, pe_sigma
 from dparena.types import Budget
 
@@ -393,8 +393,8 @@ def test_generation_only_sections_run_through_the_harness(tmp_path, assets):
 
 @pytest.mark.slow
 def test_inception_voting_embedding_uses_the_fid_network():
+    from dparena.embeddings.inception import inception_features
     from dparena.methods.pe.embeddings import make_embedder
-    from dparena.metrics.inception import inception_features
 
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 256, (3, 28, 28, 1)).astype(np.uint8)

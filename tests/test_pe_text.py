@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dparena.datasets import datasets
-from dparena.llm.tiny import make_tiny_causal_lm
+from dparena.lm.tiny import make_tiny_causal_lm
 from dparena.methods import methods
 from dparena.methods.base import Task
 from dparena.methods.pe.api import API

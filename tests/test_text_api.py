@@ -18,7 +18,7 @@ SAMPLES = ["A warm, funny and thoughtful film about growing up in a small town."
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
     from dparena.llm import load_llm
-    from dparena.llm.tiny import make_tiny_causal_lm
+    from dparena.lm.tiny import make_tiny_causal_lm
 
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -102,3 +102,17 @@ class Method(ABC):
     @abstractmethod
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         """Produce ``task.n_samples`` synthetic records, booking every private access in ``ledger``."""
+
+
+def allocate(total: int, proportions: np.ndarray) -> np.ndarray:
+    """Split ``total`` into integer class sizes ∝ ``proportions`` (largest remainder, ties to the
+    lower class index); deterministic."""
+    p = np.asarray(proportions, dtype=np.float64)
+    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
+    raw = p * total
+    sizes = np.floor(raw).astype(np.int64)
+    rest = total - int(sizes.sum())
+    if rest > 0:
+        order = np.argsort(-(raw - sizes), kind="stable")[:rest]
+        sizes[order] += 1
+    return sizes

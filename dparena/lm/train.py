@@ -1,4 +1,8 @@
-"""Stage 1 (non-private fine-tuning on pseudo data) and stage 2 (DP-SGD on the private rows).
+"""Fine-tuning a causal LM: without privacy on public rows, and with DP-SGD on private rows.
+
+The two stages of DP-2Stage: :func:`stage1` (non-private fine-tuning on pseudo data) and
+:func:`stage2_dp` (DP-SGD on the private rows), which is also dp-finetune-lm's training loop;
+with the parameter checks and the DP-SGD plan and booking the methods share.
 
 Stage 2 uses Opacus' ``PrivacyEngine.make_private`` with privacy parameters fixed beforehand from
 public quantities (:func:`plan_dp_sgd`): Poisson sampling with rate q = batch_size / N (N the
@@ -29,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dparena.errors import ConfigError, require
-from dparena.methods.dp2stage.loss import causal_lm_loss, collate, weighted_loss
+from dparena.lm.loss import causal_lm_loss, collate, weighted_loss
 
 LR_SCHEDULES = ("linear", "constant")
 STAGE1_LOSSES = ("ce", "weighted")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dparena.errors import require
+from dparena.io import build_folder_once
 
 ASSET = "smollm2-135m-instruct-gguf"
 
@@ -16,7 +17,6 @@ ASSET = "smollm2-135m-instruct-gguf"
 def smollm2_folder(store=None) -> Path:
     """A plain transformers copy of the SmolLM2-135M-Instruct asset, made once from the GGUF."""
     from dparena.assets import AssetStore
-    from dparena.io import build_folder_once
 
     store = store or AssetStore()
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dparena.errors import ConfigError, require
+from dparena.io import build_folder_once
 
 #: ChatML, the template of SmolLM2-Instruct and many other instruction-tuned models
 CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -94,7 +95,6 @@ def tiny_folder(name: str = "tiny", store=None) -> Path:
     without one), written once (seed 0, the public built-in corpus) under ``$DPARENA_HOME/models/``
     and reused."""
     from dparena.assets import AssetStore
-    from dparena.io import build_folder_once
 
     if name not in TINY_NAMES:
         raise ConfigError(f"unknown tiny model {name!r}; use one of {', '.join(TINY_NAMES)}")

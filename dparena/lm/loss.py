@@ -1,4 +1,9 @@
-"""Token groups from serializer offsets, batching, and the DP-2Stage weighted loss.
+"""Batching of token rows and the per-group losses of a causal LM.
+
+A row is ``(token ids, groups)``: the group of each token as a prediction target, ``IGNORE`` for
+positions without loss (the first token, a prompt, padding) and 0, 1 or 2 otherwise. DP-2Stage's
+serializer assigns key (0), value (1) and other (2) tokens; dp-finetune-lm puts its text tokens in
+group 1; the fluency scorer uses group 0 alone.
 
 Loss per example i (DP-2Stage, Afonja et al., arXiv 2412.02467, Eq. 2 "weighted cross-entropy"):
 
@@ -11,11 +16,11 @@ Opacus' ``loss_reduction="mean"`` expects: each row's gradient depends on that r
 clipping bounds one record's influence. The reference (ft_opacus.py
 ``compute_disentangled_loss_for_training``) instead pools each group's tokens over the whole
 micro-batch before averaging, which makes a row's weight depend on the other rows' token counts;
-under DP-SGD that would break the per-example sensitivity bound, so stage 2 keeps per-row means.
+under DP-SGD that would break the per-example sensitivity bound, so DP-SGD keeps per-row means.
 
-:func:`causal_lm_loss` is the non-private stage 1's plain cross-entropy (the reference's stage 1
-runs with ``--weighted_loss -1``, i.e. transformers' ``outputs.loss``): the mean over every
-predicted token of the batch, pooled over rows.
+:func:`causal_lm_loss` is the plain cross-entropy of non-private fine-tuning (DP-2Stage's stage 1;
+the reference's stage 1 runs with ``--weighted_loss -1``, i.e. transformers' ``outputs.loss``):
+the mean over every predicted token of the batch, pooled over rows.
 """
 
 from __future__ import annotations
@@ -24,39 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dparena.methods.dp2stage.serialize import OTHER, Span
-
-IGNORE = -1  # positions that are not predicted (the first token, padding)
-
-
-def token_groups(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], text: str) -> list[int]:
-    """The group of each token: the group holding most of its non-space characters.
-
-    ``offsets`` is the tokenizer's character offset mapping for ``text``; ``spans`` the serializer's
-    spans. Tokens made only of whitespace (or special tokens with an empty span) are OTHER; a tie
-    between groups goes to the lowest group id (key before value before other).
-    """
-    char_group = np.full(len(text), OTHER, dtype=np.int64)
-    for s in spans:
-        char_group[s.start:s.end] = s.group
-    is_space = np.fromiter((c.isspace() for c in text), dtype=bool, count=len(text))
-    groups = []
-    for start, end in offsets:
-        g = char_group[start:end][~is_space[start:end]]
-        groups.append(int(np.bincount(g, minlength=3).argmax()) if g.size else OTHER)
-    return groups
-
-
-def encode(tokenizer, texts: Sequence[str], spans: Sequence[Sequence[Span]], bos_id: int,
-           eos_id: int) -> list[tuple[list[int], list[int]]]:
-    """Token ids ``[bos] + text + [eos]`` and their groups (bos: IGNORE, eos: OTHER) per row."""
-    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-    out = []
-    for ids, offs, text, sp in zip(enc["input_ids"], enc["offset_mapping"], texts, spans,
-                                   strict=True):
-        groups = token_groups(offs, sp, text)
-        out.append(([bos_id, *ids, eos_id], [IGNORE, *groups, OTHER]))
-    return out
+IGNORE = -1  # positions that are not predicted (the first token, a prompt, padding)
 
 
 def collate(rows: Sequence[tuple[list[int], list[int]]], pad_id: int):
@@ -119,3 +92,19 @@ def group_nll(logits, input_ids, groups) -> np.ndarray:
         m = target_groups == g
         out[g] = [float(ce[m].sum()), int(m.sum())]
     return out
+
+
+def score_rows(model, rows: Sequence[tuple[list[int], list[int]]], pad_id: int,
+               batch_size: int) -> np.ndarray:
+    """:func:`group_nll` of ``rows`` under ``model`` (eval mode, no gradients), summed over
+    batches of ``batch_size`` rows."""
+    import torch
+
+    totals = np.zeros((3, 2))
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            ids, mask, pos, groups = collate(rows[start:start + batch_size], pad_id)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+            totals += group_nll(logits, ids, groups)
+    return totals
