@@ -74,7 +74,7 @@ class Method(ABC):
     is_dp: ClassVar[bool] = True
     # Synthetic.info is PUBLISHED (stored in the run record, shown by `dparena run`): every value in
     # it must be public (settings, σ, step counts) or post-processing of the DP release. The keys of
-    # the latter are listed here; tests/test_info_published.py checks that every other value stays
+    # the latter are listed here; tests/privacy/test_info_published.py checks that every other value stays
     # the same when one private record changes (keys ending in "_s" are wall times, not covered).
     released_info: ClassVar[frozenset[str]] = frozenset()
     # the harness checks every output against the public schema and n_samples (a mismatch is a

@@ -21,6 +21,7 @@ from dparena.methods.pe.apis.diffusion import (  # noqa: E402
     to_model_space,
     to_uint8,
 )
+from tests.paths import ROOT  # noqa: E402
 
 DIGITS = tuple(str(d) for d in range(10))
 RGB16 = ImageSchema(16, 16, 3, DIGITS)
@@ -313,11 +314,10 @@ def test_cuda_fp16_path_is_deterministic(digits):
 
 def test_paper_suite_api_params_build_and_its_degrees_validate():
     import tomllib
-    from pathlib import Path
 
     from dparena.methods.pe.apis.improved_diffusion import adm_config, cosine_schedule
 
-    suite = tomllib.loads((Path(__file__).parents[1] / "benchmarks/suites/"
+    suite = tomllib.loads((ROOT / "benchmarks/suites/"
                            "paper-pe-cifar10.toml").read_text())
     params = suite["section"][0]["methods"][0]["params"]
     assert params["api"] == "diffusion" and len(params["degrees"]) == params["iterations"] + 1

@@ -13,7 +13,7 @@ from dparena.harness.runner import Runner
 from dparena.harness.store import Store
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.orderings import difference_ci, judge, to_markdown
-from tests.test_zero_valid_rows import _NoValidRows  # noqa: F401  (registers the method)
+from tests.harness.test_zero_valid_rows import _NoValidRows  # noqa: F401  (registers the method)
 
 SECTION = {"name": "t", "dataset": "adult", "dataset_params": {"n_private": 300, "n_eval": 300},
            "n_samples": 300, "metrics": ["histogram-intersection", "ml-efficacy"],

@@ -188,7 +188,7 @@ def test_features_agree_with_clean_fids_pipeline_on_the_published_network(digits
     import torch
     from cleanfid.resize import build_resizer
 
-    from dparena.metrics import inception
+    from dparena.embeddings import inception
 
     images = digits.eval[10:15]
     resizer = build_resizer("clean")

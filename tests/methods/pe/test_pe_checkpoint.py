@@ -1,7 +1,7 @@
 """PE checkpoints: an HMAC fingerprint under a local secret key, no pickle, torn or foreign files
 ignored, every population type resumed bit for bit, and nothing left behind by a harness run.
 
-Every test here points ``$DPARENA_HOME`` at its own temporary folder (as tests/test_dp2stage.py
+Every test here points ``$DPARENA_HOME`` at its own temporary folder (as tests/methods/dp2stage/test_dp2stage.py
 does), so the checkpoint key is never written into the user's real ``~/.cache/dparena``.
 """
 

@@ -6,7 +6,6 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +15,7 @@ from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import baseline_entries, build_tables, current_entries
 from dparena.leaderboard.gate import compare, failures, format_comparisons, load_baseline
 from dparena.leaderboard.render import to_json
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 
 def _run(label, eps, seed, values, status="ok", method=None, error="", metric_errors=None,

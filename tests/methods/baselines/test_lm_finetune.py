@@ -1,6 +1,5 @@
 """dp-finetune-lm: DP-SGD fine-tuning of a (tiny, random-init GPT-2) LM on label-prompted texts."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,8 +23,8 @@ from dparena.methods.baselines.lm_finetune import (  # noqa: E402
 )
 from dparena.privacy import Ledger  # noqa: E402
 from dparena.types import Budget  # noqa: E402
+from tests.paths import ROOT  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(model="tiny", epochs=1, batch_size=16, physical_batch_size=16, max_new_tokens=12,
             max_tokens=64)
 

@@ -23,8 +23,8 @@ from dparena.datasets.schema import Categorical, Numeric
 from dparena.datasets.table_files import draft_schema, read_schema_file, read_table_file
 from dparena.errors import ConfigError, SchemaError
 from dparena.harness.suite import load_suite
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CITIES = ("Lyon", "Nice", "Paris")
 
 SCHEMA = """

@@ -15,6 +15,7 @@ from dparena.metrics import metrics
 from dparena.metrics.base import EvalData, MetricContext
 from dparena.privacy import Ledger
 from dparena.types import Budget
+from tests.paths import ROOT
 
 DELTA = 1e-5
 #: a CPU-tiny configuration (the architecture and the DP step of the real one)
@@ -213,11 +214,10 @@ def test_paper_suite_entries_book_what_their_comment_says():
     """paper-dp2stage.toml: the reference's σ = 5 for one epoch spends ε ≈ 0.16 of 1 (RDP, with
     the frequency release of Adult's nine categorical columns); the calibrated entry ≈ σ 1.85."""
     import tomllib
-    from pathlib import Path
 
     from dparena.privacy.accountants import sgm_epsilon
 
-    suite = tomllib.loads((Path(__file__).parents[1] / "benchmarks/suites/paper-dp2stage.toml")
+    suite = tomllib.loads((ROOT / "benchmarks/suites/paper-dp2stage.toml")
                           .read_text())
     entries = {m.get("label", m["name"]): m["params"] for s in suite["section"]
                for m in s["methods"] if m["name"] == "dp-ctgan"}

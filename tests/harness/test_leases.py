@@ -11,8 +11,8 @@ from pathlib import Path
 
 from dparena.harness.store import RunRecord, Store
 from dparena.harness.suite import parse_suite
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 RAW = {"name": "lease", "seeds": [0, 1], "epsilons": [1.0], "delta": 1e-5,
        "section": [{"dataset": "adult", "dataset_params": {"n_private": 200, "n_eval": 200},
                     "n_samples": 100, "metrics": [],

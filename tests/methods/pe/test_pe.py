@@ -20,6 +20,7 @@ from dparena.methods.pe.embeddings import PixelEmbedder
 from dparena.methods.pe.engine import PEConfig, PrivateEvolution, schedule
 from dparena.privacy import Ledger, pe_epsilon, pe_sigma
 from dparena.types import Budget
+from tests.paths import ROOT
 
 DIGITS = ImageSchema(28, 28, 1, tuple(str(d) for d in range(10)))
 ANY_DIGIT = ImageSchema(28, 28, 1, ("digit",))  # one class; drawtext may draw any digit in it
@@ -345,11 +346,10 @@ def test_pe_accountant_agrees_with_opacus_prv():
 # -- suites and the harness ---------------------------------------------------------------------
 
 def test_quick_suite_mnist_section():
-    from pathlib import Path
 
     from dparena.harness.suite import load_suite
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     specs = [s for s in load_suite(root / "benchmarks/suites/quick.toml").specs
              if s.section == "mnist"]
     by_method: dict[str, list] = {}

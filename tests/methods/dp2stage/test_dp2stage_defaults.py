@@ -4,7 +4,6 @@ order [target] + the rest sorted by name, generation until N valid rows with a t
 and the perplexity metric's token accounting. Tiny random-init models throughout."""
 
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,9 +25,9 @@ from dparena.methods.dp2stage.serialize import KEY, Serializer, column_orders  #
 from dparena.methods.dp2stage.tokens import encode  # noqa: E402
 from dparena.privacy import Ledger  # noqa: E402
 from dparena.types import Budget  # noqa: E402
+from tests.paths import ROOT  # noqa: E402
 
 torch.set_num_threads(1)
-ROOT = Path(__file__).resolve().parents[1]
 SORTED = ["income"] + sorted(n for n in SCHEMA.names if n != "income")
 
 

@@ -26,7 +26,7 @@ def test_public_size_is_declared_without_reading_data(name, monkeypatch, assets)
 
 
 #: datasets read from the user's files: N is declared in the suite or schema file
-#: (tests/test_your_data.py)
+#: (tests/datasets/test_your_data.py)
 USER_FILES = {"csv", "image-folder", "text-file"}
 
 
