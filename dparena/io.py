@@ -13,20 +13,26 @@ cache-or-compute of arrays, and the offline switch.
   rename it into place.
 * :func:`cached_arrays` reads an array (or named arrays) from an ``.npy`` / ``.npz`` cache file or
   computes and stores it.
+* :func:`locked` holds a cross-process lock for a target (``fcntl.flock`` on a lock file beside
+  it): the cache-or-compute helpers take it, so of two processes wanting the same missing entry
+  the second waits for the first and reads its result instead of computing it again.
 * :func:`offline` says whether dparena may use the network.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 TMP_PREFIX = ".tmp-"  # every temporary file or folder this module makes starts with it
+LOCK_PREFIX = ".lock-"  # the lock file of target NAME is .lock-NAME beside it (while held)
 
 #: values of DPARENA_OFFLINE (and HF_HUB_OFFLINE) that mean "the network may be used"
 ONLINE_VALUES = frozenset({"", "0", "false", "no", "off"})
@@ -135,15 +141,80 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+#: errors of a filesystem that offers no flock (some network filesystems): then no lock is held
+#: and concurrent processes may both compute an entry (wasted work, never a torn file)
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL})
+
+
+@contextmanager
+def locked(target: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock for ``target`` across processes (and threads) while the block runs.
+
+    The lock is ``fcntl.flock`` on ``.lock-<name>`` beside ``target`` (the folder is created); a
+    second caller blocks until the first leaves the block. The lock file is removed on release;
+    a waiter that then holds the removed file's lock notices (the path no longer names its file)
+    and locks afresh, so two holders never overlap. A process killed while holding it releases it
+    (the kernel drops the lock with the process). Not re-entrant: a block must not lock the same
+    target again."""
+    import fcntl
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f"{LOCK_PREFIX}{target.name}"
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666 & ~umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in _NO_LOCKS:
+                raise
+            fd = -1
+        except BaseException:
+            os.close(fd)
+            raise
+        if fd < 0:
+            break  # no locks on this filesystem: run unlocked
+        try:
+            mine = os.fstat(fd)
+            now = os.stat(lock)
+            same = (mine.st_ino, mine.st_dev) == (now.st_ino, now.st_dev)
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us removed this file: lock the current one
+    if fd < 0:
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+
 def build_folder(folder: str | Path, build: Callable[[Path], Any],
                  complete: Callable[[Path], bool]) -> Path:
     """``folder``, built by ``build(tmp)`` in a temporary sibling and renamed into place, unless
-    ``complete(folder)`` says it is already there. If the rename fails because another process put
-    a complete folder there first, that one is kept; a failed build leaves nothing behind."""
+    ``complete(folder)`` says it is already there. Builders of one folder take turns
+    (:func:`locked`): a second process waits for the first and keeps its folder. If the rename
+    fails because another process put a complete folder there first, that one is kept; a failed
+    build leaves nothing behind."""
     folder = Path(folder)
     if complete(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
+    with locked(folder):
+        if complete(folder):  # built by the process we waited for
+            return folder
+        return _build_folder(folder, build, complete)
+
+
+def _build_folder(folder: Path, build: Callable[[Path], Any],
+                  complete: Callable[[Path], bool]) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f"{TMP_PREFIX}{folder.name}."))
     try:
         build(tmp)
@@ -182,27 +253,42 @@ def cached_arrays(path: str | Path | None, compute: Callable[[], Any],
     again and replaced. ``path`` None: computed every time, nothing stored.
 
     The caller's file name must identify everything the value depends on (a content hash of the
-    inputs, the model's checksum), so a stale entry is never hit.
+    inputs, the model's checksum), so a stale entry is never hit. Processes computing one entry
+    take turns (:func:`locked`): a second one waits for the first and reads its file.
     """
-    import numpy as np
-
     if path is None:
         return compute()
     path = Path(path)
-    if path.exists():
-        try:
-            with open(path, "rb") as fh:
-                loaded = np.load(fh, allow_pickle=False)
-                if isinstance(loaded, np.lib.npyio.NpzFile):
-                    with loaded:
-                        loaded = {k: loaded[k] for k in loaded.files}
-            if isinstance(loaded, dict) == (path.suffix == ".npz") and check(loaded):
-                return loaded
-        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-            pass  # a torn file: compute again
-    value = compute()
-    if isinstance(value, dict):
-        save_arrays(path, **value)
-    else:
-        save_arrays(path, value)
+    hit = _read_arrays(path, check)
+    if hit is not None:
+        return hit
+    with locked(path):
+        hit = _read_arrays(path, check)  # computed by the process we waited for
+        if hit is not None:
+            return hit
+        value = compute()
+        if isinstance(value, dict):
+            save_arrays(path, **value)
+        else:
+            save_arrays(path, value)
     return value
+
+
+def _read_arrays(path: Path, check: Callable[[Any], bool]) -> Any:
+    """The arrays in ``path`` if it reads whole, has the kind its suffix says and passes
+    ``check``; else None."""
+    import numpy as np
+
+    if not path.exists():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            loaded = np.load(fh, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                with loaded:
+                    loaded = {k: loaded[k] for k in loaded.files}
+        if isinstance(loaded, dict) == (path.suffix == ".npz") and check(loaded):
+            return loaded
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        pass  # a torn file: compute again
+    return None

@@ -170,3 +170,81 @@ def test_every_reader_of_the_offline_switch_goes_through_one_function():
     readers = [p.relative_to(root).as_posix() for p in root.rglob("*.py")
                if p.name != "io.py" and 'environ.get("DPARENA_OFFLINE"' in p.read_text()]
     assert readers == []
+
+
+def _cache_in_a_process(kind, target, log, go, queue):
+    """One of two processes that want the same missing cache entry at the same moment."""
+    import time
+
+    def work():
+        with open(log, "a") as fh:  # one line per computation, whichever process does it
+            fh.write(f"{os.getpid()}\n")
+        time.sleep(0.5)  # long enough for the other process to arrive meanwhile
+        return np.arange(4.0)
+
+    go.wait()
+    if kind == "arrays":
+        queue.put(io.cached_arrays(target, work).tolist())
+    else:
+        def build(tmp):
+            (tmp / "model.bin").write_bytes(work().tobytes())
+
+        folder = io.build_folder_once(target, "model.bin", build)
+        queue.put(np.frombuffer((folder / "model.bin").read_bytes()).tolist())
+
+
+@pytest.mark.parametrize("kind", ["arrays", "folder"])
+def test_two_processes_compute_a_shared_cache_entry_once(tmp_path, kind):
+    """Two real processes (forked workers, as the harness's) ask for the same missing entry
+    together: one computes it, the other waits on the lock beside the target and reads its
+    result; the lock file is gone afterwards."""
+    target = tmp_path / "cache" / ("feats.npy" if kind == "arrays" else "model")
+    log = tmp_path / "computed.log"
+    ctx = mp.get_context("fork")
+    go, queue = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_cache_in_a_process, args=(kind, target, log, go, queue))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(30)
+    assert [p.exitcode for p in procs] == [0, 0]
+    assert queue.get() == queue.get() == [0.0, 1.0, 2.0, 3.0]
+    assert len(log.read_text().split()) == 1  # computed once
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def _hold(target, held, release):
+    with io.locked(target):
+        held.set()
+        release.wait(10)
+
+
+def test_locked_excludes_another_process_and_survives_the_holder_dying(tmp_path):
+    import time
+
+    target = tmp_path / "entry.npy"
+    ctx = mp.get_context("fork")
+    held, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(target, held, release))
+    holder.start()
+    assert held.wait(10)
+    t0 = time.monotonic()
+    timer = __import__("threading").Timer(0.4, release.set)
+    timer.start()
+    with io.locked(target):  # blocks until the holder leaves its block
+        waited = time.monotonic() - t0
+    holder.join(10)
+    assert waited >= 0.3
+    # a holder killed inside its block releases the lock with its death
+    held.clear()
+    release.clear()
+    holder = ctx.Process(target=_hold, args=(target, held, release))
+    holder.start()
+    assert held.wait(10)
+    holder.kill()
+    holder.join(10)
+    with io.locked(target):
+        pass
+    assert list(tmp_path.iterdir()) == []

@@ -135,12 +135,15 @@ class DP2Stage(Method):
         Stage 1 reads only public data (the schema, a public table) and is seeded by
         ``stage1_seed`` (not the run seed): like a published pre-trained checkpoint it is shared
         by every run with the same stage-1 configuration, so it is cached under
-        ``$DPARENA_HOME/cache/dp2stage/`` keyed by that configuration and the schema.
+        ``$DPARENA_HOME/cache/dp2stage/`` keyed by that configuration and the schema. Runs that
+        need the same missing model take turns (``io.locked``): the second waits for the first to
+        train and save it, then loads it, so concurrent workers never train one model twice.
         """
+        import contextlib
         import hashlib
         import json
 
-        from dparena.io import write_atomic
+        from dparena.io import locked
 
         cfg = self.config
         key = json.dumps({**self._stage1_key(), "schema": schema.to_dict(), "v": self.version},
@@ -150,9 +153,23 @@ class DP2Stage(Method):
         lm = load_lm(cfg.model, schema, cfg.stage1_seed, store=store, lora_r=cfg.lora_r,
                      n_layer=cfg.n_layer, n_embd=cfg.n_embd)
         if cfg.cache_stage1 and path.exists():
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            lm.model.load_state_dict(saved["state"], strict=False)
-            return lm, {**saved["info"], "stage1_cached": True}
+            return self._load_stage1(lm, path, torch)
+        with locked(path) if cfg.cache_stage1 else contextlib.nullcontext():
+            if cfg.cache_stage1 and path.exists():  # trained by the run we waited for
+                return self._load_stage1(lm, path, torch)
+            return self._train_stage1(lm, schema, ser, first, store, stage1, torch, deadline,
+                                      on_step, path)
+
+    @staticmethod
+    def _load_stage1(lm, path, torch):
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        lm.model.load_state_dict(saved["state"], strict=False)
+        return lm, {**saved["info"], "stage1_cached": True}
+
+    def _train_stage1(self, lm, schema, ser, first, store, stage1, torch, deadline, on_step, path):
+        from dparena.io import write_atomic
+
+        cfg = self.config
         rng = np.random.default_rng(cfg.stage1_seed)
         frame, pseudo_schema = pseudo_table(cfg.pseudo, schema, cfg.stage1_rows, rng, store)
         pseudo_ser = ser if pseudo_schema is schema else Serializer(pseudo_schema,

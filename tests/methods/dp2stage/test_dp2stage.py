@@ -238,6 +238,39 @@ def test_same_seed_same_rows_and_stage1_cache(adult_small, tmp_path, monkeypatch
     assert ledger.spent(1e-5)[1] == 1e-5
 
 
+def _stage1_in_a_process(kw, private, go, queue):
+    go.wait()
+    out = methods.create("dp2stage", **kw).generate(_task(private, n=10, seed=3), Ledger())
+    queue.put((out.info["stage1_cached"], out.info["stage1_loss_last"]))
+
+
+def test_two_concurrent_runs_train_one_stage1_model(adult_small, tmp_path, monkeypatch):
+    """Two worker processes that start together with the same stage-1 configuration: one trains
+    the model, the other waits on the cache entry's lock and loads it (the quick suite's ε = 1
+    runs of seeds 0 and 1 used to train it twice)."""
+    import multiprocessing as mp
+
+    (tmp_path / "assets").symlink_to(adult_small_assets())
+    monkeypatch.setenv("DPARENA_HOME", str(tmp_path))
+    kw = dict(FAST, pseudo="uniform", stage1_epochs=2.0, stage1_rows=128, prompt_dist="public")
+    ctx = mp.get_context("fork")
+    go, queue = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_stage1_in_a_process,
+                         args=(kw, adult_small.private.iloc[:64], go, queue)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    go.set()
+    for p in procs:
+        p.join(240)
+    assert [p.exitcode for p in procs] == [0, 0]
+    got = sorted([queue.get(), queue.get()])
+    assert [cached for cached, _ in got] == [False, True]
+    assert got[0][1] == got[1][1]  # the same model
+    names = [f.name for f in (tmp_path / "cache" / "dp2stage").iterdir()]
+    assert len([n for n in names if n.startswith("stage1-")]) == 1
+    assert not [n for n in names if n.startswith(".")]  # no lock or temporary file left
+
+
 def adult_small_assets():
     from dparena.assets import AssetStore
 
