@@ -319,7 +319,7 @@ def score(
     from dparena.datasets import datasets
     from dparena.harness.stages import score_synthetic
     from dparena.metrics import metrics as registry
-    from dparena.metrics.base import MetricContext
+    from dparena.metrics.base import MetricContext, eval_cache_home
     from dparena.types import Synthetic
 
     ds = datasets.create(dataset, **_key_values(dataset_param, "--dataset-param"))
@@ -337,7 +337,8 @@ def score(
     if len(data) == 0:
         raise ConfigError(f"{synthetic}: the file has no rows")
     bundle = ds.load(AssetStore())
-    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=ds.version)
+    ctx = MetricContext(seed=seed, dataset=dataset, dataset_version=ds.version,
+                        eval_cache_dir=eval_cache_home())
     # privacy-risk metrics (needs_private) compare against the private split
     scores = score_synthetic(Synthetic(data, labels=labels), bundle, names, ctx,
                              raise_errors=True)

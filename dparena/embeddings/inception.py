@@ -271,6 +271,11 @@ def array_key(images: np.ndarray) -> str:
     return digest.hexdigest()[:24]
 
 
+def network_sha(store: AssetStore | None = None) -> str:
+    """The Inception network's pinned sha256 (12 hex digits): part of every feature cache key."""
+    return (store or AssetStore()).asset(ASSET).sha256[:12]
+
+
 def cached_features(images: np.ndarray, cache_dir: Path | None, prefix: str = "features",
                     store: AssetStore | None = None, batch_size: int = BATCH) -> np.ndarray:
     """:func:`inception_features`, cached as ``<cache_dir>/inception/<prefix>-<key>.npy``.
@@ -281,7 +286,7 @@ def cached_features(images: np.ndarray, cache_dir: Path | None, prefix: str = "f
     arr = check_images(images)
     if cache_dir is None:
         return inception_features(arr, batch_size, store)
-    sha = (store or AssetStore()).asset(ASSET).sha256[:12]
+    sha = network_sha(store)
     path = Path(cache_dir) / "inception" / f"{prefix}-{array_key(arr)}-{sha}-{PIPELINE}.npy"
     return cached_arrays(path, lambda: inception_features(arr, batch_size, store),
                          check=lambda feats: feats.shape == (len(arr), DIM))

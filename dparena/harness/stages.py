@@ -21,7 +21,7 @@ from dparena.harness.progress import ProgressFile
 from dparena.harness.provenance import now, provenance
 from dparena.harness.store import RunRecord, json_safe_info, write_synthetic
 from dparena.harness.suite import RunSpec
-from dparena.metrics.base import EvalData, MetricContext
+from dparena.metrics.base import EvalData, MetricContext, eval_cache_home
 from dparena.privacy import Ledger
 from dparena.types import MetricValue, Synthetic
 
@@ -199,7 +199,8 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
         timings["write_s"] = time.perf_counter() - t0
 
         ctx = MetricContext(seed=spec.seed, dataset=spec.dataset,
-                            dataset_version=spec.dataset_version, cache_dir=cache_dir)
+                            dataset_version=spec.dataset_version, cache_dir=cache_dir,
+                            eval_cache_dir=eval_cache_home())
         wanted = {name: spec.metric_params.get(name, {}) for name in spec.metrics}
         for score in score_synthetic(synthetic, bundle, wanted, ctx):
             rec.metrics += [{**v.to_dict(), "metric": score.metric,

@@ -26,10 +26,33 @@ class EvalData:
 
 @dataclass
 class MetricContext:
+    """Where a metric may cache what it derives.
+
+    ``cache_dir`` (the store's ``cache/``) holds derived values of one store's synthetic data.
+    ``eval_cache_dir`` (``$DPARENA_HOME/cache/eval`` in the harness and ``dparena score``) holds
+    derived values of the **eval split only** (Inception features and FID statistics, sentence
+    embeddings), shared by every store on the machine and keyed by dataset name, version, the eval
+    array's content hash and the network's checksum; nothing derived from the private split or a
+    method's output goes there. None: the eval values go to ``cache_dir`` (if any).
+    """
+
     seed: int = 0
     dataset: str = ""
     dataset_version: str = ""
     cache_dir: Path | None = None
+    eval_cache_dir: Path | None = None
+
+    @property
+    def eval_dir(self) -> Path | None:
+        """The folder for the eval split's derived values (see the class docstring)."""
+        return self.eval_cache_dir if self.eval_cache_dir is not None else self.cache_dir
+
+
+def eval_cache_home() -> Path:
+    """``$DPARENA_HOME/cache/eval``: the machine-wide cache of eval-split features."""
+    from dparena.assets import default_home
+
+    return default_home() / "cache" / "eval"
 
 
 class Metric(ABC):

@@ -2,7 +2,9 @@
 
 Both use the Inception-v3 pool features of :mod:`dparena.embeddings.inception` (clean-fid's "clean"
 preprocessing). The eval split's features and FID statistics are computed once and cached on disk
-under ``ctx.cache_dir`` keyed by dataset name, dataset version and a hash of the eval array.
+under ``ctx.eval_dir`` (``$DPARENA_HOME/cache/eval`` in the harness: once per machine, whatever the
+store) keyed by dataset name, dataset version, a hash of the eval array, the network's checksum and
+the feature pipeline.
 """
 
 from __future__ import annotations
@@ -121,24 +123,24 @@ def kid_unbiased(x: np.ndarray, y: np.ndarray) -> float:
 def eval_features(real: EvalData, ctx: MetricContext) -> np.ndarray:
     """Inception features of the eval split, cached per dataset name, version and eval array."""
     prefix = f"eval-{ctx.dataset or 'data'}-v{ctx.dataset_version or '0'}"
-    return inception.cached_features(real.data, ctx.cache_dir, prefix=prefix)
+    return inception.cached_features(real.data, ctx.eval_dir, prefix=prefix)
 
 
 def eval_statistics(real: EvalData, ctx: MetricContext) -> tuple[np.ndarray, np.ndarray, int]:
-    """(μ, Σ, N) of the eval split's features, cached as ``<cache_dir>/fid-stats/*.npz``.
+    """(μ, Σ, N) of the eval split's features, cached as ``<ctx.eval_dir>/fid-stats/*.npz``.
 
-    The file name holds the dataset name and version, a hash of the eval array and the feature
-    pipeline (``inception.PIPELINE``); a second call with the same eval split reads it and runs no
-    network.
+    The file name holds the dataset name and version, a hash of the eval array, the network's
+    checksum and the feature pipeline (``inception.PIPELINE``); a second call with the same eval
+    split (from any store on the machine) reads it and runs no network.
     """
     from dparena.io import cached_arrays
 
     path = None
-    if ctx.cache_dir is not None:
+    if ctx.eval_dir is not None:
         arr = inception.check_images(real.data, "eval images")
-        path = (Path(ctx.cache_dir) / "fid-stats"
+        path = (Path(ctx.eval_dir) / "fid-stats"
                 / f"{ctx.dataset or 'data'}-v{ctx.dataset_version or '0'}-"
-                  f"{inception.array_key(arr)}-{inception.PIPELINE}.npz")
+                  f"{inception.array_key(arr)}-{inception.network_sha()}-{inception.PIPELINE}.npz")
 
     def compute() -> dict[str, np.ndarray]:
         mu, sigma, n = feature_statistics(eval_features(real, ctx))
@@ -200,8 +202,8 @@ class FID(Metric):
     ``/n_ref``).
 
     ``reference = "eval"`` (the default, for leaderboards): against the eval split; its statistics
-    (μ, Σ) are computed once and cached under ``ctx.cache_dir/fid-stats`` keyed by dataset name,
-    dataset version and a hash of the eval array. Values ``fid``, ``fid/n``, ``fid/n_ref``.
+    (μ, Σ) are computed once and cached under ``ctx.eval_dir/fid-stats`` keyed by dataset name,
+    dataset version, a hash of the eval array and the network. Values ``fid``, ``fid/n``, ``fid/n_ref``.
 
     ``reference = "private"`` (the PE paper's protocol, microsoft/DPSDA ``ComputeFID(priv_data)``):
     against the PRIVATE split — this metric then declares ``needs_private`` and the harness passes
@@ -238,7 +240,7 @@ class FID(Metric):
             mu_ref, sigma_ref, n_ref = eval_statistics(real, ctx)
         else:
             mu_ref, sigma_ref, n_ref = feature_statistics(inception.cached_features(
-                pre_resize(real.data, self.resolution), ctx.cache_dir, prefix="eval-res"))
+                pre_resize(real.data, self.resolution), ctx.eval_dir, prefix="eval-res"))
         feats = synthetic_features(synthetic, ctx, self.resolution)
         score = max(fid_from_features(feats, mu_ref, sigma_ref), 0.0)
         return [self.value(self.label, score), self.value(f"{self.label}/n", len(feats)),

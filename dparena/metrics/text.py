@@ -3,8 +3,9 @@
 Xie et al., "Differentially Private Synthetic Data via Foundation Model APIs 2: Text" (ICML 2024),
 Sec. 5: the Fréchet distance between sentence embeddings of synthetic and real texts ("FID" on
 embeddings), precision / recall on the same embeddings, and downstream accuracy. Embeddings are
-cached on disk under ``ctx.cache_dir/text-embeddings`` keyed by a hash of the texts and the
-encoder, so metrics of one run share one encoder pass and the eval split is embedded once.
+cached on disk under ``text-embeddings/`` keyed by a hash of the texts and the encoder, so metrics
+of one run share one encoder pass; the eval split's go to ``ctx.eval_dir`` (``$DPARENA_HOME/cache/
+eval`` in the harness), so it is embedded once per machine, not once per store.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def text_features(texts, cache_dir: Path | None, prefix: str = "texts") -> np.nd
 
 
 def eval_text_features(real: EvalData, ctx: MetricContext) -> np.ndarray:
-    return text_features(real.data, ctx.cache_dir,
+    return text_features(real.data, ctx.eval_dir,
                          prefix=f"eval-{ctx.dataset or 'data'}-v{ctx.dataset_version or '0'}")
 
 

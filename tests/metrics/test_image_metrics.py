@@ -318,3 +318,41 @@ def test_fid_agrees_with_clean_fid_on_two_image_folders(digits, tmp_path):
     ours = metrics.create("fid").compute(Synthetic(a), real, ctx)[0].value
     print(f"\nFID of 24 vs 24 digits: clean-fid {reference:.6f}, dparena {ours:.6f}")
     assert ours == pytest.approx(reference, rel=1e-3)
+
+
+def test_eval_features_are_cached_once_per_machine_not_per_store(assets, tmp_path, monkeypatch):
+    """Two stores (two result folders) scoring runs on the same eval split: the second embeds
+    only its own synthetic images; the eval features and FID statistics sit in
+    ``$DPARENA_HOME/cache/eval`` keyed by dataset, version, content hash, network and pipeline,
+    and a store's cache/ holds only its synthetic features (nothing of the private split goes to
+    the machine-wide folder)."""
+    from dparena.embeddings import inception
+    from dparena.harness.stages import execute, load_bundle
+    from dparena.harness.suite import parse_suite
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "assets").symlink_to(assets.home / "assets")
+    monkeypatch.setenv("DPARENA_HOME", str(home))
+    raw = {"name": "s", "seeds": [0], "section": [{
+        "dataset": "digits", "dataset_params": {"n_private": 12, "n_eval": 8}, "n_samples": 6,
+        "metrics": ["fid", "kid"], "methods": [{"name": "real"}]}]}
+    [spec] = parse_suite(raw).specs
+    bundle = load_bundle(spec, assets)
+    before = inception.images_embedded()
+    first = execute(spec, bundle, tmp_path / "a" / "artifact", tmp_path / "a" / "cache")
+    assert first.status == "ok" and inception.images_embedded() - before == 14  # 8 eval + 6
+    second = execute(spec, bundle, tmp_path / "b" / "artifact", tmp_path / "b" / "cache")
+    assert second.status == "ok"
+    assert inception.images_embedded() - before == 20  # the second store: its 6 images only
+    assert [m["value"] for m in first.metrics] == [m["value"] for m in second.metrics]
+    sha = inception.network_sha()
+    evals = sorted(p.name for p in (home / "cache" / "eval").rglob("*") if p.is_file())
+    key = inception.array_key(bundle.eval)
+    assert evals == [f"digits-v{spec.dataset_version}-{key}-{sha}-{inception.PIPELINE}.npz",
+                     f"eval-digits-v{spec.dataset_version}-{key}-{sha}-{inception.PIPELINE}.npy"]
+    private_key = inception.array_key(bundle.private)
+    for store in ("a", "b"):
+        names = [p.name for p in (tmp_path / store / "cache").rglob("*") if p.is_file()]
+        assert names and all(n.startswith("syn-") for n in names)
+    assert not any(private_key in n for n in evals)

@@ -65,3 +65,20 @@ def test_mauve_separates_real_from_off_domain_text(reviews, tmp_path):
     assert 0.0 < far["mauve"] < 0.2 < 0.8 < same["mauve"] <= 1.0
     again = _score("mauve", b.private[:150], b.private_labels[:150], b, tmp_path)
     assert again["mauve"] == same["mauve"]  # seeded k-means
+
+
+def test_eval_text_embeddings_are_shared_by_stores_and_synthetic_ones_are_not(reviews, tmp_path):
+    from dparena.metrics.text import eval_text_features, synthetic_text_features
+
+    real = EvalData(reviews.eval[:12], reviews.schema, reviews.eval_labels[:12])
+    syn = Synthetic(list(reviews.eval[12:20]))
+    shared = tmp_path / "home-cache-eval"
+    for store in ("a", "b"):
+        ctx = MetricContext(dataset="rotten-tomatoes", dataset_version="1",
+                            cache_dir=tmp_path / store, eval_cache_dir=shared)
+        eval_text_features(real, ctx)
+        synthetic_text_features(syn, ctx)
+    [entry] = (shared / "text-embeddings").iterdir()
+    assert entry.name.startswith("eval-rotten-tomatoes-v1-")
+    for store in ("a", "b"):
+        assert [p.name[:4] for p in (tmp_path / store / "text-embeddings").iterdir()] == ["syn-"]
