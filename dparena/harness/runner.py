@@ -26,8 +26,8 @@ from dparena.harness.stages import checked_output, execute, load_bundle, one_lin
 from dparena.harness.store import RunRecord, Store, lease_holder
 from dparena.harness.suite import RunSpec
 
-__all__ = ["RayRunner", "Runner", "Summary", "checked_output", "execute", "load_bundle",
-           "remove_legacy_work"]  # execute, checked_output, load_bundle: from stages
+__all__ = ["RayRunner", "Runner", "Summary", "checked_output", "dispatch_order", "execute",
+           "load_bundle", "remove_legacy_work"]  # execute, checked_output, load_bundle: from stages
 
 LEASE_RENEW_S = 30.0  # how often a driver renews the leases of its runs in flight
 LEASE_POLL_S = 1.0  # how often it asks again about runs another driver holds
@@ -77,13 +77,15 @@ class Runner:
         bundles: dict[str, DatasetBundle] = {}
         cache_dir = self.store.path.parent / "cache"
         running: dict[Job, float] = {}  # job -> when it started
-        queue = list(todo)
+        queue = dispatch_order(todo, self._estimates(todo))
+        # datasets whose shared caches (eval features) a finished run has filled already
+        warm = {_bundle_key(s) for s in specs if s.key not in {t.key for t in todo}}
         leases = self._leases = _Leases(self.store, retry_failed)
         try:
             while queue or running or leases.waiting:
                 queue += leases.due()
                 while queue and len(running) < executor.slots:
-                    spec = queue.pop(0)
+                    spec = queue.pop(_next_index(queue, [j.spec for j in running], warm))
                     if not leases.take(spec, summary):  # recorded or held by another driver
                         continue
                     bundle = self._bundle(spec, bundles, summary)
@@ -102,6 +104,7 @@ class Runner:
                     continue
                 for job, rec in executor.wait(list(running)):
                     running.pop(job)
+                    warm.add(job.bundle_key)
                     self._finish(summary, rec)
                 for job, started in list(running.items()):
                     reason = self._over_limit(job, started)
@@ -113,6 +116,17 @@ class Runner:
         finally:
             leases.close()
         return summary
+
+    def _estimates(self, specs: list[RunSpec]) -> dict[str, float | None]:
+        """Each spec's expected seconds from the store's stored timings (None: nothing alike)."""
+        from dparena.harness.progress import estimate_seconds
+
+        if not specs:
+            return {}
+        try:
+            return estimate_seconds(specs, self.store.runs())
+        except Exception:  # noqa: BLE001 - an ordering hint only: never stop a suite for it
+            return {}
 
     def _over_limit(self, job: Job, started: float) -> str | None:
         """Why ``job`` must be stopped now (its time limit or memory cap), or None."""
@@ -164,6 +178,53 @@ class RayRunner(Runner):
 
 def _bundle_key(spec: RunSpec) -> str:
     return f"{spec.dataset}:{sorted(spec.dataset_params.items())}"
+
+
+def _twin_key(spec: RunSpec) -> tuple:
+    """Runs that differ only in ε and seed: they fill the same shared caches (DP-2Stage's stage-1
+    model, a method's compiled code), so two of them should not start together."""
+    return (spec.section, spec.label, spec.method)
+
+
+def dispatch_order(specs: list[RunSpec], estimates: dict[str, float | None] | None = None
+                   ) -> list[RunSpec]:
+    """The order in which the driver starts ``specs``: round-robin over their twin groups (runs
+    that differ only in ε and seed), so consecutive runs come from different methods and
+    sections instead of suite order, where a method's ε = 1 seed-0 and seed-1 runs start together
+    and both wait on the same shared cache. Groups the store's timings know (``estimates``: key ->
+    seconds, from :func:`dparena.harness.progress.estimate_seconds`) come longest total first,
+    so the long runs start early and the suite's tail is short runs; groups never run before
+    (no estimate) come first, in suite order. Within a group, suite order."""
+    estimates = estimates or {}
+    groups: dict[tuple, list[RunSpec]] = {}
+    for spec in specs:
+        groups.setdefault(_twin_key(spec), []).append(spec)
+
+    def rank(item: tuple[int, list[RunSpec]]) -> tuple:
+        position, members = item
+        known = [estimates.get(s.key) for s in members]
+        if any(v is None for v in known):
+            return (0, 0.0, position)
+        return (1, -sum(known), position)
+
+    ordered = [members for _, members in sorted(enumerate(groups.values()), key=rank)]
+    out: list[RunSpec] = []
+    for turn in range(max((len(m) for m in ordered), default=0)):
+        out += [m[turn] for m in ordered if turn < len(m)]
+    return out
+
+
+def _next_index(queue: list[RunSpec], running: list[RunSpec], warm: set[str]) -> int:
+    """Which queued run to start now: the first that neither is a twin of a running run nor
+    would fill a dataset's shared caches (eval-split features) that a running run is filling
+    (no run of that dataset finished yet, ``warm``); if every queued run collides, the first
+    (a collision only costs a wait on the cache lock, an idle worker costs more)."""
+    twins = {_twin_key(s) for s in running}
+    filling = {_bundle_key(s) for s in running} - warm
+    for i, spec in enumerate(queue):
+        if _twin_key(spec) not in twins and _bundle_key(spec) not in filling:
+            return i
+    return 0
 
 
 class _Leases:

@@ -261,3 +261,67 @@ def test_store_keeps_the_accountant_and_adds_its_column_to_an_older_database(tmp
     new = next(r for r in store.runs() if r.key == spec.key)
     assert new.accountant == "GDP (exact)" and new.ledger[0]["accountant"] == "GDP (exact)"
     assert build_tables([new])[0].rows[0].accountant == "GDP (exact)"
+
+
+TWINS = """
+name = "twins"
+seeds = [0, 1]
+epsilons = [1.0]
+delta = "1/(n*ln(n))"
+
+[[section]]
+name = "a"
+dataset = "adult"
+dataset_params = { n_private = 400, n_eval = 400 }
+n_samples = 200
+metrics = ["histogram-intersection"]
+methods = [{ name = "independent-marginals" }, { name = "uniform" }]
+
+[[section]]
+name = "b"
+dataset = "adult"
+dataset_params = { n_private = 300, n_eval = 300 }
+n_samples = 200
+metrics = ["histogram-intersection"]
+methods = [{ name = "independent-marginals" }]
+"""
+
+
+def test_dispatch_interleaves_twins_and_starts_long_groups_first(tmp_path):
+    """Suite order starts a method's seed-0 and seed-1 runs (twins: the same shared caches)
+    together; the driver interleaves twin groups round-robin, and once the store has timings
+    starts the groups with the longest stored totals first."""
+    from dparena.harness.runner import dispatch_order
+
+    specs = parse_suite(__import__("tomllib").loads(TWINS)).specs
+    assert [(s.section, s.method) for s in specs[:2]] == [("a", "independent-marginals")] * 2
+    store = Store(tmp_path / "runs.sqlite")
+    started: list = []
+    runner = Runner(store, jobs=1, on_start=started.append)
+    assert runner.run(specs).ok == len(specs)
+    groups = [(s.section, s.method) for s in started]
+    assert groups == [("a", "independent-marginals"), ("a", "uniform"),
+                      ("b", "independent-marginals"), ("a", "independent-marginals"),
+                      ("a", "uniform"), ("b", "independent-marginals")]
+    # with stored timings: the longest group first (its total), the rest after it
+    estimates = {s.key: (50.0 if s.method == "uniform" else 1.0) for s in specs}
+    first = dispatch_order(specs, estimates)
+    assert [(s.section, s.method) for s in first[:3]] == [
+        ("a", "uniform"), ("a", "independent-marginals"), ("b", "independent-marginals")]
+    assert sorted(s.key for s in first) == sorted(s.key for s in specs)
+
+
+def test_two_workers_do_not_start_twins_together_when_other_work_waits():
+    from dparena.harness.runner import _next_index
+
+    specs = parse_suite(__import__("tomllib").loads(TWINS)).specs
+    a_im0, a_im1 = specs[0], specs[1]
+    b_im = next(s for s in specs if s.section == "b")
+    a_uni = next(s for s in specs if s.method == "uniform")
+    # a's dataset not warm yet (no run of it finished): b's run goes first, not a's twin nor a's
+    # other method (both would fill a's shared caches while a_im0 fills them)
+    assert _next_index([a_im1, a_uni, b_im], [a_im0], warm=set()) == 2
+    from dparena.harness.runner import _bundle_key
+
+    assert _next_index([a_im1, a_uni, b_im], [a_im0], warm={_bundle_key(a_im0)}) == 1
+    assert _next_index([a_im1], [a_im0], warm=set()) == 0  # nothing else: no idle worker
