@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.dparena-installed
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: demo test test-all bench lint install publish catalogue clean-results
+.PHONY: demo test test-all bench lint install publish catalogue clean-results quick-timings
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/perf --benchmark-only --benchmark-json=benchmarks/perf/last-run.json -q
+
+# The quick suite's wall time, cold (a fresh store and a fresh $DPARENA_HOME/cache: eval features,
+# stage-1 models and XLA compilations are computed, as on a clean CI machine; pinned assets, wheels
+# and built models are linked from your home), with its per-stage table, into the committed
+# benchmarks/perf/quick-suite.json: a slowdown shows in review (docs/performance.md).
+QT := $(or $(TMPDIR),/tmp)/dparena-quick-timings
+quick-timings: $(STAMP)
+	rm -rf $(QT) && mkdir -p $(QT)/home
+	src=$${DPARENA_HOME:-$$HOME/.cache/dparena}; for d in assets wheels models secrets; do \
+	  if [ -d $$src/$$d ]; then ln -s $$src/$$d $(QT)/home/$$d; fi; done
+	DPARENA_HOME=$(QT)/home $(BIN)/dparena run benchmarks/suites/quick.toml --jobs 2 --quiet \
+	  --db $(QT)/runs.sqlite --timings --timings-json benchmarks/perf/quick-suite.json
 
 # Regenerate the published results: the full quick-suite tables (results/quick/{leaderboard.md,
 # .html,plots/}, written by `dparena run`), results/baseline.json, and the README's short front

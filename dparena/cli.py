@@ -114,6 +114,9 @@ def run(
                                       "(not reproducible; use it when the output is released)."),
     timings: bool = typer.Option(False, help="Print a per-stage time table (load, generate, write, "
                                  "each metric) of the suite's runs at the end."),
+    timings_json: Path = typer.Option(None, help="Also write the wall time, the per-stage table and "
+                                      "per-method totals to this JSON file (e.g. "
+                                      "benchmarks/perf/quick-suite.json)."),
 ):
     """Run a suite, skipping runs already in the database; write the leaderboard next to it.
 
@@ -181,10 +184,15 @@ def run(
                err=True)
     if spec.orderings:
         write_orderings(store, spec, db.parent, quiet)
-    if timings:
+    if timings or timings_json:
         keys = {s.key for s in specs}
-        _print_timings([r for r in store.runs() if r.key in keys], runner.load_seconds,
-                       time.perf_counter() - wall0)
+        rows = [r for r in store.runs() if r.key in keys]
+        wall_s = time.perf_counter() - wall0
+        if timings:
+            _print_timings(rows, runner.load_seconds, wall_s)
+        if timings_json:
+            _write_timings(timings_json, rows, runner.load_seconds, wall_s, suite=spec.name,
+                           jobs=jobs, ran=summary.ok + summary.invalid + len(summary.failed))
     if strict and (summary.failed or summary.invalid):
         raise typer.Exit(1)
 
@@ -225,6 +233,24 @@ def _check_db_path(db: Path) -> None:
         if head and head != b"SQLite format 3\x00":
             raise ConfigError(f"--db {db} exists and is not an SQLite database; give a new path "
                               f"or a runs.sqlite written by dparena run")
+
+
+def _write_timings(path: Path, rows, loads: dict[str, float], wall_s: float, *, suite: str,
+                   jobs: int, ran: int) -> None:
+    """``--timings-json``: :func:`dparena.harness.progress.timings_report`, written atomically."""
+    import json
+    import os
+    import platform
+
+    from dparena.harness.progress import timings_report
+    from dparena.io import write_text_atomic
+
+    machine = {"cpus": os.cpu_count(), "machine": platform.machine(),
+               "python": platform.python_version()}
+    report = timings_report(rows, loads, wall_s, suite=suite, jobs=jobs, ran=ran,
+                            machine=machine)
+    write_text_atomic(path, json.dumps(report, indent=1) + "\n")
+    typer.echo(f"wrote {path}", err=True)
 
 
 def _print_timings(rows, loads: dict[str, float], wall_s: float) -> None:

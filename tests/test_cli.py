@@ -180,8 +180,15 @@ def test_run_progress_lines_and_timings_table(tmp_path):
     suite = tmp_path / "cli.toml"
     suite.write_text(SUITE)
     db = tmp_path / "runs.sqlite"
-    result = dparena("run", suite, "--db", db, "--timings")
+    report = tmp_path / "perf" / "cli-suite.json"
+    result = dparena("run", suite, "--db", db, "--timings", "--timings-json", report)
     assert result.returncode == 0, result.stderr
+    got = json.loads(report.read_text())  # the wall time and stage table, for benchmarks/perf
+    assert got["suite"] == "cli" and got["runs"] == got["ran"] == 4 and got["jobs"] == 1
+    assert got["wall_s"] > 0 and got["ideal_wall_s"] == pytest.approx(got["sum_run_s"], abs=0.1)
+    stages = {row["stage"]: row for row in got["stages"]}
+    assert stages["run"]["count"] == 4 and stages["load"]["count"] == 1
+    assert sum(g["runs"] for g in got["groups"]) == 4
     progress = [ln.split(" runs (")[0] for ln in result.stderr.splitlines()
                 if ln.startswith("cli: ")]
     assert progress == ["cli: 1/4", "cli: 2/4", "cli: 3/4", "cli: 4/4"], result.stderr

@@ -15,7 +15,9 @@ Three pieces, all used by ``dparena run``:
   of its runs and one each time a run passes another 10% of its steps, so a suite of M runs of
   S steps prints at most 10 + 10·M lines whatever S is. ``quiet`` prints nothing.
 
-:func:`timings_table` is the per-stage time table of ``dparena run --timings``.
+:func:`timings_table` is the per-stage time table of ``dparena run --timings``;
+:func:`timings_report` the same with the wall time and per-(section, method) totals as JSON
+(``dparena run --timings-json``, ``make quick-timings``: benchmarks/perf/quick-suite.json).
 
 Progress carries positions in public schedules only (iteration t of T, step s of S), never a
 value computed from private data.
@@ -365,3 +367,36 @@ def timings_table(rows: list[dict[str, Any]], loads: dict[str, float] | None = N
     if runs:
         table.append(("run", len(runs), sum(runs), sum(runs) / len(runs), max(runs)))
     return table
+
+
+def timings_report(rows: list[Any], loads: dict[str, float] | None, wall_s: float, *,
+                   suite: str, jobs: int, ran: int, machine: dict[str, Any] | None = None
+                   ) -> dict[str, Any]:
+    """The invocation's wall time and per-stage table as a JSON-ready dict: ``wall_s``, ``jobs``,
+    ``runs`` (the suite's runs with stored timings) and ``ran`` (those this invocation ran: the
+    wall time is a whole suite's only when ``ran == runs``), ``stages`` (:func:`timings_table`),
+    ``sum_run_s`` / ``ideal_wall_s`` (the runs' total over ``jobs`` workers: what perfect packing
+    would give), and ``groups``: per (section, label) the run count and seconds of generate and
+    of whole runs, longest first. Only durations and public configuration, no metric value."""
+    table = timings_table(rows, loads)
+    groups: dict[tuple[str, str], dict[str, float]] = {}
+    for row in rows:
+        timings = _field(row, "timings") or {}
+        if not timings:
+            continue
+        key = (str(_field(row, "section") or ""), str(_field(row, "label") or _field(row, "method")))
+        g = groups.setdefault(key, {"runs": 0, "generate_s": 0.0, "run_s": 0.0})
+        g["runs"] += 1
+        g["generate_s"] += float(timings.get("generate_s", 0.0) or 0.0)
+        g["run_s"] += run_seconds(timings)
+    total = sum(g["run_s"] for g in groups.values())
+    return {
+        "suite": suite, "jobs": jobs, "wall_s": round(wall_s, 1), "runs": len(rows), "ran": ran,
+        "sum_run_s": round(total, 1), "ideal_wall_s": round(total / max(jobs, 1), 1),
+        "machine": machine or {},
+        "stages": [{"stage": st, "count": n, "total_s": round(t, 1), "mean_s": round(m, 2),
+                    "max_s": round(mx, 2)} for st, n, t, m, mx in table],
+        "groups": [{"section": sec, "label": lab, "runs": int(g["runs"]),
+                    "generate_s": round(g["generate_s"], 1), "run_s": round(g["run_s"], 1)}
+                   for (sec, lab), g in sorted(groups.items(), key=lambda kv: -kv[1]["run_s"])],
+    }
