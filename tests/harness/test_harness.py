@@ -325,3 +325,17 @@ def test_two_workers_do_not_start_twins_together_when_other_work_waits():
 
     assert _next_index([a_im1, a_uni, b_im], [a_im0], warm={_bundle_key(a_im0)}) == 1
     assert _next_index([a_im1], [a_im0], warm=set()) == 0  # nothing else: no idle worker
+
+
+def test_quick_suite_runs_every_method_and_every_metric_family():
+    """The quick suite (make demo, CI) keeps its coverage while it is cut to fit: every registered
+    method and every metric but fluency-perplexity (the perplexity family under a SmolLM2
+    reference LM, too slow for 2 cores; `perplexity` and `validity` run)."""
+    from dparena.methods import methods
+    from dparena.metrics import metrics
+    from tests.paths import ROOT
+
+    specs = load_suite(ROOT / "benchmarks" / "suites" / "quick.toml").specs
+    test_only = {n for n in methods.names() if n.startswith("test-")}
+    assert set(methods.names()) - test_only == {s.method for s in specs}
+    assert set(metrics.names()) - {m for s in specs for m in s.metrics} == {"fluency-perplexity"}
