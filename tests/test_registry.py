@@ -72,6 +72,22 @@ def test_the_source_reader_sees_what_the_import_gives(registry):
         assert static["doc"] == inspect.cleandoc(cls.__dict__.get("__doc__") or ""), name
 
 
+def test_only_published_datasets_say_their_records_are_public():
+    """``public_data`` decides whether a leaderboard may show the ``real`` reference's samples:
+    True for the published sets dparena ships, False for the user's own files; the source reader
+    and the import agree."""
+    public = {name for name in datasets.names() if datasets.path(name).startswith("dparena.")
+              and datasets.get(name).public_data}
+    assert public == {"adult", "mnist", "digits", "cifar10", "rotten-tomatoes", "news", "yelp",
+                      "pubmed"}
+    for name in ("csv", "image-folder", "text-file"):
+        assert datasets.get(name).public_data is False, name
+    for name in datasets.names():
+        if datasets.path(name).startswith("dparena."):
+            static = static_attributes(datasets.path(name), ("public_data",))["public_data"]
+            assert static == ("True" if name in public else ""), name
+
+
 LEAF = '''import torch_that_is_not_installed
 from ..base import Root as R
 

@@ -44,6 +44,10 @@ class Dataset(ABC):
     description: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     extra: ClassVar[str] = ""
+    #: the records of the private split are themselves published (Adult, MNIST, Rotten Tomatoes):
+    #: only then may a leaderboard show a non-private reference's samples (the ``real`` records).
+    #: False for the user's own files and by default.
+    public_data: ClassVar[bool] = False
 
     @property
     @abstractmethod

@@ -52,6 +52,7 @@ class MNIST(ImageDataset):
 
     description = "MNIST handwritten digits 28x28 (50,000 private / 10,000 eval), 10 classes"
     version = "1"
+    public_data = True
     N_PRIVATE = 50_000
     schema = ImageSchema(28, 28, 1, DIGIT_NAMES)
 
@@ -112,6 +113,7 @@ class Digits(ImageDataset):
 
     description = "scikit-learn 8x8 digits (1,297 private / 500 eval), 10 classes; for tests"
     version = "1"
+    public_data = True
     N_PRIVATE = 1_297
     schema = ImageSchema(8, 8, 1, DIGIT_NAMES)
     extra = "tabular"  # scikit-learn ships the data
@@ -138,6 +140,7 @@ class CIFAR10(ImageDataset):
 
     description = "CIFAR-10 32x32 colour (50,000 private / 10,000 eval), 10 classes; needs a download"
     version = "1"
+    public_data = True
     N_PRIVATE = 50_000
     schema = ImageSchema(32, 32, 3, CIFAR10_NAMES)
 
