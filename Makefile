@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pytest benchmarks/perf --benchmark-only --benchmark-json=benchmarks/perf/last-run.json -q
 
 # Regenerate the published results: the full quick-suite tables (results/quick/{leaderboard.md,
-# .html,plots/}, written by `dparena run`), results/baseline.json, and the README's short front
+# .html,plots/,samples/}, written by `dparena run`), results/baseline.json, and the README's short front
 # table, read from results/{tabular-cpu,text-cpu,quick}/leaderboard.md (dparena/leaderboard/
 # publish.py; the CPU real-LM suites are re-run by hand: dparena run benchmarks/suites/NAME.toml).
 publish: $(STAMP)
