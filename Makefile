@@ -42,8 +42,10 @@ publish: $(STAMP)
 catalogue: $(STAMP)
 	$(BIN)/dparena list --format md > docs/catalogue.md.tmp && mv docs/catalogue.md.tmp docs/catalogue.md
 
+# ruff, and the import contract: imports point down the layers (tools/check_layers.py)
 lint: $(STAMP)
-	$(BIN)/ruff check dparena tests benchmarks
+	$(BIN)/ruff check dparena tests benchmarks tools
+	$(BIN)/python tools/check_layers.py
 
 clean-results:
 	rm -rf results/quick/runs.sqlite results/quick/artifacts

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.subprocesses import dparena
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SUITE = """
@@ -24,11 +26,6 @@ n_samples = 300
 metrics = ["histogram-intersection"]
 methods = [{ name = "independent-marginals" }, { name = "uniform" }]
 """
-
-
-def dparena(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
 
 
 def assert_user_error(result, *fragments):

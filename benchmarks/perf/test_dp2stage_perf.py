@@ -14,10 +14,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("opacus")
 
 from dparena.datasets.adult import SCHEMA  # noqa: E402
+from dparena.lm.loss import collate, weighted_loss  # noqa: E402
+from dparena.lm.sample import generate  # noqa: E402
 from dparena.methods.dp2stage.lm import load_lm  # noqa: E402
-from dparena.methods.dp2stage.loss import collate, encode, weighted_loss  # noqa: E402
-from dparena.methods.dp2stage.sample import generate  # noqa: E402
 from dparena.methods.dp2stage.serialize import Serializer  # noqa: E402
+from dparena.methods.dp2stage.tokens import encode  # noqa: E402
 
 torch.set_num_threads(1)
 RESULTS: dict[str, float] = {}

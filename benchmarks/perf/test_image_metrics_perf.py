@@ -23,7 +23,8 @@ import pytest  # noqa: E402
 
 from dparena.assets import AssetStore  # noqa: E402
 from dparena.datasets import datasets  # noqa: E402
-from dparena.metrics import inception, metrics  # noqa: E402
+from dparena.embeddings import inception  # noqa: E402
+from dparena.metrics import metrics  # noqa: E402
 from dparena.metrics.base import EvalData, MetricContext  # noqa: E402
 from dparena.types import Synthetic  # noqa: E402
 

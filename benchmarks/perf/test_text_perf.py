@@ -34,7 +34,7 @@ def one_thread():
 
 
 def _models(tmp_path_factory):
-    from dparena.llm.tiny import make_tiny_causal_lm
+    from dparena.lm.tiny import make_tiny_causal_lm
 
     out = {"tiny-llama": (str(make_tiny_causal_lm(tmp_path_factory.mktemp("tiny"), "llama",
                                                    hidden=128, layers=4)), 32)}

@@ -108,3 +108,19 @@ class SubsampledDataset(Dataset):
             return None
         rng = np.random.default_rng([self.subsample_seed, salt])
         return np.sort(rng.choice(total, size=n, replace=False))
+
+    def subsampled_bundle(self, private, private_labels, evaluation, eval_labels) -> DatasetBundle:
+        """Both labelled splits, each cut to its subsample (``n_private`` / ``n_eval``), as a
+        bundle; the records are an array or a list, the labels an array."""
+        splits = []
+        for records, labels, n, salt in ((private, private_labels, self.n_private, 1),
+                                         (evaluation, eval_labels, self.n_eval, 2)):
+            idx = self.subsample_positions(len(records), n, salt)
+            if idx is not None:
+                records = (records[idx] if isinstance(records, np.ndarray)
+                           else [records[i] for i in idx])
+                labels = labels[idx]
+            splits.append((records, labels))
+        (private, private_labels), (evaluation, eval_labels) = splits
+        return DatasetBundle(private=private, eval=evaluation, schema=self.schema,
+                             private_labels=private_labels, eval_labels=eval_labels)

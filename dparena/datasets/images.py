@@ -30,16 +30,6 @@ class ImageDataset(SubsampledDataset):
     modality = Modality.IMAGE
     extra = "image"
 
-    def _subsample(self, images: np.ndarray, labels: np.ndarray, n: int | None, salt: int):
-        idx = self.subsample_positions(len(images), n, salt)
-        return (images, labels) if idx is None else (images[idx], labels[idx])
-
-    def _bundle(self, private, private_labels, evaluation, eval_labels) -> DatasetBundle:
-        private, private_labels = self._subsample(private, private_labels, self.n_private, 1)
-        evaluation, eval_labels = self._subsample(evaluation, eval_labels, self.n_eval, 2)
-        return DatasetBundle(private=private, eval=evaluation, schema=self.schema,
-                             private_labels=private_labels, eval_labels=eval_labels)
-
 
 class MNIST(ImageDataset):
     """MNIST digits, 28×28 grey: private = the 50,000 training images, eval = the 10,000 test images.
@@ -61,7 +51,7 @@ class MNIST(ImageDataset):
 
     def load(self, store: AssetStore) -> DatasetBundle:
         arrays = _mnist_npz(store)
-        return self._bundle(arrays["train_x"], arrays["train_y"], arrays["test_x"],
+        return self.subsampled_bundle(arrays["train_x"], arrays["train_y"], arrays["test_x"],
                             arrays["test_y"])
 
 
@@ -127,7 +117,7 @@ class Digits(ImageDataset):
         labels = raw.target.astype(np.int64)
         order = np.random.default_rng(20240501).permutation(len(images))
         priv, ev = order[: self.N_PRIVATE], order[self.N_PRIVATE:]
-        return self._bundle(images[priv], labels[priv], images[ev], labels[ev])
+        return self.subsampled_bundle(images[priv], labels[priv], images[ev], labels[ev])
 
 
 class CIFAR10(ImageDataset):
@@ -158,7 +148,7 @@ class CIFAR10(ImageDataset):
                 f"cifar10: could not load or download CIFAR-10 ({type(exc).__name__}); place the "
                 f"python version 'cifar-10-batches-py' folder under {root} and try again"
             ) from None
-        return self._bundle(np.asarray(train.data, dtype=np.uint8),
+        return self.subsampled_bundle(np.asarray(train.data, dtype=np.uint8),
                             np.asarray(train.targets, dtype=np.int64),
                             np.asarray(test.data, dtype=np.uint8),
                             np.asarray(test.targets, dtype=np.int64))

@@ -161,7 +161,7 @@ def audit(rec: RunRecord, method: Any, bundle: DatasetBundle) -> None:
     as the ``audit/eps-lower-bound`` value on ``rec``, or the audit's error."""
     spec = rec.spec
     try:
-        from dparena.privacy.audit import audit_run
+        from dparena.harness.audit import audit_run
 
         result = audit_run(method, bundle.private, bundle.schema, spec.budget, spec.seed,
                            spec.audit, private_labels=bundle.private_labels)

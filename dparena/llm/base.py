@@ -1,10 +1,10 @@
-"""The LLM interface shared by the transformers and HTTP backends."""
+"""The LLM interface shared by the transformers and HTTP backends (the factory is
+:func:`dparena.llm.load_llm`)."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -59,26 +59,3 @@ class LLM(ABC):
         ``temperature`` 0 decodes greedily; ``top_p`` < 1 samples from the nucleus (Holtzman et
         al., ICLR 2020); ``max_new_tokens`` is one limit or one per prompt.
         """
-
-
-def load_llm(name: str, **kwargs: Any) -> LLM:
-    """An LLM by name: ``openai`` / ``openai:MODEL`` is the HTTP endpoint backend (base URL and key
-    from the environment); ``smollm2`` is the offline SmolLM2-135M-Instruct asset; anything else is
-    a local directory or hub id for transformers; ``tiny`` / ``tiny-gpt2`` are the shared random-init
-    tiny models of :func:`dparena.llm.tiny.tiny_folder` (noise-like text; for CI and quick suites)."""
-    if name in ("tiny", "tiny-gpt2"):
-        from dparena.llm.tiny import tiny_folder
-
-        name = str(tiny_folder(name))
-    if name == "smollm2":
-        from dparena.llm.smollm2 import smollm2_folder
-
-        name = str(smollm2_folder())
-    if name == "openai" or name.startswith("openai:"):
-        from dparena.llm.openai import OpenAIChatLM
-
-        model = name.partition(":")[2] or kwargs.pop("model", None)
-        return OpenAIChatLM(model=model, **kwargs)
-    from dparena.llm.hf import TransformersLM
-
-    return TransformersLM(name, **kwargs)

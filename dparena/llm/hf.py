@@ -1,12 +1,13 @@
 """Local transformers causal LMs with batched, seeded sampling.
 
 Prompts are rendered with the tokenizer's chat template when it has one (else the message contents
-joined by blank lines), left-padded into batches and decoded by an explicit sampling loop over the
-model's key/value cache. Each prompt gets its own ``torch.Generator`` seeded from the caller's
-``numpy`` generator, and each token is drawn by inverting the (nucleus-truncated) CDF with one
-uniform from that prompt's generator — so a prompt's completion does not depend on which other
-prompts share its batch (up to floating-point differences of padded attention), and the same rng
-state gives the same texts.
+joined by blank lines), left-padded into batches and decoded by :func:`dparena.lm.sample.decode`,
+the shared loop over the model's key/value cache. Each prompt gets its own ``torch.Generator``
+seeded from the caller's ``numpy`` generator, and each token is drawn by inverting the
+(nucleus-truncated) CDF with one uniform from that prompt's generator
+(:func:`dparena.lm.sample.sample_per_row`) — so a prompt's completion does not depend on which
+other prompts share its batch (up to floating-point differences of padded attention), and the same
+rng state gives the same texts.
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dparena.errors import require
 from dparena.io import offline
 from dparena.llm.base import LLM, LLMError, Prompt, as_messages, check_sampling, per_prompt
-
-if TYPE_CHECKING:
-    import torch
+from dparena.lm.sample import decode, sample_per_row
 
 
 class TransformersLM(LLM):
@@ -126,92 +124,13 @@ class TransformersLM(LLM):
         enc = self.tokenizer(texts, return_tensors="pt", padding=True,
                              add_special_tokens=not self.use_chat,
                              truncation=budget is not None, max_length=budget)
-        ids = enc["input_ids"].to(self.device)
-        mask = enc["attention_mask"].to(self.device)
         gens = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=self.device)
-        n = len(texts)
-        done = torch.zeros(n, dtype=torch.bool, device=self.device)
-        produced = torch.zeros(n, dtype=torch.long)
-        new_tokens = []
-        with torch.inference_mode():
-            positions = (mask.cumsum(-1) - 1).clamp(min=0)
-            extra = {"logits_to_keep": 1} if self._keeps_logits else {}
-            result = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                use_cache=True, **extra)
-            past = result.past_key_values
-            logits = result.logits[:, -1, :]
-            for step in range(steps):
-                token = _sample(logits.float(), temperature, top_p, gens)
-                token = torch.where(done, torch.full_like(token, self.tokenizer.pad_token_id),
-                                    token)
-                new_tokens.append(token)
-                live = ~done
-                produced += live.long().cpu()
-                done = done | torch.isin(token, eos) | (
-                    torch.tensor([step + 1 >= lim for lim in limits], device=self.device))
-                if bool(done.all()):
-                    break
-                mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype,
-                                                   device=self.device)], dim=1)
-                positions = positions[:, -1:] + 1
-                result = self.model(input_ids=token[:, None], attention_mask=mask,
-                                    position_ids=positions, past_key_values=past, use_cache=True)
-                past = result.past_key_values
-                logits = result.logits[:, -1, :]
-        self.tokens_generated += int(produced.sum())
-        if not new_tokens:
-            return [""] * n
-        gen = torch.stack(new_tokens, dim=1).cpu()
-        out = []
-        for row, lim in zip(gen.tolist(), limits, strict=True):
-            row = row[:lim]
-            cut = next((k for k, t in enumerate(row) if t in self.eos_ids), len(row))
-            out.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
-        return out
-
-
-_TOPK = 256
-
-
-def _sample(logits, temperature: float, top_p: float, gens) -> torch.Tensor:
-    """One token per row: greedy at temperature 0, else inverse-CDF sampling of the tempered,
-    nucleus-truncated distribution with one uniform from the row's own generator."""
-    import torch
-
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.double() / temperature, dim=-1)
-    vocab = probs.shape[-1]
-    u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens]).to(probs.device)
-    if top_p >= 1:  # no truncation: invert the CDF in vocabulary order
-        cum = probs.cumsum(dim=-1)
-        pick = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1))
-        return pick.clamp(max=vocab - 1).squeeze(-1)
-    # the nucleus usually lies within the top few hundred tokens: rows whose top-K mass reaches
-    # top_p sort only those (the same prefix as a full sort), the other rows sort everything;
-    # the choice depends on the row alone, so batching does not change it
-    out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
-    small = torch.zeros(probs.shape[0], dtype=torch.bool, device=probs.device)
-    if vocab > _TOPK:
-        top_p_vals, top_idx = probs.topk(_TOPK, dim=-1)
-        small = top_p_vals.sum(dim=-1) >= top_p
-        if bool(small.any()):
-            out[small] = _nucleus_pick(top_p_vals[small], top_idx[small], u[small], top_p)
-    if not bool(small.all()):
-        sorted_p, sorted_idx = probs[~small].sort(dim=-1, descending=True)
-        out[~small] = _nucleus_pick(sorted_p, sorted_idx, u[~small], top_p)
-    return out
-
-
-def _nucleus_pick(sorted_p, sorted_idx, u, top_p: float):
-    """Inverse-CDF draw from the smallest prefix of the sorted probabilities whose mass reaches
-    ``top_p`` (the first token always stays)."""
-    cum = sorted_p.cumsum(dim=-1)
-    keep = (cum - sorted_p) < top_p
-    kept = sorted_p * keep
-    cum = kept.cumsum(dim=-1)
-    import torch
-
-    pick = torch.searchsorted(cum, (u * cum[:, -1]).unsqueeze(-1)).clamp(max=cum.shape[-1] - 1)
-    return sorted_idx.gather(-1, pick).squeeze(-1)
+        rows = decode(self.model, enc["input_ids"].to(self.device),
+                      enc["attention_mask"].to(self.device), limits=limits,
+                      pick=lambda logits: sample_per_row(logits, temperature, top_p, gens),
+                      eos_ids=self.eos_ids, fill_id=self.tokenizer.pad_token_id,
+                      last_logits_only=self._keeps_logits)
+        self.tokens_generated += sum(len(row) for row in rows)
+        eos = set(self.eos_ids)
+        return [self.tokenizer.decode(row[:-1] if row and row[-1] in eos else row,
+                                      skip_special_tokens=True).strip() for row in rows]

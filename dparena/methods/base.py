@@ -74,7 +74,7 @@ class Method(ABC):
     is_dp: ClassVar[bool] = True
     # Synthetic.info is PUBLISHED (stored in the run record, shown by `dparena run`): every value in
     # it must be public (settings, σ, step counts) or post-processing of the DP release. The keys of
-    # the latter are listed here; tests/test_info_published.py checks that every other value stays
+    # the latter are listed here; tests/privacy/test_info_published.py checks that every other value stays
     # the same when one private record changes (keys ending in "_s" are wall times, not covered).
     released_info: ClassVar[frozenset[str]] = frozenset()
     # the harness checks every output against the public schema and n_samples (a mismatch is a
@@ -102,3 +102,17 @@ class Method(ABC):
     @abstractmethod
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         """Produce ``task.n_samples`` synthetic records, booking every private access in ``ledger``."""
+
+
+def allocate(total: int, proportions: np.ndarray) -> np.ndarray:
+    """Split ``total`` into integer class sizes ∝ ``proportions`` (largest remainder, ties to the
+    lower class index); deterministic."""
+    p = np.asarray(proportions, dtype=np.float64)
+    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
+    raw = p * total
+    sizes = np.floor(raw).astype(np.int64)
+    rest = total - int(sizes.sum())
+    if rest > 0:
+        order = np.argsort(-(raw - sizes), kind="stable")[:rest]
+        sizes[order] += 1
+    return sizes

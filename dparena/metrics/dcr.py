@@ -15,7 +15,7 @@ This metric READS THE PRIVATE SPLIT (``needs_private = True``): it is a privacy-
 measurement, computed by the harness after the release, never part of a method. It uses our own
 batched nearest-neighbour code (categorical mismatches by one-hot matrix products, numeric
 columns by broadcasting), because sdmetrics' pandas cross-join takes minutes at 10,000 × 10,000;
-``tests/test_dcr.py`` checks it equals sdmetrics on small tables.
+``tests/metrics/test_quality_dcr.py`` checks it equals sdmetrics on small tables.
 """
 
 from __future__ import annotations

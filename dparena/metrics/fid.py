@@ -1,6 +1,6 @@
 """Fréchet Inception Distance and Kernel Inception Distance of synthetic images vs the eval split.
 
-Both use the Inception-v3 pool features of :mod:`dparena.metrics.inception` (clean-fid's "clean"
+Both use the Inception-v3 pool features of :mod:`dparena.embeddings.inception` (clean-fid's "clean"
 preprocessing). The eval split's features and FID statistics are computed once and cached on disk
 under ``ctx.cache_dir`` keyed by dataset name, dataset version and a hash of the eval array.
 """
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dparena.embeddings import inception
 from dparena.errors import ConfigError, DparenaError
-from dparena.metrics import inception
 from dparena.metrics.base import EvalData, Metric, MetricContext
 from dparena.types import Direction, MetricValue, Modality, Synthetic
 

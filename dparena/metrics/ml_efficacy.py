@@ -111,7 +111,7 @@ class MLEfficacy(Metric):
     """Train on synthetic, test on real: XGBoost and logistic regression predict the target.
 
     The DP-2Stage reference protocol (its ``metrics/utility.py``; agreement pinned in
-    tests/test_fidelity.py, differences in docs/protocols.md): one-hot / standardised features
+    tests/metrics/test_fidelity.py, differences in docs/protocols.md): one-hot / standardised features
     fitted on eval ∪ synthetic, mean imputer and robust scaling, XGBoost (defaults, seed 1000) and
     balanced-class logistic regression (lbfgs, 50 iterations). F1 (positive = the eval set's
     minority class), ROC AUC and accuracy, per model and averaged (version 2).

@@ -111,7 +111,7 @@ class FluencyPerplexity(Metric):
         self.max_texts, self.max_tokens, self.batch_size = max_texts, max_tokens, batch_size
 
     def compute(self, synthetic: Synthetic, real: EvalData, ctx: MetricContext) -> list[MetricValue]:
-        from dparena.methods.dp2stage.lm import reference_lm
+        from dparena.lm.model import reference_lm
 
         lm = reference_lm()
         texts = [str(t) for t in list(synthetic.data)[: self.max_texts]]
@@ -121,20 +121,10 @@ class FluencyPerplexity(Metric):
 
 def score_texts(lm, texts: list[str], max_tokens: int, batch_size: int) -> tuple[float, int]:
     """Summed next-token CE and token count of ``texts`` under ``lm`` (bos-prefixed, truncated)."""
-    import torch
-
-    from dparena.methods.dp2stage.loss import IGNORE, collate, group_nll
+    from dparena.lm.loss import IGNORE, score_rows
 
     enc = lm.tokenizer(texts, add_special_tokens=False)["input_ids"]
     rows = [([lm.bos_id, *ids[: max_tokens]], [IGNORE] + [0] * len(ids[: max_tokens]))
             for ids in enc]
-    total, count = 0.0, 0
-    lm.model.eval()
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            ids, mask, pos, groups = collate(rows[start:start + batch_size], lm.pad_id)
-            logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
-            sums = group_nll(logits, ids, groups)
-            total += float(sums[0, 0])
-            count += int(sums[0, 1])
-    return total, count
+    sums = score_rows(lm.model, rows, lm.pad_id, batch_size)
+    return float(sums[0, 0]), int(sums[0, 1])

@@ -6,7 +6,7 @@ with Differential Privacy: A Simple and Practical Recipe", ACL 2023): each priva
 conditioned on its class by a prompt made from the PUBLIC schema only (``TextSchema.describe``,
 e.g. "a fresh movie review:"), the causal-LM loss is taken on the text tokens (and the end token)
 but not on the prompt, and DP-SGD (Abadi et al., CCS 2016) runs through Opacus with the same
-training loop as DP-2Stage (:func:`dparena.methods.dp2stage.train.stage2_dp`). Then texts are
+training loop as DP-2Stage (:func:`dparena.lm.train.stage2_dp`). Then texts are
 sampled per class from the same prompts.
 
 Privacy: DP-SGD is the only read of the private texts and labels; its noise multiplier is
@@ -28,15 +28,15 @@ from typing import Any
 import numpy as np
 
 from dparena.errors import ConfigError, require
-from dparena.methods.base import Method, Task
-from dparena.methods.dp2stage.train import check_accountant, check_training_params
+from dparena.lm.loss import IGNORE
+from dparena.lm.train import check_accountant, check_training_params
+from dparena.methods.base import Method, Task, allocate
 from dparena.privacy import Ledger
 from dparena.types import Modality, Synthetic
 
 #: models by name; anything else is a local model directory or a hub id (LoRA on all linear layers)
 MODELS = ("smollm2", "tiny", "gpt2")
-IGNORE = -1  # target positions without loss (prompt tokens), as in dp2stage.loss
-TEXT = 1  # the group of text tokens (dp2stage's "value" group; only the group != IGNORE matters)
+TEXT = 1  # the loss group of text tokens (any group but IGNORE would do: one group is scored)
 
 
 def prompt_for(schema, label: int) -> str:
@@ -63,15 +63,15 @@ def encode_examples(tokenizer, prompts: list[str], texts: list[str], bos_id: int
 
 
 def _load_model(name: str, seed: int, lora_r: int, store):
-    """An :class:`dparena.methods.dp2stage.lm.LM` for ``name`` (weights drawn from ``seed``)."""
+    """An :class:`dparena.lm.model.LM` for ``name`` (weights drawn from ``seed``)."""
     torch = require("torch", "llm")
     transformers = require("transformers", "llm")
-    from dparena.methods.dp2stage.lm import LM, _lora, load_lm
+    from dparena.lm.model import LM, PRETRAINED, load_pretrained, lora
 
-    if name in ("smollm2", "gpt2"):
-        return load_lm(name, None, seed, store=store, lora_r=lora_r)
+    if name in PRETRAINED:
+        return load_pretrained(name, seed, store=store, lora_r=lora_r)
     if name == "tiny":
-        from dparena.llm.tiny import tiny_folder
+        from dparena.lm.tiny import tiny_folder
 
         folder, lora_r = tiny_folder("tiny-gpt2", store), 0  # full fine-tuning, no dropout
         extra = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
@@ -91,7 +91,7 @@ def _load_model(name: str, seed: int, lora_r: int, store):
     bos = tok.bos_token_id if tok.bos_token_id is not None else eos
     pad = tok.pad_token_id if tok.pad_token_id is not None else eos
     if lora_r > 0:
-        model = _lora(model, lora_r, 2 * lora_r, "all-linear", fan_in_fan_out=False)
+        model = lora(model, lora_r, 2 * lora_r, "all-linear", fan_in_fan_out=False)
     positions = getattr(model.config, "max_position_embeddings", None) or getattr(
         model.config, "n_positions", 1024)
     return LM(model, tok, str(name), bos, eos, pad, int(positions))
@@ -153,8 +153,6 @@ class DPFinetuneLM(Method):
     # ------------------------------------------------------------------ privacy of class sizes
     def _class_sizes(self, task: Task, labels: np.ndarray, ledger: Ledger,
                      sigma: float | None) -> tuple[np.ndarray, dict[str, Any]]:
-        from dparena.methods.pe.engine import allocate
-
         schema = task.schema
         if self.class_counts == "uniform":
             p = (np.asarray(schema.class_proportions, dtype=np.float64)
@@ -189,8 +187,8 @@ class DPFinetuneLM(Method):
     def _run(self, task, ledger, texts, labels, seeds) -> Synthetic:
         torch = require("torch", "llm")
         from dparena.assets import AssetStore
-        from dparena.methods.dp2stage.sample import generate
-        from dparena.methods.dp2stage.train import book_dp_sgd, plan_with_histogram, stage2_dp
+        from dparena.lm.sample import generate
+        from dparena.lm.train import book_dp_sgd, plan_with_histogram, stage2_dp
 
         schema = task.schema
         plan, sigma_count = plan_with_histogram(

@@ -8,9 +8,10 @@ DP-SGD and the weighted loss (α on value tokens). DP-Standard is stage 2 alone.
 Defaults follow the authors' scripts (github.com/tejuafonja/DP-2Stage, scripts/experiments/GPT2):
 stage 1 with plain cross-entropy (``stage1_loss="ce"``; their stage-1 config sets
 ``WEIGHTED_LOSS=-1``), stage 2 with α = 0.65 (``WEIGHTED_LOSS=0.65``); a linear learning-rate
-decay (``LR_SCHEDULER_TYPE=linear``; here per optimiser step, see :mod:`.train`); a fixed column
-order of the target then the other columns sorted by name (ft_opacus.py ``get_dataset``);
-sampling at temperature 0.7, top-p 1 (GPT2.sh), rejection sampling until n rows are valid.
+decay (``LR_SCHEDULER_TYPE=linear``; here per optimiser step, see :mod:`dparena.lm.train`); a
+fixed column order of the target then the other columns sorted by name (ft_opacus.py
+``get_dataset``); sampling at temperature 0.7, top-p 1 (GPT2.sh), rejection sampling until n rows
+are valid.
 
 Privacy: stage 2 is the only read of private rows besides the optional DP count of the prompt
 column. With ``prompt_dist="dp"`` the prompt column's histogram over public categories/bins is a
@@ -34,13 +35,14 @@ import pandas as pd
 
 from dparena.datasets.schema import Categorical
 from dparena.errors import ConfigError, require
+from dparena.lm.model import trainable_parameters
+from dparena.lm.sample import generate
 from dparena.methods.base import Method, Task
 from dparena.methods.dp2stage.config import STAGE1_FIELDS, DP2StageConfig
-from dparena.methods.dp2stage.lm import load_lm, trainable_parameters
-from dparena.methods.dp2stage.loss import encode
+from dparena.methods.dp2stage.lm import load_lm
 from dparena.methods.dp2stage.pseudo import pseudo_table
-from dparena.methods.dp2stage.sample import LMScorer, generate
 from dparena.methods.dp2stage.serialize import Serializer, column_orders
+from dparena.methods.dp2stage.tokens import LMScorer, encode
 from dparena.methods.tabular import Domain, sample_from_counts
 from dparena.privacy import Ledger
 from dparena.types import Modality, Synthetic
@@ -190,7 +192,7 @@ class DP2Stage(Method):
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         torch = require("torch", "llm")
         from dparena.assets import AssetStore
-        from dparena.methods.dp2stage.train import stage1, stage2_dp
+        from dparena.lm.train import stage1, stage2_dp
 
         cfg = self.config
         t_start = time.monotonic()
@@ -210,7 +212,7 @@ class DP2Stage(Method):
             torch.set_num_threads(prev_threads)
 
     def _run(self, task, ledger, torch, store, stage1, stage2_dp, first, t_start, deadline):
-        from dparena.methods.dp2stage.train import book_dp_sgd, plan_with_histogram
+        from dparena.lm.train import book_dp_sgd, plan_with_histogram
 
         cfg, schema, rng = self.config, task.schema, task.rng
         seeds = rng.integers(0, 2**31 - 1, 4)

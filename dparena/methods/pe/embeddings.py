@@ -38,8 +38,9 @@ class PixelEmbedder(Embedder):
 class InceptionEmbedder(Embedder):
     """Pool features (2048-d) of the TF-Inception-v3 FID network, as PE uses for CIFAR-10.
 
-    Lin et al., ICLR 2024, Sec. 4 (Inception embeddings for voting). Uses
-    ``dparena.metrics.inception:inception_features``, imported when first needed.
+    Lin et al., ICLR 2024, Sec. 4 (Inception embeddings for voting). The network is
+    :func:`dparena.embeddings.inception.inception_features` (the one FID uses), imported when first
+    needed.
     """
 
     name = "inception"
@@ -48,11 +49,10 @@ class InceptionEmbedder(Embedder):
         self.batch_size = batch_size
 
     def embed(self, data: Any) -> np.ndarray:
-        import importlib
+        from dparena.embeddings.inception import inception_features
 
-        module = importlib.import_module("dparena.metrics.inception")
         images = np.asarray(data)  # grey images are resized once and copied to RGB there
-        return np.asarray(module.inception_features(images, batch_size=self.batch_size),
+        return np.asarray(inception_features(images, batch_size=self.batch_size),
                           dtype=np.float32)
 
 

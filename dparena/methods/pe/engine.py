@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from dparena.errors import ConfigError
+from dparena.methods.base import allocate
 from dparena.methods.pe import checkpoint as ckpt
 from dparena.methods.pe import histogram
 from dparena.methods.pe.api import API
@@ -97,20 +98,6 @@ def schedule(value: float | int | Sequence[float] | None, iterations: int, what:
             f"to 0 (entry t is used at iteration t)"
         )
     return tuple(out)
-
-
-def allocate(total: int, proportions: np.ndarray) -> np.ndarray:
-    """Split ``total`` into integer class sizes ∝ ``proportions`` (largest remainder, ties to the
-    lower class index); deterministic."""
-    p = np.asarray(proportions, dtype=np.float64)
-    p = p / p.sum() if p.sum() > 0 else np.full(len(p), 1.0 / len(p))
-    raw = p * total
-    sizes = np.floor(raw).astype(np.int64)
-    rest = total - int(sizes.sum())
-    if rest > 0:
-        order = np.argsort(-(raw - sizes), kind="stable")[:rest]
-        sizes[order] += 1
-    return sizes
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dparena.errors import ConfigError
-from dparena.methods.base import Method, Task
+from dparena.methods.base import Method, Task, allocate
 from dparena.methods.pe.population import payload
 from dparena.privacy import Ledger
 from dparena.types import Modality, Synthetic
@@ -272,7 +272,6 @@ class PublicOnly(Method):
 
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         from dparena.methods.pe.apis import make_api
-        from dparena.methods.pe.engine import allocate
         from dparena.methods.pe.population import concat
 
         text = getattr(task.schema, "kind", "") == "text"

@@ -29,7 +29,7 @@ import numpy as np
 
 from dparena.datasets.schema import TextSchema
 from dparena.errors import ConfigError
-from dparena.llm.base import LLM, load_llm
+from dparena.llm import LLM, load_llm
 from dparena.methods.pe.api import API
 
 #: tones of the paraphrase variation (one drawn per sample)

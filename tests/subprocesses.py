@@ -1,0 +1,32 @@
+"""What the subprocess tests share: ``dparena`` run as a child process, and a store's row count
+read while another process may be writing it."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.paths import ROOT
+
+
+def dparena(*args, cwd: Path = ROOT, timeout: float = 600, env: dict | None = None):
+    """``python -m dparena ARGS`` in ``cwd``, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def store_rows(db: Path) -> int:
+    """Runs recorded in the store ``db`` (0 while it does not exist or has no runs table yet),
+    read without creating or locking it for long."""
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+        try:
+            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
