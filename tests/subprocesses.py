@@ -11,10 +11,19 @@ from pathlib import Path
 from tests.paths import ROOT
 
 
-def dparena(*args, cwd: Path = ROOT, timeout: float = 600, env: dict | None = None):
+def dparena(*args, cwd: Path = ROOT, timeout: float = 300, env: dict | None = None):
     """``python -m dparena ARGS`` in ``cwd``, output captured as text."""
     return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def assert_user_error(result, *fragments):
+    """A user mistake: exit 2 and one ``error:`` line on stderr holding every fragment."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for frag in fragments:
+        assert frag in lines[0], lines[0]
 
 
 def store_rows(db: Path) -> int:

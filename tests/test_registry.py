@@ -2,7 +2,6 @@ import inspect
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,7 @@ from dparena.methods import methods
 from dparena.methods.base import Method
 from dparena.metrics import metrics
 from dparena.registry import Registry, static_attributes
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 
 class Base:

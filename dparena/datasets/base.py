@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,6 +49,18 @@ class Dataset(ABC):
     #: only then may a leaderboard show a non-private reference's samples (the ``real`` records).
     #: False for the user's own files and by default.
     public_data: ClassVar[bool] = False
+    #: the dataset parameters under which a ``public_data`` dataset's records stay the published
+    #: ones (subsample sizes and seeds, a documented split); any other parameter (a hub id, a
+    #: path) may point at other records
+    public_params: ClassVar[frozenset[str]] = frozenset(
+        {"n_private", "n_eval", "subsample_seed", "split_seed", "split"})
+
+    @classmethod
+    def records_public(cls, params: Mapping[str, Any]) -> bool:
+        """Whether the records under ``params`` are published ones: ``public_data`` declared on
+        this class itself (a subclass reading other records is not public until it says so) and
+        no parameter outside ``public_params``."""
+        return cls.__dict__.get("public_data") is True and set(params) <= cls.public_params
 
     @property
     @abstractmethod

@@ -146,6 +146,7 @@ class News(TextDataset):
                    "eval); offline asset")
     version = "1"
     public_data = True
+    public_params = TextDataset.public_params | {"label_by", "max_words"}
     N_EVAL = 800
     N_TOTAL = 3_788
 

@@ -260,7 +260,7 @@ def write_leaderboards(store: Any, folder: Path) -> list[Any]:
         pngs = []
         _warn("plots", exc)
     try:  # ... and so are samples
-        shown = samples.write_samples(runs, folder, getattr(store, "artifacts", None))
+        shown = samples.write_samples(runs, folder, getattr(store, "artifacts", None), tables)
     except Exception as exc:  # noqa: BLE001
         shown = []
         _warn("samples", exc)
@@ -271,7 +271,7 @@ def write_leaderboards(store: Any, folder: Path) -> list[Any]:
             grids |= {Path(s.grid).name for s in of_table if s.grid}
     for page, text in pages.items():
         write_text_atomic(folder / page, text)
-    # what no page shows (an INVALID row's ok seed, an earlier publish's runs) is removed
+    # what no page shows (an earlier publish's runs) is removed
     samples.remove_stale(folder / samples.FOLDER, {Path(p).name for p in pages} | grids)
     links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
     write_text_atomic(folder / "leaderboard.md", to_markdown(tables, links, samples=shown))

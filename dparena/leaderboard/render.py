@@ -9,6 +9,7 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import dparena
@@ -129,13 +130,13 @@ def samples_markdown(table: Table, samples: list[Sample]) -> str:
         if s.grid:
             out += [f"![samples of {_link_text(s.caption)}]({Path(s.grid).name})", ""]
         if s.texts:
-            out += [f"{i}. " + (f"**{_md_escape(k)}**: " if k else "") + _md_escape(text)
+            out += [f"{i}. " + (f"**{_md_inert(k)}**: " if k else "") + _md_inert(text)
                     for i, (k, text) in enumerate(s.texts, 1)]
             out.append("")
         if s.rows:
-            out.append("| " + " | ".join(_md_escape(c) for c in s.columns) + " |")
+            out.append("| " + " | ".join(_md_inert(c) for c in s.columns) + " |")
             out.append("|" + "|".join(["---"] * len(s.columns)) + "|")
-            out += ["| " + " | ".join(_md_escape(v) for v in row) + " |" for row in s.rows]
+            out += ["| " + " | ".join(_md_inert(v) for v in row) + " |" for row in s.rows]
             out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -151,6 +152,16 @@ def _md_escape(text: str) -> str:
     text = " ".join(text.splitlines())
     return (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
             .replace(">", "&gt;"))
+
+
+_MD_SPECIAL = re.compile(r"([`*_{}\[\]()#+!~])")
+
+
+def _md_inert(text: str) -> str:
+    """Generated text (a sample text, a table cell of synthetic data) for a Markdown page: as
+    :func:`_md_escape`, and every character Markdown would read as emphasis, a link, an image
+    or code escaped, so the text shows as written and loads nothing."""
+    return _MD_SPECIAL.sub(r"\\\1", _md_escape(text))
 
 
 _SCRIPT = """

@@ -52,6 +52,11 @@ REFERENCE_NOTE = ("a non-private reference (not DP), shown because {dataset} is 
                   "(its output may hold records of the private split)")
 WITHHELD = ("withheld: {label} is a non-private reference whose output may hold records of the "
             "private split, and {dataset} is not a public dataset")
+AUDIT_NOTE = ("the privacy audit rejects or could not check this method's ε, so its output is "
+              "treated as a non-private reference's: shown because {dataset} is a public dataset")
+AUDIT_WITHHELD = ("withheld: the privacy audit rejects or could not check {label}'s ε, so its "
+                  "output may hold records of the private split, and {dataset} is not a public "
+                  "dataset")
 
 LEGEND = (
     f"What each row's method produced: its run with the lowest seed, the first records of its "
@@ -121,14 +126,16 @@ def first_seed_runs(runs: list[StoredRun]) -> list[StoredRun]:
                                                              s[2] or 0.0))]
 
 
-def is_public(dataset: str) -> bool:
-    """Whether a registered dataset's records are themselves published (``public_data``), read
-    from its class without importing it; False for a name this process does not know."""
+def is_public(run: StoredRun) -> bool:
+    """Whether a run's dataset records are themselves published: its class declares
+    ``public_data`` and the run's dataset parameters keep the published records
+    (:meth:`~dparena.datasets.base.Dataset.records_public`); False for a dataset this process does
+    not know."""
     from dparena.datasets import datasets
 
     try:
-        return datasets.info(dataset, ("public_data",))["public_data"] == "True"
-    except Exception:  # noqa: BLE001 - unknown (a plugin not loaded) or unreadable: not public
+        return bool(datasets.get(run.dataset).records_public(run.dataset_params or {}))
+    except Exception:  # noqa: BLE001 - unknown (a plugin not loaded) or unloadable: not public
         return False
 
 
@@ -145,24 +152,43 @@ def is_dp_run(run: StoredRun) -> bool:
         return True
 
 
-def write_samples(runs: list[StoredRun], folder: Path,
-                  artifacts: Path | None = None) -> list[Sample]:
-    """Samples of ``runs`` (:func:`first_seed_runs`), grids written atomically under
-    ``folder/samples/``; ``artifacts`` is the store's artifact folder (a run's artifact is looked
-    up there first, then at its recorded path). A run whose artifact is missing or unreadable
-    gives a Sample saying so; nothing here raises for one run."""
+def write_samples(runs: list[StoredRun], folder: Path, artifacts: Path | None = None,
+                  tables: list[Table] | None = None) -> list[Sample]:
+    """Samples of the rows the leaderboard ``tables`` (built from ``runs`` when not given) show
+    as ok, each from its :func:`first_seed_runs` run, grids written atomically under
+    ``folder/samples/`` (nothing is written for an INVALID or failed row); ``artifacts`` is the
+    store's artifact folder (a run's artifact is looked up there first, then at its recorded
+    path). A row the privacy audit rejects (AUDIT-FAILED) or could not check (AUDIT-ERROR)
+    counts as a non-private reference. A run whose artifact is missing or unreadable gives a
+    Sample saying so; nothing here raises for one run."""
+    if tables is None:
+        from dparena.leaderboard.aggregate import build_tables
+
+        tables = build_tables(runs)
+    doubted: dict[tuple, bool] = {}  # the ok rows' slots -> whether the audit doubts the row
+    for table in tables:
+        for row in table.rows:
+            if row.status == "ok":
+                eps = None if row.kind == "reference" else table.epsilon
+                doubted[(table.dataset, row.label, eps)] = bool(row.audit_failed
+                                                                or row.audit_error)
     out = []
     for run in first_seed_runs(runs):
         base = {"dataset": dataset_key(run), "label": run.label,
                 "epsilon": None if run.epsilon is None else float(run.epsilon),
                 "seed": run.seed, "run_key": run.key}
+        slot = (base["dataset"], base["label"], base["epsilon"])
+        if slot not in doubted:
+            continue
         note = ""
-        if not is_dp_run(run):
-            if not is_public(run.dataset):
-                out.append(Sample(**base, why_none=WITHHELD.format(label=run.label,
-                                                                   dataset=run.dataset)))
+        if doubted[slot] or not is_dp_run(run):
+            if not is_public(run):
+                why = AUDIT_WITHHELD if doubted[slot] else WITHHELD
+                out.append(Sample(**base, why_none=why.format(label=run.label,
+                                                              dataset=run.dataset)))
                 continue
-            note = (REAL_NOTE if run.method == "real" else REFERENCE_NOTE).format(
+            note = (AUDIT_NOTE if doubted[slot] else
+                    REAL_NOTE if run.method == "real" else REFERENCE_NOTE).format(
                 dataset=run.dataset)
         path = _artifact(run, artifacts)
         if path is None:
@@ -179,25 +205,34 @@ def write_samples(runs: list[StoredRun], folder: Path,
     return out
 
 
+#: the names this module gives its files (:func:`_name`: a slug, a dash, 8 hex digits)
+GENERATED = re.compile(r"-[0-9a-f]{8}\.(png|md)$")
+
+
 def remove_stale(folder: Path, keep: set[str]) -> None:
-    """Delete the grids and pages in ``folder`` whose names are not in ``keep`` (what the pages
-    of this publish show)."""
+    """Delete the grids and pages in ``folder`` that this module wrote (:data:`GENERATED`
+    names) and that are not in ``keep`` (what the pages of this publish show); any other file
+    there is left alone."""
     if not folder.is_dir():
         return
     for path in folder.iterdir():
-        if path.is_file() and path.suffix in (".png", ".md") and path.name not in keep:
+        if path.is_file() and GENERATED.search(path.name) and path.name not in keep:
             path.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------------ reading
 def _read(run: StoredRun, path: Path, folder: Path, base: dict[str, Any], note: str) -> Sample:
     if path.suffix == ".npz":
-        return _images(run, path, folder, base, note)
-    if path.suffix == ".jsonl":
-        return _texts(run, path, base, note)
-    if path.suffix == ".parquet":
-        return _rows(path, base, note)
-    raise ValueError(f"unknown artifact kind {path.name}")
+        sample = _images(run, path, folder, base, note)
+    elif path.suffix == ".jsonl":
+        sample = _texts(run, path, base, note)
+    elif path.suffix == ".parquet":
+        sample = _rows(path, base, note)
+    else:
+        raise ValueError(f"unknown artifact kind {path.name}")
+    if not (sample.grid or sample.texts or sample.rows):
+        return Sample(**base, why_none="no samples: the run returned no records")
+    return sample
 
 
 def _images(run: StoredRun, path: Path, folder: Path, base: dict[str, Any], note: str) -> Sample:
@@ -206,6 +241,8 @@ def _images(run: StoredRun, path: Path, folder: Path, base: dict[str, Any], note
     with np.load(path, allow_pickle=False) as npz:
         images = npz["data"]
         labels = npz["labels"] if "labels" in npz.files else None
+    if not len(images):
+        return Sample(**base, note=note)
     names = _class_names(run)
     if labels is None:
         names = ("",)
@@ -285,7 +322,10 @@ def grid_png(images: Any, labels: Any, names: tuple[str, ...]) -> Any:
     height = PAD + len(names) * (cell_h + PAD)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    font = ImageFont.load_default()
+    # the bitmap font, not FreeType's (Pillow >= 10.1 prefers it when installed): the same pixels
+    # wherever the grid is drawn
+    font = (ImageFont.load_default_imagefont() if hasattr(ImageFont, "load_default_imagefont")
+            else ImageFont.load_default())
     labels = np.zeros(len(images), dtype=np.int64) if labels is None else np.asarray(labels)
     for k, name in enumerate(names):
         y = PAD + k * (cell_h + PAD)

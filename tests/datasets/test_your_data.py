@@ -23,7 +23,12 @@ from dparena.datasets.table_files import draft_schema, read_schema_file, read_ta
 from dparena.errors import ConfigError, SchemaError
 from dparena.harness.suite import load_suite
 from tests.paths import ROOT
-from tests.subprocesses import dparena
+from tests.subprocesses import dparena as _dparena
+
+
+def dparena(*args, cwd):
+    return _dparena(*args, cwd=cwd, timeout=600)  # whole suites on the user's files
+
 
 CITIES = ("Lyon", "Nice", "Paris")
 

@@ -319,10 +319,85 @@ def test_publishing_again_gives_identical_files_and_drops_stale_ones(published):
     folder = published["folder"]
     before = _files(folder)
     assert any(name.endswith(".png") for name in before)
-    (folder / "samples" / "old-run.png").write_bytes(b"not ours any more")
+    (folder / "samples" / "old-run-0123abcd.png").write_bytes(b"not ours any more")
+    (folder / "samples" / "my-notes.md").write_text("a file of the user's, not ours")
     write_leaderboards(published["store"], folder)
+    assert not (folder / "samples" / "old-run-0123abcd.png").exists()
+    assert (folder / "samples" / "my-notes.md").read_text() == "a file of the user's, not ours"
+    (folder / "samples" / "my-notes.md").unlink()
     assert _files(folder) == before
-    assert not (folder / "samples" / "old-run.png").exists()
     tables = build_tables(published["store"].runs())
     pages = {samples.page_name(t) for t in tables if samples.samples_of(t, published["shown"])}
     assert {f"samples/{p.name}" for p in (folder / "samples").glob("*.md")} == pages
+
+
+# ------------------------------------------------------------------ what counts as public
+def test_only_the_published_records_of_a_public_dataset_count_as_public():
+    from dparena.datasets import datasets
+    from dparena.datasets.adult import Adult
+
+    yelp, adult = datasets.get("yelp"), datasets.get("adult")
+    assert yelp.records_public({"n_private": 100})
+    # the same class pointed at another hub dataset: those records are not the published ones
+    assert not yelp.records_public({"hub_id": "me/private-tickets"})
+    assert adult.records_public({"n_private": 300, "split": "dp2stage"})
+
+    class MyAdultFiles(Adult):  # a plugin reading its own rows through Adult's code
+        pass
+
+    assert not MyAdultFiles.records_public({})
+    assert not datasets.get("csv").records_public({})
+
+
+def test_a_row_the_audit_rejects_is_withheld_on_a_users_dataset(published):
+    runs = published["store"].runs()
+    tables = build_tables(runs)
+    leaky = [row for t in tables if t.dataset.startswith("text-file(") for row in t.rows
+             if row.label == "test-copy-texts"]
+    assert leaky and all(row.status == "ok" for row in leaky)
+    shown = {s.label: s for s in samples.write_samples(runs, Path("/nonexistent"),
+                                                       published["store"].artifacts, tables)
+             if s.dataset.startswith("text-file(")}
+    assert shown["test-copy-texts"].texts  # a DP claim the audit has not doubted: shown
+    for row in leaky:
+        row.audit_failed = True
+    again = {s.label: s for s in samples.write_samples(runs, Path("/nonexistent"),
+                                                       published["store"].artifacts, tables)
+             if s.dataset.startswith("text-file(")}
+    assert again["test-copy-texts"].why_none.startswith("withheld: the privacy audit")
+    assert not again["test-copy-texts"].texts
+
+
+def test_rows_that_no_table_shows_as_ok_write_no_file(published, tmp_path):
+    runs = published["store"].runs()
+    tables = build_tables(runs)
+    for table in tables:  # every row INVALID: nothing may be written, not even for a moment
+        for row in table.rows:
+            row.status = "invalid"
+    assert samples.write_samples(runs, tmp_path, published["store"].artifacts, tables) == []
+    assert not (tmp_path / "samples").exists()
+
+
+def test_generated_text_is_inert_in_the_markdown_pages(tmp_path):
+    from dparena.leaderboard.render import samples_markdown
+
+    text = "see [here](http://x.example) ![img](http://y.example/a.png) *loud* `code`"
+    runs = [StoredRun(key="t", dataset="rotten-tomatoes", method="independent-marginals",
+                      label="m", status="ok", is_dp=True, epsilon=1.0, seed=0,
+                      artifact=str(tmp_path / "t.jsonl"))]
+    (tmp_path / "t.jsonl").write_text(json.dumps({"text": text, "label": 0}) + "\n"
+                                      + json.dumps({"text": "", "label": 1}) + "\n")
+    got = samples.write_samples(runs, tmp_path)
+    tables = build_tables(runs)
+    page = samples_markdown(tables[0], got)
+    assert "](http" not in page and "![" not in page and "*loud*" not in page
+    assert "\\[here\\]\\(http://x.example\\)" in page
+
+
+def test_an_artifact_without_records_says_so(tmp_path):
+    pd.DataFrame({"a": pd.Series([], dtype=float)}).to_parquet(tmp_path / "e.parquet")
+    runs = [StoredRun(key="e", dataset="adult", method="independent-marginals", label="m",
+                      status="ok", is_dp=True, epsilon=1.0, seed=0,
+                      artifact=str(tmp_path / "e.parquet"))]
+    (got,) = samples.write_samples(runs, tmp_path)
+    assert got.why_none == "no samples: the run returned no records" and not got.rows
