@@ -42,7 +42,7 @@ quick-timings: $(STAMP)
 	  --db $(QT)/runs.sqlite --timings --timings-json benchmarks/perf/quick-suite.json
 
 # Regenerate the published results: the full quick-suite tables (results/quick/{leaderboard.md,
-# .html,plots/}, written by `dparena run`), results/baseline.json, and the README's short front
+# .html,plots/,samples/}, written by `dparena run`), results/baseline.json, and the README's short front
 # table, read from results/{tabular-cpu,text-cpu,quick}/leaderboard.md (dparena/leaderboard/
 # publish.py; the CPU real-LM suites are re-run by hand: dparena run benchmarks/suites/NAME.toml).
 publish: $(STAMP)

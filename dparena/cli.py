@@ -406,20 +406,11 @@ def _read_synthetic(path: Path, schema):
                 frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
             return schema.conform(frame, what=what), None
         if isinstance(schema, TextSchema):
-            texts, labels = [], []
-            with open(path, encoding="utf-8") as fh:
-                for number, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        item = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ConfigError(f"{path} line {number}: not JSON ({exc.msg})") from None
-                    if not isinstance(item, dict) or not {"text", "label"} <= set(item):
-                        raise ConfigError(f"{path} line {number}: expected an object with keys "
-                                          f"'text' and 'label', got {line.strip()[:60]!r}")
-                    texts.append(item["text"])
-                    labels.append(item["label"])
+            from dparena.datasets.files import jsonl_objects
+
+            items = [item for _, item in jsonl_objects(path, ("text", "label"))]
+            texts = [item["text"] for item in items]
+            labels = [item["label"] for item in items]
             if not texts:
                 return [], None
             return schema.conform(texts, np.array(labels, dtype=object), what=what)

@@ -26,8 +26,7 @@ from dparena.methods import methods
 from dparena.methods.base import Method
 from dparena.methods.baselines.references import UniformSchema
 from dparena.types import Modality, Synthetic
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 SUITE = """
 name = "bad"

@@ -14,8 +14,7 @@ from dparena.harness.store import SCHEMA, RunRecord, Store
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.render import to_json
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 RAW = {"name": "files", "seeds": [0, 1], "epsilons": [2.0], "delta": 1e-5,
        "section": [{"dataset": "adult", "dataset_params": {"n_private": 400, "n_eval": 400},

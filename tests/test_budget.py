@@ -22,10 +22,10 @@ def test_the_histogram_beside_dp_sgd_is_calibrated_to_the_first_part():
     """dp2stage's prompt histogram and dp-finetune-lm's class counts: σ alone gives (share·ε, δ),
     and DP-SGD composed with it stays within the whole budget."""
     pytest.importorskip("opacus")
-    from dparena.lm.train import plan_with_histogram
     from dparena.methods.base import Task
     from dparena.privacy import gaussian_sigma
     from dparena.privacy.accountants import sgm_epsilon
+    from dparena.privacy.dpsgd import plan_with_histogram
 
     budget = Budget(3.0, 1e-5)
     task = Task(private=None, schema=None, budget=budget, n_samples=10, seed=0, public_size=1000)

@@ -5,11 +5,11 @@ import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
+from tests.subprocesses import assert_user_error, dparena
 
 SUITE = """
 name = "cli"
@@ -24,19 +24,6 @@ n_samples = 300
 metrics = ["histogram-intersection"]
 methods = [{ name = "independent-marginals" }, { name = "uniform" }]
 """
-
-
-def dparena(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_user_error(result, *fragments):
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

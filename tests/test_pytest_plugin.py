@@ -8,6 +8,8 @@ from dparena.harness.store import Store
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.render import to_json
+from tests.paths import ROOT
+from tests.subprocesses import dparena
 
 pytest_plugins = ["pytester"]
 
@@ -62,17 +64,10 @@ def test_a_method_that_starts_crashing_fails_the_gate_on_the_first_run_and_on_a_
     (which resumes the suite, so a retry skips the failed runs) and `dparena check` must both
     fail, every time, until the user opts out with allow_missing."""
     import os
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     monkeypatch.setenv("DPARENA_PLUGINS", "tests.gate_plugins")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-
-    def dparena(*args):
-        return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)],
-                              capture_output=True, text=True, cwd=root, timeout=300)
 
     suite = tmp_path / "ci.toml"
     suite.write_text(SUITE_TOML)
@@ -118,9 +113,8 @@ def test_a_method_that_starts_crashing_fails_the_gate_on_the_first_run_and_on_a_
 
 def test_bad_arguments_fail_before_the_suite_runs(pytester, tmp_path, monkeypatch):
     import os
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     suite = tmp_path / "ci.toml"
     suite.write_text(SUITE_TOML.replace('{ name = "test-breaks" }', '{ name = "uniform" }'))

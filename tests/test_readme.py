@@ -11,8 +11,8 @@ from dparena.harness.store import StoredRun, StoredValue
 from dparena.leaderboard import publish
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.render import to_markdown
+from tests.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 

@@ -2,7 +2,6 @@ import inspect
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,7 @@ from dparena.methods import methods
 from dparena.methods.base import Method
 from dparena.metrics import metrics
 from dparena.registry import Registry, static_attributes
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.paths import ROOT
 
 
 class Base:
@@ -70,6 +68,22 @@ def test_the_source_reader_sees_what_the_import_gives(registry):
         assert static["description"] == cls.description and static["description"], name
         assert static["extra"] == (cls.extra or ""), name
         assert static["doc"] == inspect.cleandoc(cls.__dict__.get("__doc__") or ""), name
+
+
+def test_only_published_datasets_say_their_records_are_public():
+    """``public_data`` decides whether a leaderboard may show the ``real`` reference's samples:
+    True for the published sets dparena ships, False for the user's own files; the source reader
+    and the import agree."""
+    public = {name for name in datasets.names() if datasets.path(name).startswith("dparena.")
+              and datasets.get(name).public_data}
+    assert public == {"adult", "mnist", "digits", "cifar10", "rotten-tomatoes", "news", "yelp",
+                      "pubmed"}
+    for name in ("csv", "image-folder", "text-file"):
+        assert datasets.get(name).public_data is False, name
+    for name in datasets.names():
+        if datasets.path(name).startswith("dparena."):
+            static = static_attributes(datasets.path(name), ("public_data",))["public_data"]
+            assert static == ("True" if name in public else ""), name
 
 
 LEAF = '''import torch_that_is_not_installed

@@ -166,6 +166,7 @@ class Adult(TabularDataset):
     description = "UCI Adult census income (32,561 private / 16,281 eval rows), target income"
     version = "2"  # 2: capital-loss and fnlwgt bounds from documentation, not from the data
     extra = "tabular"
+    public_data = True  # the UCI repository publishes every record
 
     N_PRIVATE = 32_561  # rows of adult.data (UCI documentation)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -44,6 +45,22 @@ class Dataset(ABC):
     description: ClassVar[str] = ""
     version: ClassVar[str] = "1"
     extra: ClassVar[str] = ""
+    #: the records of the private split are themselves published (Adult, MNIST, Rotten Tomatoes):
+    #: only then may a leaderboard show a non-private reference's samples (the ``real`` records).
+    #: False for the user's own files and by default.
+    public_data: ClassVar[bool] = False
+    #: the dataset parameters under which a ``public_data`` dataset's records stay the published
+    #: ones (subsample sizes and seeds, a documented split); any other parameter (a hub id, a
+    #: path) may point at other records
+    public_params: ClassVar[frozenset[str]] = frozenset(
+        {"n_private", "n_eval", "subsample_seed", "split_seed", "split"})
+
+    @classmethod
+    def records_public(cls, params: Mapping[str, Any]) -> bool:
+        """Whether the records under ``params`` are published ones: ``public_data`` declared on
+        this class itself (a subclass reading other records is not public until it says so) and
+        no parameter outside ``public_params``."""
+        return cls.__dict__.get("public_data") is True and set(params) <= cls.public_params
 
     @property
     @abstractmethod
@@ -104,3 +121,19 @@ class SubsampledDataset(Dataset):
             return None
         rng = np.random.default_rng([self.subsample_seed, salt])
         return np.sort(rng.choice(total, size=n, replace=False))
+
+    def subsampled_bundle(self, private, private_labels, evaluation, eval_labels) -> DatasetBundle:
+        """Both labelled splits, each cut to its subsample (``n_private`` / ``n_eval``), as a
+        bundle; the records are an array or a list, the labels an array."""
+        splits = []
+        for records, labels, n, salt in ((private, private_labels, self.n_private, 1),
+                                         (evaluation, eval_labels, self.n_eval, 2)):
+            idx = self.subsample_positions(len(records), n, salt)
+            if idx is not None:
+                records = (records[idx] if isinstance(records, np.ndarray)
+                           else [records[i] for i in idx])
+                labels = labels[idx]
+            splits.append((records, labels))
+        (private, private_labels), (evaluation, eval_labels) = splits
+        return DatasetBundle(private=private, eval=evaluation, schema=self.schema,
+                             private_labels=private_labels, eval_labels=eval_labels)

@@ -1,17 +1,17 @@
 """Shared pieces of the bring-your-own-data loaders (``csv``, ``image-folder``, ``text-file``).
 
 Paths in a suite are read relative to the folder dparena runs in. A user dataset's ``version`` (part
-of every run's identity) follows its files: it hashes the public files' bytes (the schema file) and
-each data file's size and modification time — not its bytes, so nothing derived from the private
-records' content goes into the published run records, and a replaced file still gives new runs.
+of every run's identity) hashes its public schema file and the user's ``revision`` parameter, never
+anything about the data files (see :func:`files_version`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dparena.errors import ConfigError, SchemaError
 
@@ -117,3 +117,77 @@ def text_list(value: Any, key: str, dataset: str, allow_empty: bool = False) -> 
     if twice:
         raise ConfigError(f"{dataset}: {key} lists {twice} more than once")
     return tuple(value)
+
+
+def read_frame(path: Path, kind: str, empty_hint: str, **csv_options: Any):
+    """A parquet file, or a CSV file with every cell as text, as a pandas frame; a file that is
+    empty (``empty_hint`` says what it needs) or unreadable is a one-line SchemaError."""
+    import pandas as pd
+
+    try:
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype=str, keep_default_na=False, **csv_options)
+    except pd.errors.EmptyDataError:
+        raise SchemaError(f"{path}: the file is empty; {empty_hint}") from None
+    except (ValueError, OSError, UnicodeError, pd.errors.ParserError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SchemaError(f"{path}: could not read it as {kind} ({reason})") from None
+
+
+def jsonl_objects(path: Path, keys: Sequence[str]) -> list[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a UTF-8 JSON-lines file; a file that cannot
+    be read, a line that is not JSON or an object without one of ``keys`` is a one-line
+    SchemaError naming the line."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            lines = list(fh)
+    except (OSError, UnicodeError) as exc:
+        raise SchemaError(f"{path}: could not read it as UTF-8 JSON lines ({exc})") from None
+    out = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{path} line {number}: not JSON ({exc.msg})") from None
+        missing = [k for k in keys if not isinstance(item, dict) or k not in item]
+        if missing:
+            raise SchemaError(f"{path} line {number}: expected an object with keys {list(keys)}, "
+                              f"missing {missing}")
+        out.append((number, item))
+    return out
+
+
+class UserFiles:
+    """What the user's image folder and text file datasets share (mixed in before their dataset
+    base class): the schema declared in the suite, a version from ``revision`` alone, N declared
+    as ``size`` or ``n_private``, and a load that reads both splits with ``read_split``, checks the
+    private count against N and cuts the subsamples."""
+
+    #: the word for one split's source in messages ("folder", "file")
+    split_kind: ClassVar[str] = "file"
+
+    @property
+    def schema(self):
+        return self._schema
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return files_version("1", [], self.revision)
+
+    def private_size(self, store) -> int:
+        if self.size is None and self.n_private is None:
+            raise no_size_error(self.name, "in dataset_params")
+        return super().private_size(store)
+
+    def load(self, store):
+        private, private_labels = self.read_split(self.private_path, "private")
+        check_count(len(private), self.size, self.n_private,
+                    f"the private {self.split_kind} {self.private_path}")
+        evaluation, eval_labels = self.read_split(self.eval_path, "eval")
+        return self.subsampled_bundle(private, private_labels, evaluation, eval_labels)
+
+    def check(self, store) -> None:
+        self.load(store)

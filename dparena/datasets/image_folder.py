@@ -25,12 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dparena.assets import AssetStore
-from dparena.datasets.base import DatasetBundle
 from dparena.datasets.files import (
-    check_count,
-    files_version,
-    no_size_error,
+    UserFiles,
     optional_size,
     path_param,
     require_folder,
@@ -45,13 +41,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
                   ".pgm", ".pbm")
 
 
-class ImageFolder(ImageDataset):
+class ImageFolder(UserFiles, ImageDataset):
     """Labelled images from class sub-folders (``private`` and ``eval`` folders); the shape and
     class names are declared in the suite."""
 
     description = ("Your images: one sub-folder per class (ImageFolder layout) for private / eval; "
                    "declared size, channels and classes")
     extra = "image"
+    split_kind = "folder"
 
     def __init__(self, private: str, eval: str, height: int, width: int, channels: int,
                  classes: list[str], size: int | None = None,
@@ -77,29 +74,6 @@ class ImageFolder(ImageDataset):
         self.size = optional_size(size, self.name)
         if self.size is not None:
             self.N_PRIVATE = self.size
-
-    @property
-    def schema(self) -> ImageSchema:
-        return self._schema
-
-    @property
-    def version(self) -> str:  # type: ignore[override]
-        return files_version("1", [], self.revision)
-
-    def private_size(self, store: AssetStore) -> int:
-        if self.size is None and self.n_private is None:
-            raise no_size_error(self.name, "in dataset_params")
-        return super().private_size(store)
-
-    def load(self, store: AssetStore) -> DatasetBundle:
-        private, private_labels = self.read_split(self.private_path, "private")
-        check_count(len(private), self.size, self.n_private,
-                    f"the private folder {self.private_path}")
-        evaluation, eval_labels = self.read_split(self.eval_path, "eval")
-        return self._bundle(private, private_labels, evaluation, eval_labels)
-
-    def check(self, store: AssetStore) -> None:
-        self.load(store)
 
     def read_split(self, root: Path, role: str) -> tuple[np.ndarray, np.ndarray]:
         """(uint8 images [N, H, W, C], int64 labels) of one split folder."""

@@ -30,16 +30,6 @@ class ImageDataset(SubsampledDataset):
     modality = Modality.IMAGE
     extra = "image"
 
-    def _subsample(self, images: np.ndarray, labels: np.ndarray, n: int | None, salt: int):
-        idx = self.subsample_positions(len(images), n, salt)
-        return (images, labels) if idx is None else (images[idx], labels[idx])
-
-    def _bundle(self, private, private_labels, evaluation, eval_labels) -> DatasetBundle:
-        private, private_labels = self._subsample(private, private_labels, self.n_private, 1)
-        evaluation, eval_labels = self._subsample(evaluation, eval_labels, self.n_eval, 2)
-        return DatasetBundle(private=private, eval=evaluation, schema=self.schema,
-                             private_labels=private_labels, eval_labels=eval_labels)
-
 
 class MNIST(ImageDataset):
     """MNIST digits, 28×28 grey: private = the 50,000 training images, eval = the 10,000 test images.
@@ -52,6 +42,7 @@ class MNIST(ImageDataset):
 
     description = "MNIST handwritten digits 28x28 (50,000 private / 10,000 eval), 10 classes"
     version = "1"
+    public_data = True
     N_PRIVATE = 50_000
     schema = ImageSchema(28, 28, 1, DIGIT_NAMES)
 
@@ -60,7 +51,7 @@ class MNIST(ImageDataset):
 
     def load(self, store: AssetStore) -> DatasetBundle:
         arrays = _mnist_npz(store)
-        return self._bundle(arrays["train_x"], arrays["train_y"], arrays["test_x"],
+        return self.subsampled_bundle(arrays["train_x"], arrays["train_y"], arrays["test_x"],
                             arrays["test_y"])
 
 
@@ -112,6 +103,7 @@ class Digits(ImageDataset):
 
     description = "scikit-learn 8x8 digits (1,297 private / 500 eval), 10 classes; for tests"
     version = "1"
+    public_data = True
     N_PRIVATE = 1_297
     schema = ImageSchema(8, 8, 1, DIGIT_NAMES)
     extra = "tabular"  # scikit-learn ships the data
@@ -125,7 +117,7 @@ class Digits(ImageDataset):
         labels = raw.target.astype(np.int64)
         order = np.random.default_rng(20240501).permutation(len(images))
         priv, ev = order[: self.N_PRIVATE], order[self.N_PRIVATE:]
-        return self._bundle(images[priv], labels[priv], images[ev], labels[ev])
+        return self.subsampled_bundle(images[priv], labels[priv], images[ev], labels[ev])
 
 
 class CIFAR10(ImageDataset):
@@ -138,6 +130,7 @@ class CIFAR10(ImageDataset):
 
     description = "CIFAR-10 32x32 colour (50,000 private / 10,000 eval), 10 classes; needs a download"
     version = "1"
+    public_data = True
     N_PRIVATE = 50_000
     schema = ImageSchema(32, 32, 3, CIFAR10_NAMES)
 
@@ -155,7 +148,7 @@ class CIFAR10(ImageDataset):
                 f"cifar10: could not load or download CIFAR-10 ({type(exc).__name__}); place the "
                 f"python version 'cifar-10-batches-py' folder under {root} and try again"
             ) from None
-        return self._bundle(np.asarray(train.data, dtype=np.uint8),
+        return self.subsampled_bundle(np.asarray(train.data, dtype=np.uint8),
                             np.asarray(train.targets, dtype=np.int64),
                             np.asarray(test.data, dtype=np.uint8),
                             np.asarray(test.targets, dtype=np.int64))

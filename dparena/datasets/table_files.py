@@ -60,6 +60,7 @@ from dparena.datasets.files import (
     files_version,
     no_size_error,
     path_param,
+    read_frame,
     require_file,
     revision_param,
     table_format,
@@ -250,17 +251,8 @@ def _column(entry: dict, where: str) -> tuple[Numeric | Categorical, bool, Any]:
 def read_table_file(path: Path, fmt: str | None = None, dataset: str = "csv") -> pd.DataFrame:
     """A CSV (every cell as text, empty cells missing) or parquet file as a frame."""
     kind = table_format(path, fmt, dataset, FORMATS)
-    try:
-        if kind == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-    except pd.errors.EmptyDataError:
-        raise SchemaError(f"{path}: the file is empty; it needs a header row of column names and "
-                          f"one row per record") from None
-    except (ValueError, OSError, UnicodeError, pd.errors.ParserError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SchemaError(f"{path}: could not read it as {kind} ({reason})") from None
+    frame = read_frame(path, kind, "it needs a header row of column names and one row per record",
+                       na_values=[""])
     if len(frame) == 0:
         raise SchemaError(f"{path}: the file has no rows")
     return frame

@@ -109,6 +109,7 @@ class RottenTomatoes(TextDataset):
     description = ("Rotten Tomatoes critic snippets, fresh / rotten (10,752 private / 2,000 eval); "
                    "offline asset")
     version = "1"
+    public_data = True
     N_EVAL = 2_000
     N_TOTAL = 12_752
     schema = TextSchema(("fresh", "rotten"), domain="movie review",
@@ -144,6 +145,8 @@ class News(TextDataset):
     description = ("English news articles of nine outlets, labelled by outlet (2,988 private / 800 "
                    "eval); offline asset")
     version = "1"
+    public_data = True
+    public_params = TextDataset.public_params | {"label_by", "max_words"}
     N_EVAL = 800
     N_TOTAL = 3_788
 
@@ -263,6 +266,7 @@ class Yelp(HubTextDataset):
 
     description = "Yelp reviews, 1-5 stars (hub Yelp/yelp_review_full); needs the datasets library"
     version = "1"
+    public_data = True
     HUB_ID = "Yelp/yelp_review_full"
     N_PRIVATE = 650_000  # train rows, from the dataset card
     schema = TextSchema(("1 star", "2 stars", "3 stars", "4 stars", "5 stars"),
@@ -281,6 +285,7 @@ class PubMed(HubTextDataset):
 
     description = "PubMed abstracts, unlabelled (hub ccdv/pubmed-summarization); needs datasets"
     version = "1"
+    public_data = True
     HUB_ID = "ccdv/pubmed-summarization"
     N_PRIVATE = 119_924  # train rows, from the dataset card
     TEXT_FIELD = "abstract"

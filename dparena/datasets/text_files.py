@@ -16,19 +16,17 @@ header) or line (counted from 1).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from dparena.assets import AssetStore
-from dparena.datasets.base import DatasetBundle, SubsampledDataset
+from dparena.datasets.base import SubsampledDataset
 from dparena.datasets.files import (
-    check_count,
-    files_version,
-    no_size_error,
+    UserFiles,
+    jsonl_objects,
     optional_size,
     path_param,
+    read_frame,
     require_file,
     revision_param,
     table_format,
@@ -41,7 +39,7 @@ from dparena.types import Modality
 FORMATS = {"csv": (".csv",), "jsonl": (".jsonl", ".ndjson")}
 
 
-class TextFile(SubsampledDataset):
+class TextFile(UserFiles, SubsampledDataset):
     """Labelled texts from a CSV or JSON-lines file per split; the schema is declared in the
     suite."""
 
@@ -49,6 +47,7 @@ class TextFile(SubsampledDataset):
     description = ("Your texts: CSV or JSON-lines private / eval files with a text and an optional "
                    "label column; declared labels and prompts")
     extra = "text"
+    split_kind = "file"
 
     def __init__(self, private: str, eval: str, domain: str, labels: list[str] | None = None,
                  text_column: str = "text", label_column: str | None = None,
@@ -95,36 +94,6 @@ class TextFile(SubsampledDataset):
         if self.size is not None:
             self.N_PRIVATE = self.size
 
-    @property
-    def schema(self) -> TextSchema:
-        return self._schema
-
-    @property
-    def version(self) -> str:  # type: ignore[override]
-        return files_version("1", [], self.revision)
-
-    def private_size(self, store: AssetStore) -> int:
-        if self.size is None and self.n_private is None:
-            raise no_size_error(self.name, "in dataset_params")
-        return super().private_size(store)
-
-    def load(self, store: AssetStore) -> DatasetBundle:
-        private, private_labels = self.read_split(self.private_path, "private")
-        check_count(len(private), self.size, self.n_private,
-                    f"the private file {self.private_path}")
-        evaluation, eval_labels = self.read_split(self.eval_path, "eval")
-        priv = self.subsample_positions(len(private), self.n_private, 1)
-        ev = self.subsample_positions(len(evaluation), self.n_eval, 2)
-        if priv is not None:
-            private, private_labels = [private[i] for i in priv], private_labels[priv]
-        if ev is not None:
-            evaluation, eval_labels = [evaluation[i] for i in ev], eval_labels[ev]
-        return DatasetBundle(private=private, eval=evaluation, schema=self._schema,
-                             private_labels=private_labels, eval_labels=eval_labels)
-
-    def check(self, store: AssetStore) -> None:
-        self.load(store)
-
     def read_split(self, path: Path, role: str) -> tuple[list[str], np.ndarray]:
         """(texts cut to max_words, int64 labels) of one file."""
         require_file(path, role, self.name)
@@ -157,16 +126,8 @@ class TextFile(SubsampledDataset):
         return [self.text_column] + ([self.label_column] if self.label_column else [])
 
     def _csv_records(self, path: Path) -> list[tuple[str, object, object]]:
-        import pandas as pd
-
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        except pd.errors.EmptyDataError:
-            raise SchemaError(f"{path}: the file is empty; it needs a header row naming the "
-                              f"columns {self._columns()}") from None
-        except (ValueError, OSError, UnicodeError, pd.errors.ParserError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SchemaError(f"{path}: could not read it as CSV ({reason})") from None
+        frame = read_frame(path, "CSV", f"it needs a header row naming the columns "
+                                        f"{self._columns()}")
         frame.columns = [str(c).strip() for c in frame.columns]
         missing = [c for c in self._columns() if c not in frame.columns]
         if missing:
@@ -177,23 +138,6 @@ class TextFile(SubsampledDataset):
                 enumerate(zip(frame[self.text_column], labels, strict=True))]
 
     def _jsonl_records(self, path: Path) -> list[tuple[str, object, object]]:
-        out = []
-        try:
-            with open(path, encoding="utf-8-sig") as fh:
-                lines = list(fh)
-        except (OSError, UnicodeError) as exc:
-            raise SchemaError(f"{path}: could not read it as UTF-8 JSON lines ({exc})") from None
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SchemaError(f"{path} line {number}: not JSON ({exc.msg})") from None
-            missing = [c for c in self._columns() if not isinstance(item, dict) or c not in item]
-            if missing:
-                raise SchemaError(f"{path} line {number}: expected an object with keys "
-                                  f"{self._columns()}, missing {missing}")
-            out.append((f"line {number}", item[self.text_column],
-                        item[self.label_column] if self.label_column else None))
-        return out
+        return [(f"line {number}", item[self.text_column],
+                 item[self.label_column] if self.label_column else None)
+                for number, item in jsonl_objects(path, self._columns())]

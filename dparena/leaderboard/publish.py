@@ -239,26 +239,51 @@ def load_tables(db: Path, all_metrics: bool = False) -> list[Any]:
 
 
 def write_leaderboards(store: Any, folder: Path) -> list[Any]:
-    """Write ``leaderboard.md``, ``leaderboard.html`` and ``plots/`` for ``store`` into
-    ``folder`` (each file atomically) and return the tables. Plots are optional: a plot that
-    fails is one warning line on stderr and costs neither the Markdown nor the HTML."""
-    from dparena.io import write_text_atomic
-    from dparena.leaderboard import plots
-    from dparena.leaderboard.aggregate import build_tables
-    from dparena.leaderboard.render import to_html, to_markdown
+    """Write ``leaderboard.md``, ``leaderboard.html``, ``plots/`` and ``samples/`` for ``store``
+    into ``folder`` (each file atomically) and return the tables. Plots and samples are optional:
+    either failing is one warning line on stderr and costs neither the Markdown nor the HTML.
 
-    tables = build_tables(store.runs())
+    ``samples/`` (``leaderboard/samples.py``) holds each row's first-seed samples: image grids
+    and a page per table; a non-private reference's only for a dataset whose records are public.
+    Files there that this call did not write are removed, so the folder is what the pages show.
+    """
+    from dparena.io import write_text_atomic
+    from dparena.leaderboard import plots, samples
+    from dparena.leaderboard.aggregate import build_tables
+    from dparena.leaderboard.render import samples_markdown, to_html, to_markdown
+
+    runs = store.runs()
+    tables = build_tables(runs)
     try:  # nothing in the results may cost the tables: plots are optional
         pngs = plots.plot_tables(tables, folder / "plots")
     except Exception as exc:  # noqa: BLE001
         pngs = []
-        print(f"warning: plots not written ({type(exc).__name__}: "
-              f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
+        _warn("plots", exc)
+    try:  # ... and so are samples
+        shown = samples.write_samples(runs, folder, getattr(store, "artifacts", None), tables)
+    except Exception as exc:  # noqa: BLE001
+        shown = []
+        _warn("samples", exc)
+    pages, grids = {}, set()
+    for table in tables:
+        if of_table := samples.samples_of(table, shown):
+            pages[samples.page_name(table)] = samples_markdown(table, shown)
+            grids |= {Path(s.grid).name for s in of_table if s.grid}
+    for page, text in pages.items():
+        write_text_atomic(folder / page, text)
+    # what no page shows (an earlier publish's runs) is removed
+    samples.remove_stale(folder / samples.FOLDER, {Path(p).name for p in pages} | grids)
     links = [str(p.relative_to(folder).with_suffix(".svg")) for p in pngs]
-    write_text_atomic(folder / "leaderboard.md", to_markdown(tables, links))
+    write_text_atomic(folder / "leaderboard.md", to_markdown(tables, links, samples=shown))
     write_text_atomic(folder / "leaderboard.html", to_html(
-        tables, plots=[(link, p.read_bytes()) for link, p in zip(links, pngs, strict=True)]))
+        tables, plots=[(link, p.read_bytes()) for link, p in zip(links, pngs, strict=True)],
+        samples=shown))
     return tables
+
+
+def _warn(what: str, exc: Exception) -> None:
+    print(f"warning: {what} not written ({type(exc).__name__}: "
+          f"{str(exc).splitlines()[0] if str(exc) else ''})", file=sys.stderr)
 
 
 def write_orderings(store: Any, suite: Any, folder: Path, quiet: bool = False) -> Path:

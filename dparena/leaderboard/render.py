@@ -9,10 +9,13 @@ import html
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import dparena
 from dparena.leaderboard.aggregate import Cell, Table, baseline_entries
+from dparena.leaderboard.samples import LEGEND as SAMPLES_LEGEND
+from dparena.leaderboard.samples import Sample, page_name, samples_of
 
 FORMATS = ("md", "html", "latex", "csv", "json")
 
@@ -72,7 +75,10 @@ def accountant_text(row) -> str:
     return row.accountant or "—"
 
 
-def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
+def to_markdown(tables: list[Table], plots: list[str] | None = None,
+                samples: list[Sample] | None = None) -> str:
+    """The tables; ``plots`` are links to the figures, ``samples`` (``samples.write_samples``)
+    add a line per table linking its samples page (:func:`samples_markdown`) and grids."""
     out = []
     for t in tables:
         out.append(f"### {_md_escape(t.title)}\n")
@@ -95,6 +101,13 @@ def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
         if notes:
             out.append("")
             out.extend(_md_escape(n) for n in notes)
+        shown = samples_of(t, samples or [])
+        if shown:
+            page = page_name(t)
+            grids = [f"[{_link_text(s.caption)}]({s.grid})" for s in shown if s.grid]
+            out.append("")
+            out.append(f"Samples of each row's first seed: [samples page]({page})"
+                       + (" · grids: " + " · ".join(grids) if grids else ""))
         out.append("")
     out.append(f"_{LEGEND}_")
     if plots:
@@ -103,12 +116,52 @@ def to_markdown(tables: list[Table], plots: list[str] | None = None) -> str:
     return "\n".join(out) + "\n"
 
 
+def samples_markdown(table: Table, samples: list[Sample]) -> str:
+    """The samples page of one table (written as ``samples/<name>.md``, so grids are linked by
+    file name): each ok row's grid, texts or rows, or the line saying why there are none."""
+    out = [f"# Samples: {_md_escape(table.title)}", "", f"_{_md_escape(SAMPLES_LEGEND)}_", "",
+           "[The leaderboard](../leaderboard.md)", ""]
+    for s in samples_of(table, samples):
+        out += [f"## {_md_escape(s.caption)}", ""]
+        if s.note:
+            out += [f"_{_md_escape(s.note)}_", ""]
+        if s.why_none:
+            out += [_md_escape(s.why_none), ""]
+        if s.grid:
+            out += [f"![samples of {_link_text(s.caption)}]({Path(s.grid).name})", ""]
+        if s.texts:
+            out += [f"{i}. " + (f"**{_md_inert(k)}**: " if k else "") + _md_inert(text)
+                    for i, (k, text) in enumerate(s.texts, 1)]
+            out.append("")
+        if s.rows:
+            out.append("| " + " | ".join(_md_inert(c) for c in s.columns) + " |")
+            out.append("|" + "|".join(["---"] * len(s.columns)) + "|")
+            out += ["| " + " | ".join(_md_inert(v) for v in row) + " |" for row in s.rows]
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _link_text(text: str) -> str:
+    """Text for a Markdown link's brackets."""
+    return _md_escape(text).replace("[", "\\[").replace("]", "\\]")
+
+
 def _md_escape(text: str) -> str:
     """Text for one Markdown table cell or line: backslashes and pipes escaped, HTML tags
     disarmed, line breaks as spaces."""
     text = " ".join(text.splitlines())
     return (text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "&lt;")
             .replace(">", "&gt;"))
+
+
+_MD_SPECIAL = re.compile(r"([`*_{}\[\]()#+!~])")
+
+
+def _md_inert(text: str) -> str:
+    """Generated text (a sample text, a table cell of synthetic data) for a Markdown page: as
+    :func:`_md_escape`, and every character Markdown would read as emphasis, a link, an image
+    or code escaped, so the text shows as written and loads nothing."""
+    return _MD_SPECIAL.sub(r"\\\1", _md_escape(text))
 
 
 _SCRIPT = """
@@ -140,10 +193,13 @@ function showEps(value) {
 
 
 def to_html(tables: list[Table], title: str = "dparena leaderboard",
-            plots: list[tuple[str, bytes]] | None = None) -> str:
+            plots: list[tuple[str, bytes]] | None = None,
+            samples: list[Sample] | None = None) -> str:
     """One self-contained page: sortable tables, an ε selector, CI and n on hover, flagged rows.
 
     ``plots`` are (link, PNG bytes) pairs: the PNG is embedded, the link (e.g. the SVG) is kept.
+    ``samples`` (``samples.write_samples``) add a Samples part to each table: image grids by
+    their relative path (``samples/...png``, beside the page), texts and rows as escaped text.
     """
     e = html.escape
     eps_values = sorted({t.epsilon for t in tables})
@@ -161,6 +217,11 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
         ".flag{font-weight:bold;color:#a00}.ref{color:#555}",
         "td.best{font-weight:bold}.legend{color:#555;max-width:60rem}",
         "img.plot{max-width:32rem;margin:0.5rem}",
+        ".samples h4{margin:0.8rem 0 0.2rem}.sample-note,.withheld{color:#555;margin:0.2rem 0}",
+        "img.grid{image-rendering:pixelated;border:1px solid #ccc}",
+        "ol.texts{max-width:60rem}.sample-rows{overflow-x:auto}",
+        ".sample-rows th{cursor:auto}.sample-rows th,.sample-rows td{text-align:left}",
+        ".sample-rows table{font-size:0.85em;margin:0.3rem 0}.sample-rows td{white-space:nowrap}",
         "</style></head><body>",
         f"<h1>{e(title)}</h1>",
         f"<p class='legend'>{e(LEGEND)}</p>",
@@ -200,6 +261,9 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
         notes = [f"<li>{e(row.label)}: {e(row.note)}</li>" for row in t.rows if row.note]
         if notes:
             parts.append("<ul class='notes'>" + "".join(notes) + "</ul>")
+        shown = samples_of(t, samples or [])
+        if shown:
+            parts.append(_html_samples(shown))
         parts.append("</section>")
     if plots:
         parts.append("<h2>Quality against ε</h2><div>")
@@ -211,6 +275,32 @@ def to_html(tables: list[Table], title: str = "dparena leaderboard",
     parts.append(f"<script>{_SCRIPT}</script>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _html_samples(samples: list[Sample]) -> str:
+    e = html.escape
+    out = ["<div class='samples'><h3>Samples</h3>", f"<p class='legend'>{e(SAMPLES_LEGEND)}</p>"]
+    for s in samples:
+        out.append(f"<div class='sample'><h4>{e(s.caption)}</h4>")
+        if s.note:
+            out.append(f"<p class='sample-note'>{e(s.note)}</p>")
+        if s.why_none:
+            out.append(f"<p class='withheld'>{e(s.why_none)}</p>")
+        if s.grid:
+            out.append(f"<img class='grid' src='{e(s.grid, quote=True)}' "
+                       f"alt='{e('samples of ' + s.caption, quote=True)}'>")
+        if s.texts:
+            out.append("<ol class='texts'>" + "".join(
+                f"<li>{f'<b>{e(k)}</b>: ' if k else ''}{e(text)}</li>" for k, text in s.texts)
+                + "</ol>")
+        if s.rows:
+            out.append("<div class='sample-rows'><table><thead><tr>"
+                       + "".join(f"<th>{e(c)}</th>" for c in s.columns) + "</tr></thead><tbody>"
+                       + "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in row) + "</tr>"
+                                 for row in s.rows) + "</tbody></table></div>")
+        out.append("</div>")
+    out.append("</div>")
+    return "".join(out)
 
 
 def _eps_key(eps: float) -> str:

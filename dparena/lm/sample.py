@@ -31,10 +31,14 @@ from dparena.errors import require
 TOP_K = 256
 
 
-def nucleus(sorted_p, top_p: float):
+def nucleus(sorted_p, top_p: float, inclusive: bool = False):
     """Which of the descending-sorted probabilities ``sorted_p`` [B, V] form the nucleus: the
-    smallest prefix whose mass reaches ``top_p`` (the first token always stays)."""
-    return (sorted_p.cumsum(dim=-1) - sorted_p) < top_p
+    smallest prefix whose mass reaches ``top_p`` (the first token always stays). ``inclusive``
+    also keeps a token whose preceding mass equals ``top_p`` exactly (DP-2Stage's sampler has
+    always done so; the per-row sampler never has), so neither sampler's draws changed when
+    they came to share this function."""
+    before = sorted_p.cumsum(dim=-1) - sorted_p
+    return before <= top_p if inclusive else before < top_p
 
 
 def sample_per_row(logits, temperature: float, top_p: float, generators):
@@ -83,7 +87,7 @@ def sample_batch(logits, temperature: float, top_p: float, generator):
     probs = torch.softmax(logits / max(temperature, 1e-6), -1)
     if top_p < 1.0:
         sorted_p, order = probs.sort(dim=-1, descending=True)
-        sorted_p = sorted_p.masked_fill(~nucleus(sorted_p, top_p), 0.0)
+        sorted_p = sorted_p.masked_fill(~nucleus(sorted_p, top_p, inclusive=True), 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
         probs = probs / probs.sum(-1, keepdim=True)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)

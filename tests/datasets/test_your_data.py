@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 import sys
 import tomllib
 import warnings
@@ -24,6 +23,12 @@ from dparena.datasets.table_files import draft_schema, read_schema_file, read_ta
 from dparena.errors import ConfigError, SchemaError
 from dparena.harness.suite import load_suite
 from tests.paths import ROOT
+from tests.subprocesses import dparena as _dparena
+
+
+def dparena(*args, cwd):
+    return _dparena(*args, cwd=cwd, timeout=600)  # whole suites on the user's files
+
 
 CITIES = ("Lyon", "Nice", "Paris")
 
@@ -558,11 +563,6 @@ def test_a_bad_file_stops_dparena_run_with_one_line_and_writes_nothing(
     code, _, err = cli(capsys, monkeypatch, "run", suite, "--db", tmp_path / "out" / "runs.sqlite")
     one_error(code, err, *fragments)
     assert snapshot(tmp_path) == before  # no store, no artifacts, no leaderboard
-
-
-def dparena(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
 
 
 def finished_runs(db: Path) -> list[tuple[str, str, str]]:

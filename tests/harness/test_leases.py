@@ -7,11 +7,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 from dparena.harness.store import RunRecord, Store
 from dparena.harness.suite import parse_suite
 from tests.paths import ROOT
+from tests.subprocesses import store_rows
 
 RAW = {"name": "lease", "seeds": [0, 1], "epsilons": [1.0], "delta": 1e-5,
        "section": [{"dataset": "adult", "dataset_params": {"n_private": 200, "n_eval": 200},
@@ -82,17 +82,6 @@ methods = [{ name = "test-count", params = { seconds = 0.5 } }]
 """
 
 
-def _rows(db: Path) -> int:
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-        try:
-            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return 0
-
-
 def test_two_drivers_on_one_store_run_each_run_exactly_once(tmp_path):
     suite = tmp_path / "two.toml"
     suite.write_text(SUITE)
@@ -104,7 +93,7 @@ def test_two_drivers_on_one_store_run_each_run_exactly_once(tmp_path):
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while _rows(db) < 1 and time.monotonic() < deadline and first.poll() is None:
+    while store_rows(db) < 1 and time.monotonic() < deadline and first.poll() is None:
         time.sleep(0.05)
     assert first.poll() is None, "the first driver finished before the second could start"
     second = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from tests.paths import ROOT
+from tests.subprocesses import store_rows
 
 SUITE = """
 name = "killme"
@@ -25,18 +26,6 @@ methods = [{ name = "test-sleep", params = { seconds = 0.4 } }]
 """
 
 
-def _rows(db: Path) -> int:
-    if not db.exists():
-        return 0
-    con = sqlite3.connect(db, timeout=30)
-    try:
-        return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-    except sqlite3.OperationalError:
-        return 0
-    finally:
-        con.close()
-
-
 def _cli(suite: Path, db: Path) -> list[str]:
     return [sys.executable, "-m", "dparena", "run", str(suite), "--db", str(db), "--quiet"]
 
@@ -49,12 +38,12 @@ def test_sigkill_then_resume_records_every_run_exactly_once(tmp_path):
     proc = subprocess.Popen(_cli(suite, db), cwd=ROOT, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while _rows(db) < 3 and time.monotonic() < deadline and proc.poll() is None:
+    while store_rows(db) < 3 and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the suite finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and its workers, mid-run
     proc.wait()
-    before = _rows(db)
+    before = store_rows(db)
     assert 3 <= before < 8
 
     out = subprocess.run(_cli(suite, db), cwd=ROOT, env=env, capture_output=True, text=True,
@@ -92,7 +81,7 @@ def test_twenty_random_kills_converge(tmp_path):
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)  # the driver only; its workers must die with it
         proc.wait()
-        progress.append(_rows(db))
+        progress.append(store_rows(db))
     assert progress == sorted(progress)  # kills never lose a recorded run
     out = subprocess.run(_cli(suite, db), cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=300)

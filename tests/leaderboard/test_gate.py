@@ -16,6 +16,7 @@ from dparena.leaderboard.aggregate import baseline_entries, build_tables, curren
 from dparena.leaderboard.gate import compare, failures, format_comparisons, load_baseline
 from dparena.leaderboard.render import to_json
 from tests.paths import ROOT
+from tests.subprocesses import assert_user_error, dparena
 
 
 def _run(label, eps, seed, values, status="ok", method=None, error="", metric_errors=None,
@@ -184,19 +185,6 @@ def _record(store, spec, status="ok", value=0.8, error=""):
          "direction": "maximize", "version": "1", "headline": True}]
     store.record(RunRecord(spec, status, spent_epsilon=spec.epsilon, metrics=metrics, error=error,
                            created_at="2026-01-01T00:00:00+00:00"))
-
-
-def dparena(*args):
-    return subprocess.run([sys.executable, "-m", "dparena", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
-def assert_user_error(result, *fragments):
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
 
 
 def test_check_fails_on_lost_results_unless_allowed_and_rejects_bad_options(tmp_path):

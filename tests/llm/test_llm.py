@@ -247,3 +247,19 @@ def test_sampler_draws_the_tempered_nucleus_distribution(top_p):
         freq = torch.bincount(draws, minlength=vocab).double() / len(draws)
         assert set(draws.unique().tolist()) <= set(nucleus.tolist())
         assert (freq - expected).abs().max() < 0.012  # sd of a frequency <= 0.0025
+
+
+def test_the_two_samplers_keep_their_own_nucleus_boundary():
+    """DP-2Stage's batch sampler keeps a token whose preceding mass equals top_p exactly (as its
+    own sampler did before the LM package), the per-row sampler drops it (as llm.hf did)."""
+    import torch
+
+    from dparena.lm.sample import nucleus, sample_batch
+
+    sorted_p = torch.tensor([[0.5, 0.25, 0.25]], dtype=torch.float64)
+    assert nucleus(sorted_p, 0.75).tolist() == [[True, True, False]]
+    assert nucleus(sorted_p, 0.75, inclusive=True).tolist() == [[True, True, True]]
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
+    gen = torch.Generator().manual_seed(0)
+    picks = {int(sample_batch(logits, 1.0, 0.75, gen)) for _ in range(200)}
+    assert picks == {0, 1, 2}

@@ -55,7 +55,7 @@ What differs, and why:
   booked noise multiplier (noise / sensitivity) is the calibrated one: pac > 1 costs 3× the noise.
 * **Accounting.** The reference checks Opacus 0.14's RDP ε once per epoch and stops when it is
   exceeded (the last epoch may overshoot). Here the noise multiplier is fixed before training from
-  public quantities (:func:`dparena.lm.train.plan_dp_sgd`, PRV by default, RDP with
+  public quantities (:func:`dparena.privacy.dpsgd.plan_dp_sgd`, PRV by default, RDP with
   ``accountant = "rdp"``), the steps taken are booked, and the harness checks the total. A fixed
   ``noise_multiplier`` (the reference's ``sigma``, default 5 there) is accepted when its ε is
   within the budget (checked before any private row is read).
@@ -261,7 +261,7 @@ class DPCTGAN(Method):
                  discriminator_decay: float = 1e-6, pac: int = 1, max_grad_norm: float = 1.0,
                  noise_multiplier: float | None = None, accountant: str = "prv", modes: int = 1,
                  conditional: bool = True, cond_share: float = 0.1, cond_loss: bool = True):
-        from dparena.lm.train import check_accountant
+        from dparena.privacy.dpsgd import check_accountant
 
         m = self.name
         for key, value in (("epochs", epochs), ("batch_size", batch_size),
@@ -304,8 +304,8 @@ class DPCTGAN(Method):
     # -- privacy plan (public quantities only) ----------------------------------------------
     def _plan(self, task: Task, n_categorical: int):
         """(DP-SGD plan, σ of the frequency release or None, its sensitivity)."""
-        from dparena.lm.train import DPSGDPlan, plan_dp_sgd
         from dparena.privacy.accountants import sgm_epsilon
+        from dparena.privacy.dpsgd import DPSGDPlan, plan_dp_sgd
 
         eps, delta = task.budget.epsilon, task.budget.delta
         if not task.budget.is_private:
@@ -338,7 +338,7 @@ class DPCTGAN(Method):
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         torch = require("torch", "dpsgd")
         require("opacus", "dpsgd")
-        from dparena.lm.train import book_dp_sgd
+        from dparena.privacy.dpsgd import book_dp_sgd
 
         schema: TableSchema = task.schema
         transform = PublicTransform(schema, self.modes)

@@ -39,6 +39,16 @@ from dparena.torch_utils import one_thread, seeded
 from dparena.types import Modality, Synthetic
 
 
+def private_images(task: Task, method: str) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """(images, labels, N, d) of the task's private split, conformed to its image schema: N is the
+    public dataset size that divides the mean embedding, d the pixels per image (shared by
+    dp-merf and dp-ntk)."""
+    images, labels = task.schema.conform(task.private, task.private_labels, "private images")
+    if len(images) < 1:
+        raise SchemaError(f"{method}: the private split is empty")
+    return images, labels, task.size(method), int(np.prod(task.schema.shape))
+
+
 class DPMERF(Method):
     """DP-MERF (Harder et al., AISTATS 2021): noisy class-conditional RFF mean embedding + generator.
 
@@ -98,12 +108,8 @@ class DPMERF(Method):
     def generate(self, task: Task, ledger: Ledger) -> Synthetic:
         torch = require("torch", "image")
         schema = task.schema
-        images, labels = schema.conform(task.private, task.private_labels, "private images")
+        images, labels, size, d = private_images(task, self.name)
         n, k = len(images), schema.num_classes
-        if n < 1:
-            raise SchemaError("dp-merf: the private split is empty")
-        size = task.size(self.name)  # the public N: the divisor of the mean embedding
-        d = int(np.prod(schema.shape))
         ell2 = self.length_scale2 if self.length_scale2 is not None else 127.0 * d / 784.0
         rng = task.rng
         w_np = rng.standard_normal((self.n_features // 2, d)) / math.sqrt(ell2)

@@ -39,8 +39,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dparena.errors import ConfigError, SchemaError, require
+from dparena.errors import ConfigError, require
 from dparena.methods.base import Method, Task
+from dparena.methods.baselines.dp_merf import private_images
 from dparena.privacy import Ledger, gaussian_sigma
 from dparena.torch_utils import one_thread, seeded
 from dparena.types import Modality, Synthetic
@@ -154,12 +155,8 @@ class DPNTK(Method):
         schema = task.schema
         if not task.budget.is_private:
             raise ConfigError("dp-ntk needs a finite epsilon")
-        images, labels = schema.conform(task.private, task.private_labels, "private images")
+        images, labels, size, d = private_images(task, self.name)
         n, k = len(images), schema.num_classes
-        if n < 1:
-            raise SchemaError("dp-ntk: the private split is empty")
-        size = task.size(self.name)  # the public N: the divisor of the mean embedding
-        d = int(np.prod(schema.shape))
         rng = task.rng
         seeds = [int(s) for s in rng.integers(2**62, size=3)]
         prior = (np.asarray(schema.class_proportions, dtype=float)

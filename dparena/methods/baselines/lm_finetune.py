@@ -29,9 +29,10 @@ import numpy as np
 
 from dparena.errors import ConfigError, require
 from dparena.lm.loss import IGNORE
-from dparena.lm.train import check_accountant, check_training_params
+from dparena.lm.train import check_training_params
 from dparena.methods.base import Method, Task, allocate
 from dparena.privacy import Ledger
+from dparena.privacy.dpsgd import check_accountant
 from dparena.types import Modality, Synthetic
 
 #: models by name; anything else is a local model directory or a hub id (LoRA on all linear layers)
@@ -188,7 +189,8 @@ class DPFinetuneLM(Method):
         torch = require("torch", "llm")
         from dparena.assets import AssetStore
         from dparena.lm.sample import generate
-        from dparena.lm.train import book_dp_sgd, plan_with_histogram, stage2_dp
+        from dparena.lm.train import stage2_dp
+        from dparena.privacy.dpsgd import book_dp_sgd, plan_with_histogram
 
         schema = task.schema
         plan, sigma_count = plan_with_histogram(

@@ -13,14 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dparena.errors import ConfigError
-from dparena.lm.train import (
-    LR_SCHEDULES,
-    STAGE1_LOSSES,
-    check_accountant,
-    check_training_params,
-)
+from dparena.lm.train import LR_SCHEDULES, STAGE1_LOSSES, check_training_params
 from dparena.methods.dp2stage.lm import MODELS
 from dparena.methods.dp2stage.serialize import FORMATS, ORDERS
+from dparena.privacy.dpsgd import check_accountant
 from dparena.registry import did_you_mean
 
 # the fields that configure stage 1 only (dp-standard, which has none, refuses them)

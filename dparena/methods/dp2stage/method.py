@@ -229,7 +229,7 @@ class DP2Stage(Method):
             torch.set_num_threads(prev_threads)
 
     def _run(self, task, ledger, torch, store, stage1, stage2_dp, first, t_start, deadline):
-        from dparena.lm.train import book_dp_sgd, plan_with_histogram
+        from dparena.privacy.dpsgd import book_dp_sgd, plan_with_histogram
 
         cfg, schema, rng = self.config, task.schema, task.rng
         seeds = rng.integers(0, 2**31 - 1, 4)

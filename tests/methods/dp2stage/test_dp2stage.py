@@ -381,7 +381,8 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
     a DP-SGD epoch moves exactly the trained weights and books ε within its target."""
     from dparena.lm import model as lm_module
     from dparena.lm.tiny import tiny_folder
-    from dparena.lm.train import plan_dp_sgd, stage2_dp
+    from dparena.lm.train import stage2_dp
+    from dparena.privacy.dpsgd import plan_dp_sgd
 
     monkeypatch.setattr(lm_module, "GPT2_SOURCE", str(tiny_folder("tiny-gpt2")))
     lm = load_lm("gpt2", SCHEMA, seed=0, lora_r=lora_r)
@@ -414,7 +415,8 @@ def test_gpt2_path_runs_dp_sgd_on_a_tiny_gpt2(adult_small, monkeypatch, lora_r):
 @pytest.mark.slow
 def test_smollm2_lora_dp_step_and_fluency(adult_small):
     """SmolLM2-135M (asset) with LoRA: one DP-SGD epoch on 16 rows; fluency scorer ranks text."""
-    from dparena.lm.train import plan_dp_sgd, stage2_dp
+    from dparena.lm.train import stage2_dp
+    from dparena.privacy.dpsgd import plan_dp_sgd
 
     lm = load_lm("smollm2", SCHEMA, seed=0, lora_r=4)
     ser = Serializer(SCHEMA, "great")

@@ -191,7 +191,8 @@ def test_stage1_lr_decays_linearly_per_optimiser_step():
 def test_stage2_lr_decays_per_logical_batch_when_memory_manager_splits_it(adult_small):
     """Poisson batches of expected size 16 in physical chunks of 2: the LR moves once per logical
     batch (one DP-SGD step), not once per chunk, and reaches lr / T at the last step."""
-    from dparena.lm.train import plan_dp_sgd, stage2_dp
+    from dparena.lm.train import stage2_dp
+    from dparena.privacy.dpsgd import plan_dp_sgd
 
     lm = load_lm("tiny", SCHEMA, seed=0, n_embd=32, n_layer=1)
     ser = Serializer(SCHEMA, "great")
