@@ -42,7 +42,7 @@ def column_codes(col, values, bins: int) -> tuple[np.ndarray, int]:
     if isinstance(col, Numeric):
         return col.bin_index(np.asarray(values, dtype=float), bins), bins
     assert isinstance(col, Categorical)
-    return col.codes(list(values)), len(col.categories) + 1
+    return col.codes(values), len(col.categories) + 1
 
 
 def dp2stage_counts(col, syn_values, real_values, bins: int) -> tuple[np.ndarray, np.ndarray]:
