@@ -12,20 +12,19 @@ import hashlib
 import os
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dparena.cli import main
 from dparena.datasets.schema import ImageSchema, TextSchema
 from dparena.harness.suite import parse_suite
 from dparena.methods import methods
 from dparena.methods.base import Method
 from dparena.methods.baselines.references import UniformSchema
 from dparena.types import Modality, Synthetic
+from tests.cli_helpers import assert_one_error_line, run_in_process
 from tests.paths import ROOT
 
 SUITE = """
@@ -66,29 +65,9 @@ def workdir(tmp_path, monkeypatch):
     return cwd
 
 
-def cli(capsys, monkeypatch, *args):
-    """(exit code, stdout, stderr) of ``dparena ARGS``; Python warnings count as stderr lines, as
-    they would in a terminal."""
-    monkeypatch.setattr(sys, "argv", ["dparena", *map(str, args)])
-    with warnings.catch_warnings(record=True) as caught, pytest.raises(SystemExit) as stop:
-        warnings.simplefilter("always")
-        main()
-    out, err = capsys.readouterr()
-    err += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
-    return stop.value.code, out, err
-
-
-def assert_one_error_line(code, err, *fragments):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
-
-
 def check_rejected(tmp_path, capsys, monkeypatch, args, fragments):
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, monkeypatch, *args)
+    code, _, err = run_in_process(capsys, monkeypatch, *args)
     assert_one_error_line(code, err, *fragments)
     assert snapshot(tmp_path) == before  # nothing written, nothing changed
     assert not (Path.cwd() / "results").exists()
@@ -436,7 +415,7 @@ def test_score_reads_the_formats_the_store_writes(workdir, tmp_path, capsys, mon
     for dataset, path, metric in (("rotten-tomatoes", texts, "downstream-accuracy"),
                                   ("digits", images, "downstream-accuracy")):
         before = snapshot(tmp_path)
-        code, out, err = cli(capsys, monkeypatch, "score", "--dataset", dataset, "--synthetic",
+        code, out, err = run_in_process(capsys, monkeypatch, "score", "--dataset", dataset, "--synthetic",
                              path, "--dataset-param", "n_eval=40", "--metric", metric, "--json")
         assert code == 0, err
         values = {v["name"]: v["value"] for v in json.loads(out)}

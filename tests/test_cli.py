@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from tests.cli_helpers import assert_user_error, dparena
 from tests.paths import ROOT
-from tests.subprocesses import assert_user_error, dparena
 
 SUITE = """
 name = "cli"

@@ -8,8 +8,8 @@ from dparena.harness.store import Store
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.render import to_json
+from tests.cli_helpers import dparena
 from tests.paths import ROOT
-from tests.subprocesses import dparena
 
 pytest_plugins = ["pytester"]
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import sys
 import tomllib
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +14,14 @@ import pandas as pd
 import pytest
 
 from dparena.assets import AssetStore
-from dparena.cli import main
 from dparena.datasets import datasets
 from dparena.datasets.schema import Categorical, Numeric
 from dparena.datasets.table_files import draft_schema, read_schema_file, read_table_file
 from dparena.errors import ConfigError, SchemaError
 from dparena.harness.suite import load_suite
+from tests.cli_helpers import assert_one_error_line, run_in_process
+from tests.cli_helpers import dparena as _dparena
 from tests.paths import ROOT
-from tests.subprocesses import dparena as _dparena
 
 
 def dparena(*args, cwd):
@@ -251,25 +249,6 @@ def test_a_drafted_schema_reads_back_and_describes_its_file(tab, tmp_path):
         draft_schema(frame, "public.csv", target="income")
 
 
-def cli(capsys, monkeypatch, *args):
-    """(exit code, stdout, stderr) of ``dparena ARGS`` run in this process."""
-    monkeypatch.setattr(sys, "argv", ["dparena", *map(str, args)])
-    with warnings.catch_warnings(record=True) as caught, pytest.raises(SystemExit) as stop:
-        warnings.simplefilter("always")
-        main()
-    out, err = capsys.readouterr()
-    err += "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
-    return stop.value.code, out, err
-
-
-def one_error(code, err, *fragments):
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
-
-
 def snapshot(folder: Path) -> dict[str, tuple]:
     return {str(p.relative_to(folder)): (p.is_file() and p.read_bytes(), p.stat().st_mtime_ns)
             for p in sorted(folder.rglob("*"))}
@@ -277,20 +256,20 @@ def snapshot(folder: Path) -> dict[str, tuple]:
 
 def test_schema_draft_warns_and_writes_a_reviewable_file(tab, tmp_path, capsys, monkeypatch):
     out = tmp_path / "draft.toml"
-    code, stdout, err = cli(capsys, monkeypatch, "schema", "draft", tab / "eval.csv",
+    code, stdout, err = run_in_process(capsys, monkeypatch, "schema", "draft", tab / "eval.csv",
                             "--target", "label", "--out", out)
     assert code == 0, err
     assert "warning:" in err and "not private" in err
     drafted = read_schema_file(out)
     assert "row_id" in drafted.schema.names  # the draft models what it sees; the user reviews
     before = out.read_bytes()
-    code, _, err = cli(capsys, monkeypatch, "schema", "draft", tab / "eval.csv", "--out", out)
-    one_error(code, err, "exists", "--force")
+    code, _, err = run_in_process(capsys, monkeypatch, "schema", "draft", tab / "eval.csv", "--out", out)
+    assert_one_error_line(code, err, "exists", "--force")
     assert out.read_bytes() == before
-    code, stdout, err = cli(capsys, monkeypatch, "schema", "draft", tab / "eval.csv")
+    code, stdout, err = run_in_process(capsys, monkeypatch, "schema", "draft", tab / "eval.csv")
     assert code == 0 and tomllib.loads(stdout)["size"] == 30 and "warning:" in err
-    code, _, err = cli(capsys, monkeypatch, "schema", "draft", tab / "nope.csv")
-    one_error(code, err, "nope.csv", "does not exist")
+    code, _, err = run_in_process(capsys, monkeypatch, "schema", "draft", tab / "nope.csv")
+    assert_one_error_line(code, err, "nope.csv", "does not exist")
 
 
 # --------------------------------------------------------------------------- images
@@ -560,8 +539,8 @@ def test_a_bad_file_stops_dparena_run_with_one_line_and_writes_nothing(
     breaker(folder)
     monkeypatch.chdir(tmp_path)
     before = snapshot(tmp_path)
-    code, _, err = cli(capsys, monkeypatch, "run", suite, "--db", tmp_path / "out" / "runs.sqlite")
-    one_error(code, err, *fragments)
+    code, _, err = run_in_process(capsys, monkeypatch, "run", suite, "--db", tmp_path / "out" / "runs.sqlite")
+    assert_one_error_line(code, err, *fragments)
     assert snapshot(tmp_path) == before  # no store, no artifacts, no leaderboard
 
 
@@ -586,7 +565,7 @@ def params_options(params: dict) -> list[str]:
 
 
 def score(capsys, monkeypatch, dataset, params, synthetic, metric):
-    code, out, err = cli(capsys, monkeypatch, "score", "--dataset", dataset,
+    code, out, err = run_in_process(capsys, monkeypatch, "score", "--dataset", dataset,
                          *params_options(params), "--synthetic", synthetic, "--metric", metric,
                          "--json")
     assert code == 0, err
@@ -690,7 +669,7 @@ def test_the_paper_suite_runs_airline_from_the_users_download(tmp_path, capsys, 
     assert airline and {s.dataset for s in airline} == {"csv"}
     assert {s.n_samples for s in airline} == {103_904}  # n_samples = "private": the declared N
     db = tmp_path / "runs.sqlite"
-    code, _, err = cli(capsys, monkeypatch, "run", ROOT / "benchmarks/suites/paper-dp2stage.toml",
+    code, _, err = run_in_process(capsys, monkeypatch, "run", ROOT / "benchmarks/suites/paper-dp2stage.toml",
                        "--db", db, "--only", "section=airline")
-    one_error(code, err, "data/airline/train.csv", "kaggle.com/datasets/teejmahal20", "--only")
+    assert_one_error_line(code, err, "data/airline/train.csv", "kaggle.com/datasets/teejmahal20", "--only")
     assert not db.exists() and not list(tmp_path.iterdir())

@@ -10,8 +10,8 @@ from collections import Counter
 
 from dparena.harness.store import RunRecord, Store
 from dparena.harness.suite import parse_suite
+from tests.cli_helpers import store_rows
 from tests.paths import ROOT
-from tests.subprocesses import store_rows
 
 RAW = {"name": "lease", "seeds": [0, 1], "epsilons": [1.0], "delta": 1e-5,
        "section": [{"dataset": "adult", "dataset_params": {"n_private": 200, "n_eval": 200},

@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.cli_helpers import store_rows
 from tests.paths import ROOT
-from tests.subprocesses import store_rows
 
 SUITE = """
 name = "killme"

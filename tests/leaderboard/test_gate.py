@@ -15,8 +15,8 @@ from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import baseline_entries, build_tables, current_entries
 from dparena.leaderboard.gate import compare, failures, format_comparisons, load_baseline
 from dparena.leaderboard.render import to_json
+from tests.cli_helpers import assert_user_error, dparena
 from tests.paths import ROOT
-from tests.subprocesses import assert_user_error, dparena
 
 
 def _run(label, eps, seed, values, status="ok", method=None, error="", metric_errors=None,
