@@ -25,6 +25,7 @@ from dparena.metrics import metrics  # noqa: E402
 from dparena.metrics.base import EvalData, MetricContext  # noqa: E402
 from dparena.privacy import Ledger  # noqa: E402
 from dparena.types import Budget, Synthetic  # noqa: E402
+from tests.methods.dp2stage.models import tiny_gpt2  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -83,19 +84,8 @@ def test_token_groups_come_from_offsets(tok):
     assert pieces[VALUE].split() == [text[s.start:s.end] for s in spans if s.group == VALUE]
 
 
-def _tiny(vocab=50, seed=0):
-    import transformers
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=32, n_embd=16, n_layer=1,
-                                      n_head=2, bos_token_id=0, eos_token_id=0,
-                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-        return transformers.GPT2LMHeadModel(cfg)
-
-
 def test_alpha_weighting_matches_a_hand_computation():
-    model = _tiny()
+    model = tiny_gpt2()
     rows = [([0, 5, 6, 7, 8, 0], [L.IGNORE, 0, 2, 1, 1, 2]),
             ([0, 9, 3, 4, 0], [L.IGNORE, 0, 1, 2, 2])]
     ids, mask, pos, groups = L.collate(rows, pad_id=0)

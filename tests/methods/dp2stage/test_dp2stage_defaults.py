@@ -25,21 +25,11 @@ from dparena.methods.dp2stage.serialize import KEY, Serializer, column_orders  #
 from dparena.methods.dp2stage.tokens import encode  # noqa: E402
 from dparena.privacy import Ledger  # noqa: E402
 from dparena.types import Budget  # noqa: E402
+from tests.methods.dp2stage.models import tiny_gpt2  # noqa: E402
 from tests.paths import ROOT  # noqa: E402
 
 torch.set_num_threads(1)
 SORTED = ["income"] + sorted(n for n in SCHEMA.names if n != "income")
-
-
-def _tiny(vocab=50, seed=0):
-    import transformers
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        cfg = transformers.GPT2Config(vocab_size=vocab, n_positions=32, n_embd=16, n_layer=1,
-                                      n_head=2, bos_token_id=0, eos_token_id=0,
-                                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-        return transformers.GPT2LMHeadModel(cfg)
 
 
 # rows of different lengths, so a token-pooled mean differs from a mean of per-row means
@@ -91,7 +81,7 @@ def test_bad_new_parameters_are_config_errors():
 
 # ---------------------------------------------------------------------------- 2: stage-1 loss
 def test_causal_lm_loss_pools_tokens_over_the_batch_as_transformers():
-    model = _tiny()
+    model = tiny_gpt2()
     ids, mask, pos, groups = L.collate(ROWS, pad_id=0)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
     ours = L.causal_lm_loss(logits, ids, groups)
@@ -111,7 +101,7 @@ def test_causal_lm_loss_pools_tokens_over_the_batch_as_transformers():
 def _first_loss(loss, alpha=0.65):
     from dparena.lm.train import stage1
 
-    model = _tiny()
+    model = tiny_gpt2()
     ids, mask, pos, groups = L.collate(ROWS, pad_id=0)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
@@ -181,7 +171,7 @@ def test_stage1_lr_decays_linearly_per_optimiser_step():
     rows = ROWS * 4  # 12 rows, batch 3: 4 steps per epoch, 2 epochs
     for schedule, expected in (("linear", _linear(1e-2, 8)), ("constant", [1e-2] * 8)):
         with _LRs() as rec:
-            info = stage1(_tiny(), rows, 0, epochs=2, batch_size=3, lr=1e-2, alpha=0.65,
+            info = stage1(tiny_gpt2(), rows, 0, epochs=2, batch_size=3, lr=1e-2, alpha=0.65,
                           loss="ce", lr_schedule=schedule,
                           generator=torch.Generator().manual_seed(0))
         assert info["stage1_steps"] == 8
