@@ -327,6 +327,19 @@ def test_two_workers_do_not_start_twins_together_when_other_work_waits():
     assert _next_index([a_im1], [a_im0], warm=set()) == 0  # nothing else: no idle worker
 
 
+def test_every_shipped_suite_loads_and_is_documented():
+    """A suite under benchmarks/suites parses (names, parameters, δ rules, orderings) and has its
+    row in docs/suites.md, so a new suite is neither broken nor undocumented."""
+    from tests.paths import ROOT
+
+    listed = (ROOT / "docs" / "suites.md").read_text()
+    paths = sorted((ROOT / "benchmarks" / "suites").glob("*.toml"))
+    assert len(paths) >= 9
+    for path in paths:
+        assert load_suite(path).specs, path.name
+        assert f"| `{path.stem}` |" in listed, f"{path.name} has no row in docs/suites.md"
+
+
 def test_quick_suite_runs_every_method_and_every_metric_family():
     """The quick suite (make demo, CI) keeps its coverage while it is cut to fit: every registered
     method and every metric but fluency-perplexity (the perplexity family under a SmolLM2
