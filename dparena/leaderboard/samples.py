@@ -1,13 +1,17 @@
 """Samples beside the numbers: what each leaderboard row's method produced, so a reader can look
 before trusting a number.
 
-For every (dataset, row label, ε) of a store, the current ok run with the lowest seed gives its
-first records, always the same ones so that re-publishing writes the same files:
+For every (dataset, row label, ε) of a store, the current ok run with the lowest seed gives some
+of its records, always the same ones so that re-publishing writes the same files:
 
 * images: one PNG grid, a row per class (labelled with the class name), up to
   :data:`PER_CLASS` images each, in the order the method returned them;
-* texts: the first :data:`N_TEXTS`, each cut to :data:`TEXT_CHARS` characters;
-* tables: the first :data:`N_ROWS` rows.
+* texts: :data:`N_TEXTS`, each cut to :data:`TEXT_CHARS` characters;
+* tables: :data:`N_ROWS` rows.
+
+Texts and rows are spread evenly over the output (:func:`spread`: the first, the last and
+evenly spaced ones between), not its first records: a generator that writes its records grouped
+(OpenDP's MST and AIM emit theirs clique by clique) would otherwise show five near-copies.
 
 The privacy rule: a DP method's output is a DP release and is shown. A non-private reference
 (``is_dp`` False: ``real``, ``uniform``, ``public-only``) may hold records of the private split,
@@ -59,9 +63,10 @@ AUDIT_WITHHELD = ("withheld: the privacy audit rejects or could not check {label
                   "dataset")
 
 LEGEND = (
-    f"What each row's method produced: its run with the lowest seed, the first records of its "
-    f"output (images: up to {PER_CLASS} per class, a row per class; texts: up to {N_TEXTS}, cut "
-    f"to {TEXT_CHARS} characters; tables: up to {N_ROWS} rows). A DP method's output is a DP "
+    f"What each row's method produced: its run with the lowest seed (images: its first {PER_CLASS} "
+    f"per class, a row per class; texts: up to {N_TEXTS}, cut to {TEXT_CHARS} characters, and "
+    f"tables: up to {N_ROWS} rows, spread evenly from its first record to its last). A DP "
+    f"method's output is a DP "
     f"release. A non-private reference's samples are shown only when the dataset's records are "
     f"themselves public, labelled so; for other datasets they are withheld. Failed and INVALID "
     f"runs show nothing."
@@ -260,27 +265,34 @@ def _images(run: StoredRun, path: Path, folder: Path, base: dict[str, Any], note
     return Sample(**base, grid=f"{FOLDER}/{name}", note=note)
 
 
+def spread(n: int, k: int) -> list[int]:
+    """``min(n, k)`` distinct positions of ``range(n)`` spread evenly from the first to the last."""
+    import numpy as np
+
+    if n <= k:
+        return list(range(n))
+    return [int(i) for i in np.linspace(0, n - 1, k).round()]
+
+
 def _texts(run: StoredRun, path: Path, base: dict[str, Any], note: str) -> Sample:
     names = _class_names(run)
-    texts = []
     with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            if len(texts) == N_TEXTS:
-                break
-            if not line.strip():
-                continue
-            item = json.loads(line)
-            label = item.get("label")
-            klass = (names[label] if names is not None and isinstance(label, int)
-                     and 0 <= label < len(names) else "" if label is None else str(label))
-            texts.append((klass, shorten(str(item.get("text", "")))))
+        lines = [line for line in fh if line.strip()]
+    texts = []
+    for i in spread(len(lines), N_TEXTS):
+        item = json.loads(lines[i])
+        label = item.get("label")
+        klass = (names[label] if names is not None and isinstance(label, int)
+                 and 0 <= label < len(names) else "" if label is None else str(label))
+        texts.append((klass, shorten(str(item.get("text", "")))))
     return Sample(**base, texts=tuple(texts), note=note)
 
 
 def _rows(path: Path, base: dict[str, Any], note: str) -> Sample:
     import pandas as pd
 
-    frame = pd.read_parquet(path).head(N_ROWS)
+    frame = pd.read_parquet(path)
+    frame = frame.iloc[spread(len(frame), N_ROWS)]
     rows = tuple(tuple(_value(v) for v in record) for record in
                  frame.itertuples(index=False, name=None))
     return Sample(**base, columns=tuple(str(c) for c in frame.columns), rows=rows, note=note)

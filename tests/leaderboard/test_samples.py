@@ -252,14 +252,40 @@ def test_dp_rows_are_shown_from_the_first_seed(published):
         marg = _shown(published, dataset, "independent-marginals")
         assert marg.seed == 0 and not marg.why_none and not marg.note
         [run] = _runs(published, method="independent-marginals", seed=0, dataset=dataset[:-1])
-        first = pd.read_parquet(run.artifact).head(samples.N_ROWS)
-        assert marg.columns == tuple(first.columns)
+        frame = pd.read_parquet(run.artifact)
+        spread = frame.iloc[samples.spread(len(frame), samples.N_ROWS)]
+        assert marg.columns == tuple(frame.columns)
         assert marg.rows == tuple(tuple(samples._value(v) for v in row)
-                                  for row in first.itertuples(index=False, name=None))
+                                  for row in spread.itertuples(index=False, name=None))
     adult = _shown(published, "adult(", "independent-marginals")
     assert adult.columns[-1] == "income" and len(adult.columns) == 15
     cell = re.escape(f"<td>{adult.rows[0][0]}</td>")
     assert re.search(cell, published["html"])
+
+
+def test_samples_are_spread_over_the_output_not_its_first_records(tmp_path):
+    # a generator that returns its rows grouped (OpenDP's MST and AIM write them clique by
+    # clique) must not be judged by its first few rows: the shown ones span the whole output
+    assert samples.spread(100, 5) == [0, 25, 50, 74, 99]
+    assert samples.spread(3, 5) == [0, 1, 2] and samples.spread(0, 5) == []
+    assert samples.spread(6, 5) == [0, 1, 2, 4, 5]  # distinct, first and last always in
+    path = tmp_path / "sorted.parquet"
+    pd.DataFrame({"i": range(1000), "g": ["a"] * 500 + ["b"] * 500}).to_parquet(path)
+    base = {"dataset": "toy", "label": "m", "epsilon": 1.0}
+    got = samples._rows(path, base, "")
+    assert [r[0] for r in got.rows] == ["0", "250", "500", "749", "999"]
+    assert {r[1] for r in got.rows} == {"a", "b"}
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(json.dumps({"text": f"t{i}"}) + "\n" + ("\n" if i % 2 else "")
+                             for i in range(40)))
+    shown = samples._texts(_run_without_classes(), texts, base, "")
+    assert [t for _, t in shown.texts] == ["t0", "t10", "t20", "t29", "t39"]
+
+
+def _run_without_classes():
+    from types import SimpleNamespace
+
+    return SimpleNamespace(dataset="toy", dataset_params={}, info={})
 
 
 def test_real_records_of_a_public_dataset_are_shown_and_labelled(published):
@@ -270,9 +296,10 @@ def test_real_records_of_a_public_dataset_are_shown_and_labelled(published):
     rt = _shown(published, "rotten-tomatoes(", "real")
     [run] = _runs(published, dataset="rotten-tomatoes", method="real")
     with open(run.artifact) as fh:
-        first = [json.loads(line) for line in fh][: samples.N_TEXTS]
+        records = [json.loads(line) for line in fh]
+    shown = [records[i] for i in samples.spread(len(records), samples.N_TEXTS)]
     names = ("fresh", "rotten")
-    assert rt.texts == tuple((names[x["label"]], samples.shorten(x["text"])) for x in first)
+    assert rt.texts == tuple((names[x["label"]], samples.shorten(x["text"])) for x in shown)
     assert "real records from the private split, shown because adult is a public dataset" in (
         published["html"])
 
