@@ -129,6 +129,21 @@ def test_a_missing_row_or_file_is_one_line(tmp_path):
         publish.front_table(tmp_path / "nowhere", suites, (block,))
 
 
+def test_a_block_names_the_public_n_of_its_dataset():
+    # the documented size of the private split under the section's parameters, not "full split"
+    assert publish._public_n({"dataset": "adult", "dataset_params": {"split": "dp2stage"}}) == 30_932
+    assert publish._public_n({"dataset": "adult"}) == 32_561
+    assert publish._public_n({"dataset": "mnist", "dataset_params": {"n_eval": 2000}}) == 50_000
+    assert publish._public_n({"dataset": "adult", "dataset_params": {"n_private": 500}}) == 500
+    # a dataset this process does not know: the subsample size the suite gives
+    assert publish._public_n({"dataset": "toy", "dataset_params": {"n_private": 80}}) == 80
+    # n_samples = "private": as many samples as the public N
+    block = publish.Block("s", "x", "t", ("a", "b"), (1.0, 10.0), ("m",))
+    facts = publish._facts(block, {"dataset": "adult", "dataset_params": {"split": "dp2stage"},
+                                   "n_samples": "private"}, {"m": [0]})
+    assert facts == "[`s`](results/s/leaderboard.md) · N = 30,932 · 30,932 samples · seed 0"
+
+
 def test_an_old_failed_cell_of_an_lm_without_valid_rows_reads_0_valid_rows():
     row = {"validity": "0.000 (2)", "util": "failed"}
     assert publish._value("failed", row) == "0 valid rows"

@@ -11,7 +11,8 @@ marker comments: for each block its suite, N, samples per run, seeds and each ro
 A cell is "mean at ε = a / mean at ε = b" (the full tables have the CIs).
 
 The blocks are the results that mean something at CPU size: the real-LM suites (SmolLM2 on
-Adult and on Rotten Tomatoes), AIM and MST, and MNIST at 1,000 synthetic images (mnist-cpu).
+Adult and on Rotten Tomatoes), AIM, MST and DP-CTGAN on the DP-2Stage split (baselines-cpu), and
+MNIST at 1,000 synthetic images (mnist-cpu).
 The quick suite's LM sections use tiny random-init models and are the regression gate, not
 results to read.
 """
@@ -57,15 +58,15 @@ FRONT = (
     Block("text-cpu", "rotten-tomatoes-smollm2", "Rotten Tomatoes, SmolLM2-135M",
           ("embedding-fid", "downstream-accuracy"), (1.0, 10.0),
           ("pe-text", "dp-finetune-lm", "public-only", "real"),
-          accountants={"pe-text": "GDP (exact)", "dp-finetune-lm": "RDP"},
-          note="measured with dparena 0.1 and not re-run since (dp-finetune-lm's DP-SGD under "
-               "RDP)"),
-    Block("quick", "adult-opendp", "Adult, AIM / MST (OpenDP)",
+          note="SmolLM2 for every LM; pe-text with T = 2 and populations of 100; dp-finetune-lm "
+               "one DP-SGD epoch of LoRA (r = 8) over the 300 reviews; one seed, no CI"),
+    Block("baselines-cpu", "adult", "Adult (DP-2Stage split), AIM / MST / DP-CTGAN",
           ("histogram-intersection", "ml-efficacy/f1"), (1.0, 10.0),
-          ("aim", "mst", "independent-marginals|given=income", "real"),
-          note="AIM cut to 8 rounds and 100 iterations and MST to 300 iterations to fit the quick "
-               "suite (OpenDP's defaults, 16·d rounds and 1,000 iterations, are in "
-               "paper-dp2stage.toml; no result yet)"),
+          ("aim", "mst", "dp-ctgan", "independent-marginals|given=income", "real"),
+          note="MST at OpenDP's defaults; AIM at the knee of its CPU curve, 64 rounds of 100 "
+               "iterations on the 2-way workload (OpenDP's defaults, 240 rounds of 1,000 "
+               "iterations on the 3-way workload, do not fit on CPU; docs/protocols.md); DP-CTGAN "
+               "10 epochs of batch 500, noise calibrated to the budget; ε = 4 in the full table"),
     Block("mnist-cpu", "mnist", "MNIST, Sim-PE / DP-NTK / DP-MERF", ("fid", "downstream-accuracy"),
           (1.0, 10.0), ("pe-image|drawtext", "dp-ntk", "dp-merf", "public-only|drawtext", "real"),
           note="the full private split (N = 50,000), 1,000 synthetic images against 2,000 eval "
@@ -109,8 +110,8 @@ def front_table(results: Path, suites: Path, blocks: tuple[Block, ...] = FRONT) 
 
 def _facts(block: Block, section: dict, seeds: dict[str, list[int]]) -> str:
     """"`suite` · N = … · … samples · seeds …" for a block's second line."""
-    params = section.get("dataset_params", {})
-    n = params.get("n_private")
+    n = _public_n(section)
+    samples = n if section.get("n_samples") == "private" else section.get("n_samples")
     shown = {label: seeds.get(label) for label in block.rows}
     common = max((tuple(s) for s in shown.values() if s), key=len, default=())
     fewer: dict[str, list[str]] = {}
@@ -122,8 +123,23 @@ def _facts(block: Block, section: dict, seeds: dict[str, list[int]]) -> str:
                  + (f" ({others})" if others else ""))
     parts = [f"[`{block.suite}`](results/{block.suite}/leaderboard.md)",
              f"N = {n:,}" if n else "N = full split",
-             f"{section.get('n_samples'):,} samples", seed_text]
+             f"{samples:,} samples", seed_text]
     return " · ".join(_escape(p) if not p.startswith("[") else p for p in parts)
+
+
+def _public_n(section: dict) -> int | None:
+    """The section's public N: the dataset's documented size of its private split under the
+    section's parameters (``Dataset.private_size``; read from the class, never from the data)."""
+    from dparena.datasets import datasets
+    from dparena.errors import UnknownNameError
+
+    params = section.get("dataset_params", {})
+    try:
+        return datasets.create(section["dataset"], **params).private_size(None)
+    # a dataset this process does not register (a plugin), or one whose size is read from the
+    # user's files: the section's subsample size, if it has one
+    except (UnknownNameError, AttributeError, OSError):
+        return params.get("n_private")
 
 
 def _pair(rows: list[dict[str, str]], metric: str, block: Block, dataset: str) -> str:
