@@ -347,6 +347,21 @@ def test_nonfinite_values_are_stored_as_null_with_their_kind(tmp_path):
                    (4, 0.25, "")]
 
 
+def test_plots_are_the_same_bytes_when_written_again(tmp_path):
+    """Publishing again must not rewrite committed plots: no date in the SVG, no random ids."""
+    import time
+
+    from dparena.leaderboard.plots import plot_tables
+
+    tables = build_tables([_run("a", eps, seed, {"m": 0.1 * eps + 0.01 * seed})
+                           for eps in (1.0, 4.0) for seed in (0, 1)])
+    plot_tables(tables, tmp_path / "one")
+    time.sleep(1.1)
+    plot_tables(tables, tmp_path / "two")
+    for name in ("toy--m.png", "toy--m.svg"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
 def test_a_nonfinite_value_is_shown_never_ranked_and_never_plotted(tmp_path):
     from dparena.leaderboard.plots import plot_tables
 
