@@ -43,8 +43,9 @@ quick-timings: $(STAMP)
 
 # Regenerate the published results: the full quick-suite tables (results/quick/{leaderboard.md,
 # .html,plots/,samples/}, written by `dparena run`), results/baseline.json, and the README's short front
-# table, read from results/{tabular-cpu,text-cpu,quick}/leaderboard.md (dparena/leaderboard/
-# publish.py; the CPU real-LM suites are re-run by hand: dparena run benchmarks/suites/NAME.toml).
+# table, read from results/{tabular-cpu,text-cpu,baselines-cpu,mnist-cpu}/leaderboard.md
+# (dparena/leaderboard/publish.py; those CPU suites are re-run by hand, each tens of minutes:
+# dparena run benchmarks/suites/NAME.toml, then copy its leaderboard, plots and samples here).
 publish: $(STAMP)
 	$(BIN)/dparena run benchmarks/suites/quick.toml --quiet --jobs 2
 	$(BIN)/dparena leaderboard --db results/quick/runs.sqlite --format json --out results/baseline.json
