@@ -149,3 +149,6 @@ def test_an_old_failed_cell_of_an_lm_without_valid_rows_reads_0_valid_rows():
     assert publish._value("failed", row) == "0 valid rows"
     assert publish._value("failed", {"validity": "0.250 (1)"}) == "failed"
     assert publish._value("**0.776 ±0.004 (1)**", row) == "0.776"
+    # today's leaderboards write the words themselves: kept whole, not read as the number 0
+    assert publish._value("0 valid rows", {}) == "0 valid rows"
+    assert publish._value("0.000 (3)", {}) == "0.000" and publish._value("12 (2)", {}) == "12"
