@@ -50,16 +50,47 @@ def assert_user_error(result, *fragments):
     assert_one_error_line(result.returncode, result.stderr, *fragments)
 
 
+KILLED_WRITER = """
+import os, signal, sqlite3, sys
+con = sqlite3.connect(sys.argv[1], isolation_level=None)
+con.execute("PRAGMA cache_size = 4")  # spill changed pages into the file before any commit
+con.execute("BEGIN IMMEDIATE")
+con.execute("CREATE TABLE scratch (x TEXT)")
+for _ in range(400):
+    con.execute("INSERT INTO scratch VALUES (?)", ("x" * 1000,))
+con.execute("DELETE FROM runs")
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def leave_hot_journal(db: Path) -> Path:
+    """Leave ``db`` as a writer SIGKILLed inside a transaction does: changed pages already in the
+    file and a hot journal beside it (the uncommitted change deletes every run). Returns the
+    journal's path."""
+    out = subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == -9, out.stderr
+    journal = db.with_name(db.name + "-journal")
+    assert journal.exists() and journal.stat().st_size > 0
+    return journal
+
+
 def store_rows(db: Path) -> int:
     """Runs recorded in the store ``db`` (0 while it does not exist or has no runs table yet),
-    read without creating or locking it for long."""
+    read without creating or locking it for long. A store a killed writer left mid-transaction
+    (a hot journal, which a read-only connection cannot roll back) is first rolled back, as the
+    next ``dparena run`` would do; any other SQLite error is raised, not read as 0."""
     if not db.exists():
         return 0
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    for uri in (f"file:{db}?mode=ro", f"file:{db}?mode=rw"):
+        con = sqlite3.connect(uri, uri=True, timeout=30)
         try:
             return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return 0
+            if getattr(exc, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
+                raise
         finally:
             con.close()
-    except sqlite3.Error:
-        return 0
+    raise AssertionError("unreachable: the read-write connection rolls the journal back")

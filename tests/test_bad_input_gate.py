@@ -14,6 +14,7 @@ from dparena.harness.store import SCHEMA, RunRecord, Store
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.render import to_json
+from tests.cli_helpers import leave_hot_journal
 from tests.paths import ROOT
 
 RAW = {"name": "files", "seeds": [0, 1], "epsilons": [2.0], "delta": 1e-5,
@@ -257,3 +258,24 @@ def test_info_is_stored_as_valid_json(tmp_path):
     assert con.execute("SELECT json_extract(info, '$.sigma') FROM runs").fetchone() == ("nan",)
     con.close()
     assert store.runs()[0].info == {"sigma": "nan"}
+
+
+
+def test_a_store_a_killed_writer_left_mid_transaction(tmp_path, monkeypatch, capsys):
+    """A `dparena run` killed (SIGKILL, the OOM killer) inside a write leaves a hot journal beside
+    the store. Reading commands cannot roll it back without writing, so they say what to do in
+    one line and change nothing; the next `dparena run` rolls it back and every run is there."""
+    store = _fill(Store(tmp_path / "runs.sqlite"))
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(to_json(build_tables(store.runs())))
+    journal = leave_hot_journal(store.path)
+    before = _snapshot(tmp_path)
+    for args in (("leaderboard", "--db", store.path),
+                 ("check", "--db", store.path, "--baseline", baseline)):
+        code, _, err = cli(monkeypatch, capsys, *args)
+        assert_one_error(code, err, str(store.path), "killed", "dparena run")
+    assert _snapshot(tmp_path) == before
+    Store(store.path)  # what `dparena run` does first: the journal is rolled back
+    assert not journal.exists()
+    code, md, err = cli(monkeypatch, capsys, "check", "--db", store.path, "--baseline", baseline)
+    assert code == 0 and "gate: passed" in md, (md, err)

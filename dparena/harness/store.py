@@ -242,6 +242,13 @@ class Store:
         try:
             step()
         except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+                # a hot journal: a writer was killed inside a transaction, and only a writer may
+                # roll it back (reading commands promise not to touch the file)
+                raise ConfigError(
+                    f"{self.path}: a killed dparena run left an unfinished write beside it "
+                    f"({self.path.name}-journal); resume it with dparena run SUITE --db "
+                    f"{self.path}, which rolls that write back, then read it again") from None
             if self.mode == "w" and _unwritable(exc):
                 raise ConfigError(f"{self.path}: cannot write the result database ({exc}); "
                                   f"dparena run needs a writable file and folder") from None

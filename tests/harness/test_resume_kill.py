@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cli_helpers import store_rows
+from tests.cli_helpers import leave_hot_journal, store_rows
 from tests.paths import ROOT
 
 SUITE = """
@@ -60,6 +60,24 @@ def test_sigkill_then_resume_records_every_run_exactly_once(tmp_path):
         files = [p.name for p in (tmp_path / "artifacts" / key).iterdir()]
         assert files.count("synthetic.parquet") == 1
         assert not [f for f in files if f.startswith(".tmp-")]
+
+
+def test_a_kill_inside_a_commit_is_counted_as_the_next_run_sees_it(tmp_path):
+    """A driver killed inside a commit leaves a hot journal; the store then still holds what was
+    committed before, and the count must say so (a read that gives up would read as 0 runs and
+    make a resumed suite look as if it had lost them)."""
+    from dparena.harness.store import RunRecord, Store
+    from dparena.harness.suite import load_suite
+    from tests import plugins  # noqa: F401  (registers test-sleep)
+
+    suite = tmp_path / "killme.toml"
+    suite.write_text(SUITE)
+    store = Store(tmp_path / "runs.sqlite")
+    for spec in load_suite(suite).specs[:3]:
+        store.record(RunRecord(spec, "ok", spent_epsilon=spec.epsilon, created_at="now"))
+    journal = leave_hot_journal(store.path)
+    assert store_rows(store.path) == 3
+    assert not journal.exists()
 
 
 def test_twenty_random_kills_converge(tmp_path):
