@@ -199,10 +199,10 @@ def run(
 
 @app.command()
 def orderings(
-    suite: Path = typer.Argument(..., help="Suite TOML file with [[ordering]] tables."),
+    suite: Path = typer.Argument(..., help="Suite TOML file with \\[\\[ordering]] tables."),
     db: Path = typer.Option(None, help="Result database (default results/<suite>/runs.sqlite)."),
 ):
-    """Judge the suite's [[ordering]] claims on stored runs; write orderings.md beside the db.
+    """Judge the suite's \\[\\[ordering]] claims on stored runs; write orderings.md beside the db.
 
     Example: dparena orderings benchmarks/suites/ordering-cpu.toml
     """

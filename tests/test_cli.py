@@ -191,3 +191,37 @@ def test_run_progress_lines_and_timings_table(tmp_path):
     assert again.stderr.startswith("4 runs: 0 ok, 0 invalid, 0 failed, 4 already done")
     assert "cli: " not in again.stderr and "ε spent" not in again.stderr
     assert "Time per stage: 4 runs (stored timings)" in again.stdout  # from the stored timings
+
+
+def _commands(group, path=()):
+    import click
+
+    for name, cmd in sorted(group.commands.items()):
+        yield (*path, name), cmd
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, (*path, name))
+
+
+def test_help_shows_every_bracketed_word_it_was_written_with():
+    """Rich reads ``[word]`` in help text as markup and drops it: ``[[ordering]]`` printed as
+    ``[]``. Every bracketed span of every command's help and option help must reach the screen."""
+    import re
+
+    import typer.main
+    from typer.testing import CliRunner
+
+    from dparena.cli import app
+
+    root = typer.main.get_command(app)
+    runner = CliRunner()
+    seen = {}
+    for path, cmd in _commands(root):
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        wanted = {m.replace("\\[", "[") for t in texts for m in re.findall(r"\\?\[[^\]\s]*\]+", t)}
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "250"}, terminal_width=250)
+        assert out.exit_code == 0, out.output
+        assert "[]" not in out.output, (path, out.output)
+        for span in wanted:
+            assert span in out.output, (path, span)
+        seen[path] = wanted
+    assert "[[ordering]]" in seen[("orderings",)]
