@@ -388,6 +388,7 @@ def _read_synthetic(path: Path, schema):
     import pandas as pd
 
     from dparena.datasets.schema import ImageSchema, TableSchema, TextSchema
+    from dparena.io import read_parquet
 
     what = str(path)
     formats = {TableSchema: (".csv", ".txt", ".parquet"), TextSchema: (".jsonl",),
@@ -401,7 +402,7 @@ def _read_synthetic(path: Path, schema):
     try:
         if isinstance(schema, TableSchema):
             if path.suffix == ".parquet":
-                frame = pd.read_parquet(path)
+                frame = read_parquet(path)
             else:
                 frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
             return schema.conform(frame, what=what), None

@@ -16,6 +16,8 @@ cache-or-compute of arrays, and the offline switch.
 * :func:`locked` holds a cross-process lock for a target (``fcntl.flock`` on a lock file beside
   it): the cache-or-compute helpers take it, so of two processes wanting the same missing entry
   the second waits for the first and reads its result instead of computing it again.
+* :func:`read_parquet` reads a parquet file as a pandas frame without the exit-time abort of
+  ``pandas.read_parquet`` (see there); every parquet read in dparena goes through it.
 * :func:`offline` says whether dparena may use the network.
 """
 
@@ -46,6 +48,17 @@ def offline() -> bool:
     with one line saying where to put it."""
     return any(os.environ.get(name, "").strip().lower() not in ONLINE_VALUES
                for name in ("DPARENA_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def read_parquet(path: str | Path) -> Any:
+    """``pandas.read_parquet(path)`` read on the calling thread. pandas hands pyarrow a Python file
+    object, and pyarrow's I/O thread pool then races the interpreter's shutdown: about one exit in
+    six aborts with "terminate called without an active exception" (exit -6 instead of the
+    process's own code; apache/arrow#34314 and #50482, pyarrow 26.0.1 here). Reading without
+    threads leaves no pool behind (``tests/test_io.py``)."""
+    import pandas as pd
+
+    return pd.read_parquet(path, use_threads=False)
 
 
 def umask() -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from dparena.errors import ConfigError, SchemaError
+from dparena.io import read_parquet
 
 
 def path_param(value: Any, key: str, dataset: str) -> Path:
@@ -126,7 +127,7 @@ def read_frame(path: Path, kind: str, empty_hint: str, **csv_options: Any):
 
     try:
         if kind == "parquet":
-            return pd.read_parquet(path)
+            return read_parquet(path)
         return pd.read_csv(path, dtype=str, keep_default_na=False, **csv_options)
     except pd.errors.EmptyDataError:
         raise SchemaError(f"{path}: the file is empty; {empty_hint}") from None

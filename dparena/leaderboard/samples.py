@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dparena.io import write_atomic
+from dparena.io import read_parquet, write_atomic
 from dparena.leaderboard.aggregate import Table, dataset_key, latest_runs
 
 if TYPE_CHECKING:
@@ -289,9 +289,7 @@ def _texts(run: StoredRun, path: Path, base: dict[str, Any], note: str) -> Sampl
 
 
 def _rows(path: Path, base: dict[str, Any], note: str) -> Sample:
-    import pandas as pd
-
-    frame = pd.read_parquet(path)
+    frame = read_parquet(path)
     frame = frame.iloc[spread(len(frame), N_ROWS)]
     rows = tuple(tuple(_value(v) for v in record) for record in
                  frame.itertuples(index=False, name=None))
