@@ -137,6 +137,15 @@ def test_a_block_names_the_public_n_of_its_dataset():
     assert publish._public_n({"dataset": "adult", "dataset_params": {"n_private": 500}}) == 500
     # a dataset this process does not know: the subsample size the suite gives
     assert publish._public_n({"dataset": "toy", "dataset_params": {"n_private": 80}}) == 80
+    # the user's files: the size their schema declares; none declared: unknown, not a traceback
+    airline = {"schema": "benchmarks/schemas/airline.toml", "private": "p.csv", "eval": "e.csv"}
+    assert publish._public_n({"dataset": "csv", "dataset_params": airline}) == 103_904
+    folder = {"private": "p", "eval": "e", "height": 28, "width": 28, "channels": 1,
+              "classes": ["a", "b"]}
+    assert publish._public_n({"dataset": "image-folder", "dataset_params": folder}) is None
+    block = publish.Block("s", "x", "t", ("a",), (1.0, 10.0), ("m",))
+    assert " · N not declared · " in publish._facts(
+        block, {"dataset": "image-folder", "dataset_params": folder, "n_samples": 10}, {"a": [0]})
     # n_samples = "private": as many samples as the public N
     block = publish.Block("s", "x", "t", ("a", "b"), (1.0, 10.0), ("m",))
     facts = publish._facts(block, {"dataset": "adult", "dataset_params": {"split": "dp2stage"},

@@ -119,7 +119,7 @@ def _facts(block: Block, section: dict, seeds: dict[str, list[int]]) -> str:
     seed_text = (f"seed{'s' if len(common) > 1 else ''} {', '.join(map(str, common))}"
                  + (f" ({others})" if others else ""))
     parts = [f"[`{block.suite}`](results/{block.suite}/leaderboard.md)",
-             f"N = {n:,}" if n else "N = full split",
+             f"N = {n:,}" if n else "N not declared",
              f"{samples:,} samples", seed_text]
     return " · ".join(_escape(p) if not p.startswith("[") else p for p in parts)
 
@@ -128,14 +128,14 @@ def _public_n(section: dict) -> int | None:
     """The section's public N: the dataset's documented size of its private split under the
     section's parameters (``Dataset.private_size``; read from the class, never from the data)."""
     from dparena.datasets import datasets
-    from dparena.errors import UnknownNameError
+    from dparena.errors import DparenaError
 
     params = section.get("dataset_params", {})
     try:
         return datasets.create(section["dataset"], **params).private_size(None)
-    # a dataset this process does not register (a plugin), or one whose size is read from the
-    # user's files: the section's subsample size, if it has one
-    except (UnknownNameError, AttributeError, OSError):
+    # a dataset this process does not register (a plugin), or the user's files with no declared
+    # size or an unreadable schema file: the section's subsample size, if it gives one
+    except (DparenaError, OSError):
         return params.get("n_private")
 
 
