@@ -4,6 +4,10 @@ Each entry is a name and the class that implements it; what it is (modality, des
 install extra) is written on the class, where `dparena list` reads it without importing.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 from dparena.registry import Registry
 
 datasets: Registry = Registry("dataset", "dparena.datasets.base:Dataset")
@@ -20,3 +24,19 @@ datasets.register_lazy("pubmed", "dparena.datasets.text:PubMed")
 datasets.register_lazy("csv", "dparena.datasets.table_files:CSVTable")
 datasets.register_lazy("image-folder", "dparena.datasets.image_folder:ImageFolder")
 datasets.register_lazy("text-file", "dparena.datasets.text_files:TextFile")
+
+
+def public_size(name: str, params: dict[str, Any]) -> int | None:
+    """The public size N of dataset ``name``'s private split under ``params``
+    (``Dataset.private_size``: its documentation, a declared size or the ``n_private`` subsample;
+    never a count of the private rows), or None when it is not known here: a dataset this
+    process does not register (a plugin not loaded), or the user's files with no declared size or
+    an unreadable schema file; then the ``n_private`` subsample size, if the parameters give one.
+    The leaderboards and the README's front table name N with it."""
+    from dparena.errors import DparenaError
+
+    try:
+        return datasets.create(name, **params).private_size(None)
+    except (DparenaError, OSError):
+        n = params.get("n_private")
+        return n if isinstance(n, int) and not isinstance(n, bool) else None

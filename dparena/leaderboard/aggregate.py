@@ -196,8 +196,9 @@ def build_tables(runs: list[StoredRun], all_metrics: bool = False) -> list[Table
 
 
 def _about(runs: list[StoredRun]) -> str:
-    """One line naming what a table's numbers come from: "suite quick · N = 400 (n_private) ·
-    seeds 0, 1 (aim, mst: 0) · 300 samples per run"; parts the runs do not record are left out."""
+    """One line naming what a table's numbers come from: "suite quick · N = 400 private records
+    (n_private) · seeds 0, 1 (aim, mst: 0) · 300 samples per run"; N is the dataset's public size
+    (``dparena.datasets.public_size``); parts that are not known are left out."""
     def listed(values) -> str:
         return ", ".join(str(v) for v in sorted(values))
 
@@ -205,9 +206,13 @@ def _about(runs: list[StoredRun]) -> str:
     suites = {r.suite for r in runs} - {None, ""}
     if suites:
         parts.append(f"suite {listed(suites)}")
-    sizes = {(r.dataset_params or {}).get("n_private") for r in runs}
+    from dparena.datasets import public_size
+
+    sizes = {public_size(r.dataset, r.dataset_params or {}) for r in runs}
     if len(sizes) == 1 and None not in sizes:
-        parts.append(f"N = {sizes.pop():,} private records (n_private)")
+        n = sizes.pop()
+        subsample = {(r.dataset_params or {}).get("n_private") for r in runs} == {n}
+        parts.append(f"N = {n:,} private records{' (n_private)' if subsample else ''}")
     seeds = sorted({r.seed for r in runs})
     if seeds:
         by_label: dict[str, set[int]] = defaultdict(set)

@@ -125,18 +125,10 @@ def _facts(block: Block, section: dict, seeds: dict[str, list[int]]) -> str:
 
 
 def _public_n(section: dict) -> int | None:
-    """The section's public N: the dataset's documented size of its private split under the
-    section's parameters (``Dataset.private_size``; read from the class, never from the data)."""
-    from dparena.datasets import datasets
-    from dparena.errors import DparenaError
+    """The section's public N (``dparena.datasets.public_size``)."""
+    from dparena.datasets import public_size
 
-    params = section.get("dataset_params", {})
-    try:
-        return datasets.create(section["dataset"], **params).private_size(None)
-    # a dataset this process does not register (a plugin), or the user's files with no declared
-    # size or an unreadable schema file: the section's subsample size, if it gives one
-    except (DparenaError, OSError):
-        return params.get("n_private")
+    return public_size(section["dataset"], section.get("dataset_params", {}))
 
 
 def _pair(rows: list[dict[str, str]], metric: str, block: Block, dataset: str) -> str:

@@ -131,6 +131,23 @@ def test_every_table_names_its_suite_n_seeds_and_samples():
     assert f"<p class='about'>{table.about}</p>" in to_html([table])
 
 
+def test_a_table_names_the_documented_n_of_its_dataset():
+    """N is the dataset's public size under the section's parameters (its documentation, never a
+    count of the private rows), also when no n_private subsample is given."""
+    def about(dataset, params):
+        runs = [replace(_run("a", 1.0, 0, {"m": 0.5}), dataset=dataset, dataset_params=params,
+                        suite="s", n_samples=10)]
+        return build_tables(runs)[0].about
+
+    assert about("adult", {"split": "dp2stage"}) == (
+        "suite s · N = 30,932 private records · seed 0 · 10 samples per run")
+    assert about("mnist", {"n_eval": 2000}).startswith("suite s · N = 50,000 private records · ")
+    assert about("adult", {"n_private": 500}).startswith("suite s · N = 500 private records "
+                                                         "(n_private) · ")
+    # a dataset this process does not register, with no subsample size: N is not claimed
+    assert about("toy", {}) == "suite s · seed 0 · 10 samples per run"
+
+
 def test_ties_share_a_rank_in_either_direction():
     for direction, values, ranks in (("maximize", [0.9, 0.5, 0.5, 0.1], [1, 2, 2, 4]),
                                      ("minimize", [0.9, 0.5, 0.5, 0.1], [4, 2, 2, 1])):
