@@ -61,7 +61,7 @@ def _run(label, eps, seed, values, validity=None, status="ok"):
     if validity is not None:
         metrics["validity"] = StoredValue("validity", "validity", validity)
     return StoredRun(
-        key=f"{label}-{eps}-{seed}", dataset="toy", dataset_params={"n_private": 80},
+        key=f"{label}-{eps}-{seed}", dataset="adult", dataset_params={"n_private": 80},
         dataset_version="1", method=label.split("|")[0], label=label, epsilon=eps,
         delta=1e-5, seed=seed, status=status, error="",
         spent_epsilon=math.inf if eps is None else eps,
@@ -78,10 +78,11 @@ delta = 1e-5
 
 [[section]]
 name = "toy-section"
-dataset = "toy"
+dataset = "adult"
 dataset_params = { n_private = 80 }
 n_samples = 40
-methods = [{ name = "lm", label = "lm|big" }, { name = "real" }]
+metrics = ["histogram-intersection"]
+methods = [{ name = "uniform", label = "lm|big" }, { name = "real" }]
 """
 
 
@@ -118,7 +119,7 @@ def test_the_front_table_reads_what_the_leaderboard_renders(tmp_path):
 def test_a_missing_row_or_file_is_one_line(tmp_path):
     runs = [_run("real", None, 0, {"fid": 0.9, "util": 0.75})]
     results, suites, block = _toy(tmp_path, runs)
-    with pytest.raises(publish.PublishError, match=r"has no toy\(n_private=80\) table at ε=1"):
+    with pytest.raises(publish.PublishError, match=r"has no adult\(n_private=80\) table at ε=1"):
         publish.front_table(results, suites, (block,))
     runs.append(_run("other", 1.0, 0, {"fid": 0.1, "util": 0.2}))
     runs.append(_run("other", 10.0, 0, {"fid": 0.1, "util": 0.2}))
@@ -130,27 +131,67 @@ def test_a_missing_row_or_file_is_one_line(tmp_path):
 
 
 def test_a_block_names_the_public_n_of_its_dataset():
+    from dparena.datasets import public_size
+
     # the documented size of the private split under the section's parameters, not "full split"
-    assert publish._public_n({"dataset": "adult", "dataset_params": {"split": "dp2stage"}}) == 30_932
-    assert publish._public_n({"dataset": "adult"}) == 32_561
-    assert publish._public_n({"dataset": "mnist", "dataset_params": {"n_eval": 2000}}) == 50_000
-    assert publish._public_n({"dataset": "adult", "dataset_params": {"n_private": 500}}) == 500
+    assert public_size("adult", {"split": "dp2stage"}) == 30_932
+    assert public_size("adult", {}) == 32_561
+    assert public_size("mnist", {"n_eval": 2000}) == 50_000
+    assert public_size("adult", {"n_private": 500}) == 500
     # a dataset this process does not know: the subsample size the suite gives
-    assert publish._public_n({"dataset": "toy", "dataset_params": {"n_private": 80}}) == 80
+    assert public_size("toy", {"n_private": 80}) == 80
+    assert public_size("toy", {}) is None
     # the user's files: the size their schema declares; none declared: unknown, not a traceback
     airline = {"schema": "benchmarks/schemas/airline.toml", "private": "p.csv", "eval": "e.csv"}
-    assert publish._public_n({"dataset": "csv", "dataset_params": airline}) == 103_904
+    assert public_size("csv", airline) == 103_904
     folder = {"private": "p", "eval": "e", "height": 28, "width": 28, "channels": 1,
               "classes": ["a", "b"]}
-    assert publish._public_n({"dataset": "image-folder", "dataset_params": folder}) is None
-    block = publish.Block("s", "x", "t", ("a",), (1.0, 10.0), ("m",))
-    assert " · N not declared · " in publish._facts(
-        block, {"dataset": "image-folder", "dataset_params": folder, "n_samples": 10}, {"a": [0]})
-    # n_samples = "private": as many samples as the public N
-    block = publish.Block("s", "x", "t", ("a", "b"), (1.0, 10.0), ("m",))
-    facts = publish._facts(block, {"dataset": "adult", "dataset_params": {"split": "dp2stage"},
-                                   "n_samples": "private"}, {"m": [0]})
-    assert facts == "[`s`](results/s/leaderboard.md) · N = 30,932 · 30,932 samples · seed 0"
+    assert public_size("image-folder", folder) is None
+    block = publish.Block("s", "x", "t", ("f", "u"), (1.0, 10.0), ("a",))
+    assert " · N not declared · 10 samples · seed 0" in publish._facts(
+        block, publish.Section("image-folder(...)", None, (10,), {"a": (0,)}))
+
+
+SECTION_WITH_DEFAULTS = """
+name = "defaults"
+epsilons = [1.0, 10.0]
+delta = 1e-5
+
+[[section]]
+name = "split"
+dataset = "adult"
+dataset_params = { split = "dp2stage" }
+metrics = ["histogram-intersection"]
+methods = [{ name = "mst" }, { name = "real" }]
+
+[[section]]
+name = "more-seeds"
+seeds = [0, 1, 2]
+dataset = "adult"
+dataset_params = { split = "dp2stage" }
+n_samples = 500
+metrics = ["histogram-intersection"]
+methods = [{ name = "aim" }]
+"""
+
+
+def test_a_block_reads_its_section_as_the_suite_loader_does(tmp_path):
+    """Defaults the section leaves out are the loader's: n_samples = the public N, seeds = [0];
+    a section on the same dataset adds its labels' seeds."""
+    suite = tmp_path / "defaults.toml"
+    suite.write_text(SECTION_WITH_DEFAULTS)
+    section = publish._section(suite, "split")
+    assert section == publish.Section("adult(split=dp2stage)", 30_932, (30_932,),
+                                      {"mst": (0,), "real": (0,), "aim": (0, 1, 2)})
+    block = publish.Block("defaults", "split", "t", ("f", "u"), (1.0, 10.0),
+                          ("mst", "aim", "real"))
+    assert publish._facts(block, section) == ("[`defaults`](results/defaults/leaderboard.md) · "
+                                              "N = 30,932 · 30,932 samples · seeds 0, 1, 2 (mst, real: 0)")
+    with pytest.raises(publish.PublishError, match="has no section 'nope'"):
+        publish._section(suite, "nope")
+    suite.write_text(SECTION_WITH_DEFAULTS.replace('"mst"', '"msst"'))
+    with pytest.raises(publish.PublishError, match="unknown method 'msst'"):
+        publish._section(suite, "split")
 
 
 def test_an_old_failed_cell_of_an_lm_without_valid_rows_reads_0_valid_rows():

@@ -23,6 +23,7 @@ from dparena.types import Direction
 
 if TYPE_CHECKING:
     from dparena.harness.store import StoredRun
+    from dparena.harness.suite import RunSpec
 
 BOOTSTRAP_RESAMPLES = 2000
 CI_LEVEL = 0.95
@@ -143,7 +144,8 @@ class Table:
         return f"{self.dataset} — ε={self.epsilon:g}{delta}"
 
 
-def dataset_key(run: StoredRun) -> str:
+def dataset_key(run: StoredRun | RunSpec) -> str:
+    """The table a run lands in: "adult(split=dp2stage)" (a stored run or the spec it came from)."""
     extra = ",".join(f"{k}={v}" for k, v in sorted((run.dataset_params or {}).items()))
     return f"{run.dataset}({extra})" if extra else run.dataset
 

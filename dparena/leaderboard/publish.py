@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,12 +83,12 @@ def front_table(results: Path, suites: Path, blocks: tuple[Block, ...] = FRONT) 
     for block in blocks:
         if block.epsilons != (1.0, 10.0):
             raise PublishError(f"{block.suite}: the front table shows ε = 1 and 10 only")
-        section, seeds = _section(suites / f"{block.suite}.toml", block.section)
+        section = _section(suites / f"{block.suite}.toml", block.section)
         board, arrows = _leaderboard(results / block.suite / "leaderboard.md")
-        dataset = _dataset_key(section)
+        dataset = section.dataset
         named = " · ".join(f"{kind}: {m} {arrows.get(m, '')}".strip()
                            for kind, m in zip(("fidelity", "utility"), block.metrics, strict=True))
-        firsts = [f"**{_escape(block.task)}**", _facts(block, section, seeds), _escape(named)]
+        firsts = [f"**{_escape(block.task)}**", _facts(block, section), _escape(named)]
         for i, label in enumerate(block.rows):
             rows = [_row(board, dataset, eps, label, block) for eps in block.epsilons]
             cells = [_pair(rows, metric, block, dataset) for metric in block.metrics]
@@ -105,30 +104,22 @@ def front_table(results: Path, suites: Path, blocks: tuple[Block, ...] = FRONT) 
     return "\n".join(lines) + "\n"
 
 
-def _facts(block: Block, section: dict, seeds: dict[str, list[int]]) -> str:
+def _facts(block: Block, section: Section) -> str:
     """"`suite` · N = … · … samples · seeds …" for a block's second line."""
-    n = _public_n(section)
-    samples = n if section.get("n_samples") == "private" else section.get("n_samples")
-    shown = {label: seeds.get(label) for label in block.rows}
-    common = max((tuple(s) for s in shown.values() if s), key=len, default=())
+    shown = {label: section.seeds.get(label) for label in block.rows}
+    common = max((s for s in shown.values() if s), key=len, default=())
     fewer: dict[str, list[str]] = {}
     for label, s in shown.items():
-        if s and tuple(s) != common:
+        if s and s != common:
             fewer.setdefault(", ".join(map(str, s)), []).append(label)
     others = "; ".join(f"{', '.join(labels)}: {got}" for got, labels in fewer.items())
     seed_text = (f"seed{'s' if len(common) > 1 else ''} {', '.join(map(str, common))}"
                  + (f" ({others})" if others else ""))
+    n = section.n
     parts = [f"[`{block.suite}`](results/{block.suite}/leaderboard.md)",
              f"N = {n:,}" if n else "N not declared",
-             f"{samples:,} samples", seed_text]
+             f"{' / '.join(f'{k:,}' for k in section.samples)} samples", seed_text]
     return " · ".join(_escape(p) if not p.startswith("[") else p for p in parts)
-
-
-def _public_n(section: dict) -> int | None:
-    """The section's public N (``dparena.datasets.public_size``)."""
-    from dparena.datasets import public_size
-
-    return public_size(section["dataset"], section.get("dataset_params", {}))
 
 
 def _pair(rows: list[dict[str, str]], metric: str, block: Block, dataset: str) -> str:
@@ -200,29 +191,40 @@ def _cells(line: str) -> list[str]:
     return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
 
 
-def _section(path: Path, name: str) -> tuple[dict, dict[str, list[int]]]:
-    """A suite section and the seeds each of the methods on its dataset ran with."""
+@dataclass(frozen=True)
+class Section:
+    """What a block's suite section ran, as the suite loader reads it (its defaults included)."""
+
+    dataset: str  # the leaderboard's table key, e.g. "adult(split=dp2stage)"
+    n: int | None  # the public N (``dparena.datasets.public_size``)
+    samples: tuple[int, ...]  # samples per run (one value unless its methods differ)
+    seeds: dict[str, tuple[int, ...]]  # every label on that dataset: the seeds it ran with
+
+
+def _section(path: Path, name: str) -> Section:
+    """The block's section of the suite at ``path``, read by the suite loader."""
+    from dparena.datasets import public_size
+    from dparena.errors import DparenaError
+    from dparena.harness.suite import load_suite
+    from dparena.leaderboard.aggregate import dataset_key
+
     if not path.is_file():
         raise PublishError(f"{path} is missing")
-    suite = tomllib.loads(path.read_text(encoding="utf-8"))
-    sections = suite.get("section", [])
-    found = next((s for s in sections if s.get("name") == name), None)
-    if found is None:
+    try:
+        specs = load_suite(path).specs
+    except DparenaError as exc:
+        raise PublishError(f"{path}: {exc}") from None
+    found = [s for s in specs if s.section == name]
+    if not found:
         raise PublishError(f"{path} has no section {name!r}")
-    seeds: dict[str, list[int]] = {}
-    for s in sections:  # every section on the same dataset lands in the same leaderboard table
-        if s.get("dataset") == found.get("dataset") and (
-                s.get("dataset_params", {}) == found.get("dataset_params", {})):
-            for m in s.get("methods", []):
-                seeds.setdefault(m.get("label", m["name"]), list(s.get("seeds",
-                                                                       suite.get("seeds", []))))
-    return found, seeds
-
-
-def _dataset_key(section: dict) -> str:
-    params = section.get("dataset_params", {})
-    extra = ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    return f"{section['dataset']}({extra})" if extra else section["dataset"]
+    dataset = dataset_key(found[0])
+    seeds: dict[str, set[int]] = {}
+    for s in specs:  # every section on the same dataset lands in the same leaderboard table
+        if dataset_key(s) == dataset:
+            seeds.setdefault(s.label, set()).add(s.seed)
+    return Section(dataset=dataset, n=public_size(found[0].dataset, found[0].dataset_params),
+                   samples=tuple(sorted({s.n_samples for s in found})),
+                   seeds={label: tuple(sorted(got)) for label, got in seeds.items()})
 
 
 def _escape(text: str) -> str:
