@@ -192,21 +192,22 @@ def build_tables(runs: list[StoredRun], all_metrics: bool = False) -> list[Table
             tables.append(Table(
                 dataset=ds, dataset_version=ds_runs[0].dataset_version, epsilon=eps,
                 delta=deltas.pop() if len(deltas) == 1 else None, columns=columns, rows=rows,
-                about=_about(at_eps + refs),
+                about=about(at_eps + refs),
             ))
     return tables
 
 
-def _about(runs: list[StoredRun]) -> str:
+def about(runs: list[StoredRun], suite: bool = True) -> str:
     """One line naming what a table's numbers come from: "suite quick · N = 400 private records
     (n_private) · seeds 0, 1 (aim, mst: 0) · 300 samples per run"; N is the dataset's public size
-    (``dparena.datasets.public_size``); parts that are not known are left out."""
+    (``dparena.datasets.public_size``); parts that are not known are left out, and the suite
+    when ``suite`` is false (a page about one suite)."""
     def listed(values) -> str:
         return ", ".join(str(v) for v in sorted(values))
 
     parts = []
     suites = {r.suite for r in runs} - {None, ""}
-    if suites:
+    if suites and suite:
         parts.append(f"suite {listed(suites)}")
     from dparena.datasets import public_size
 

@@ -142,8 +142,12 @@ def _fmt_stat(s: Stat | None, empty: str) -> str:
     return f"{s.mean:.3f} ± {half:.3f} (n={s.n})"
 
 
-def to_markdown(judged: list[Judged], title: str = "Orderings") -> str:
-    lines = [f"### {title}", "",
+def to_markdown(judged: list[Judged], title: str = "Orderings",
+                sections: dict[str, str] | None = None) -> str:
+    """The claims' table; ``sections`` (section name → its N, seeds and samples) is listed under
+    the title."""
+    listed = [f"- section {name}: {text}" for name, text in (sections or {}).items() if text]
+    lines = [f"### {title}", "", *listed, *([""] if listed else []),
              "| claim | source | section | ε | better | worse | difference [95% CI] | verdict |",
              "|---|---|---|---:|---:|---:|---:|---|"]
     for j in judged:

@@ -298,10 +298,15 @@ def _warn(what: str, exc: Exception) -> None:
 def write_orderings(store: Any, suite: Any, folder: Path, quiet: bool = False) -> Path:
     """Judge the suite's [[ordering]] claims on the store's runs; write ``orderings.md``."""
     from dparena.io import write_text_atomic
+    from dparena.leaderboard.aggregate import about, latest_runs
     from dparena.leaderboard.orderings import judge, to_markdown
 
-    text = to_markdown(judge(store.runs(), suite.orderings),
-                       title=f"{suite.name}: orderings the suite checks")
+    runs = store.runs()
+    current = latest_runs(runs)
+    sections = dict.fromkeys(c.section for c in suite.orderings)
+    facts = {s: about([r for r in current if r.section == s], suite=False) for s in sections}
+    text = to_markdown(judge(runs, suite.orderings),
+                       title=f"{suite.name}: orderings the suite checks", sections=facts)
     path = write_text_atomic(folder / "orderings.md", text)
     if not quiet:
         print(text)

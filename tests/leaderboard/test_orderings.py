@@ -79,7 +79,8 @@ def test_difference_ci_is_oriented_and_needs_two_runs_a_side():
 
 
 @pytest.fixture(scope="module")
-def judged(tmp_path_factory):
+def ran(tmp_path_factory):
+    """(suite, store path) of the claims below, every run done."""
     claims = [_claim(source="marginals beat uniform"),
               _claim(better="uniform", worse="independent-marginals"),
               _claim(metric="ml-efficacy/f1", better="independent-marginals",
@@ -89,7 +90,22 @@ def judged(tmp_path_factory):
     suite = parse_suite(_suite(claims))
     db = tmp_path_factory.mktemp("orderings") / "runs.sqlite"
     assert Runner(Store(db)).run(suite.specs).ok == len(suite.specs)
+    return suite, db
+
+
+@pytest.fixture(scope="module")
+def judged(ran):
+    suite, db = ran
     return judge(Store(db, mode="r").runs(), suite.orderings)
+
+
+def test_the_orderings_page_names_each_sections_n_seeds_and_samples(ran, tmp_path):
+    from dparena.leaderboard.publish import write_orderings
+
+    suite, db = ran
+    text = write_orderings(Store(db, mode="r"), suite, tmp_path, quiet=True).read_text()
+    assert ("\n- section t: N = 300 private records (n_private) · seeds 0, 1, 2 · 300 samples "
+            "per run\n") in text
 
 
 def test_orderings_judged_on_stored_runs(judged):
