@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dparena.errors import ConfigError
 from dparena.harness.store import SCHEMA, RunRecord, Store
 from dparena.harness.suite import parse_suite
 from dparena.leaderboard.aggregate import build_tables
@@ -260,7 +261,6 @@ def test_info_is_stored_as_valid_json(tmp_path):
     assert store.runs()[0].info == {"sigma": "nan"}
 
 
-
 def test_a_store_a_killed_writer_left_mid_transaction(tmp_path, monkeypatch, capsys):
     """A `dparena run` killed (SIGKILL, the OOM killer) inside a write leaves a hot journal beside
     the store. Reading commands cannot roll it back without writing, so they say what to do in
@@ -279,3 +279,10 @@ def test_a_store_a_killed_writer_left_mid_transaction(tmp_path, monkeypatch, cap
     assert not journal.exists()
     code, md, err = cli(monkeypatch, capsys, "check", "--db", store.path, "--baseline", baseline)
     assert code == 0 and "gate: passed" in md, (md, err)
+    # a writer killed after the store was opened for reading: its reads say the same
+    reader = Store(store.path, mode="r")
+    leave_hot_journal(store.path)
+    with pytest.raises(ConfigError, match="a killed dparena run left an unfinished write") as got:
+        reader.runs()
+    assert "\n" not in str(got.value)
+    assert len(Store(store.path).runs()) == len(parse_suite(RAW).specs)  # a writer recovers it

@@ -242,13 +242,7 @@ class Store:
         try:
             step()
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
-                # a hot journal: a writer was killed inside a transaction, and only a writer may
-                # roll it back (reading commands promise not to touch the file)
-                raise ConfigError(
-                    f"{self.path}: a killed dparena run left an unfinished write beside it "
-                    f"({self.path.name}-journal); resume it with dparena run SUITE --db "
-                    f"{self.path}, which rolls that write back, then read it again") from None
+            self._refuse_hot_journal(exc)
             if self.mode == "w" and _unwritable(exc):
                 raise ConfigError(f"{self.path}: cannot write the result database ({exc}); "
                                   f"dparena run needs a writable file and folder") from None
@@ -259,6 +253,17 @@ class Store:
         except OSError as exc:
             raise ConfigError(f"{self.path}: cannot open the result database "
                               f"({exc.strerror or exc})") from None
+
+    def _refuse_hot_journal(self, exc: sqlite3.DatabaseError) -> None:
+        """A read-only connection that meets a hot journal (a writer killed inside a transaction,
+        whenever that happened: before this store was opened or since) cannot roll it back, and
+        reading commands promise not to touch the file: say what to do. (A writer rolls it back
+        itself; there this error means the file cannot be written, which _guard reports.)"""
+        if self.mode == "r" and getattr(exc, "sqlite_errorname", "") == "SQLITE_READONLY_ROLLBACK":
+            raise ConfigError(
+                f"{self.path}: a killed dparena run left an unfinished write beside it "
+                f"({self.path.name}-journal); resume it with dparena run SUITE --db "
+                f"{self.path}, which rolls that write back, then read it again") from None
 
     def _tables(self, con: sqlite3.Connection) -> dict[str, set[str]]:
         names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
@@ -375,6 +380,7 @@ class Store:
             for r in con.execute("SELECT * FROM metric_values"):
                 values.setdefault(r["key"], {})[r["name"]] = StoredValue.from_row(dict(r))
         except sqlite3.DatabaseError as exc:
+            self._refuse_hot_journal(exc)
             raise ConfigError(f"{self.path}: the result database is damaged ({exc})") from None
         finally:
             con.close()

@@ -62,10 +62,11 @@ def test_sigkill_then_resume_records_every_run_exactly_once(tmp_path):
         assert not [f for f in files if f.startswith(".tmp-")]
 
 
-def test_a_kill_inside_a_commit_is_counted_as_the_next_run_sees_it(tmp_path):
-    """A driver killed inside a commit leaves a hot journal; the store then still holds what was
-    committed before, and the count must say so (a read that gives up would read as 0 runs and
-    make a resumed suite look as if it had lost them)."""
+def test_a_kill_inside_a_transaction_is_counted_as_the_next_run_sees_it(tmp_path):
+    """A driver killed inside a write transaction leaves a hot journal; the store then still
+    holds what was committed before, and the count must say so (a read that gives up would read
+    as 0 runs and make a resumed suite look as if it had lost them). The count leaves the
+    journal for the next run to roll back."""
     from dparena.harness.store import RunRecord, Store
     from dparena.harness.suite import load_suite
     from tests import plugins  # noqa: F401  (registers test-sleep)
@@ -76,8 +77,10 @@ def test_a_kill_inside_a_commit_is_counted_as_the_next_run_sees_it(tmp_path):
     for spec in load_suite(suite).specs[:3]:
         store.record(RunRecord(spec, "ok", spent_epsilon=spec.epsilon, created_at="now"))
     journal = leave_hot_journal(store.path)
+    before = (store.path.read_bytes(), journal.read_bytes())
     assert store_rows(store.path) == 3
-    assert not journal.exists()
+    assert (store.path.read_bytes(), journal.read_bytes()) == before
+    assert len(Store(store.path).runs()) == 3 and not journal.exists()
 
 
 def test_twenty_random_kills_converge(tmp_path):
