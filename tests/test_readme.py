@@ -142,14 +142,15 @@ def test_a_block_names_the_public_n_of_its_dataset():
     assert public_size("toy", {"n_private": 80}) == 80
     assert public_size("toy", {}) is None
     # the user's files: the size their schema declares; none declared: unknown, not a traceback
-    airline = {"schema": "benchmarks/schemas/airline.toml", "private": "p.csv", "eval": "e.csv"}
+    airline = {"schema": str(ROOT / "benchmarks" / "schemas" / "airline.toml"), "private": "p.csv",
+               "eval": "e.csv"}
     assert public_size("csv", airline) == 103_904
     folder = {"private": "p", "eval": "e", "height": 28, "width": 28, "channels": 1,
               "classes": ["a", "b"]}
     assert public_size("image-folder", folder) is None
     block = publish.Block("s", "x", "t", ("f", "u"), (1.0, 10.0), ("a",))
     assert " · N not declared · 10 samples · seed 0" in publish._facts(
-        block, publish.Section("image-folder(...)", None, (10,), {"a": (0,)}))
+        block, publish.Section("image-folder(...)", None, {"a": (10,)}, {"a": (0,)}))
 
 
 SECTION_WITH_DEFAULTS = """
@@ -181,12 +182,14 @@ def test_a_block_reads_its_section_as_the_suite_loader_does(tmp_path):
     suite = tmp_path / "defaults.toml"
     suite.write_text(SECTION_WITH_DEFAULTS)
     section = publish._section(suite, "split")
-    assert section == publish.Section("adult(split=dp2stage)", 30_932, (30_932,),
-                                      {"mst": (0,), "real": (0,), "aim": (0, 1, 2)})
+    assert section == publish.Section(
+        "adult(split=dp2stage)", 30_932, {"mst": (30_932,), "real": (30_932,), "aim": (500,)},
+        {"mst": (0,), "real": (0,), "aim": (0, 1, 2)})
     block = publish.Block("defaults", "split", "t", ("f", "u"), (1.0, 10.0),
                           ("mst", "aim", "real"))
-    assert publish._facts(block, section) == ("[`defaults`](results/defaults/leaderboard.md) · "
-                                              "N = 30,932 · 30,932 samples · seeds 0, 1, 2 (mst, real: 0)")
+    assert publish._facts(block, section) == (
+        "[`defaults`](results/defaults/leaderboard.md) · N = 30,932 · 30,932 samples (aim: 500) · "
+        "seed 0 (aim: 0, 1, 2)")
     with pytest.raises(publish.PublishError, match="has no section 'nope'"):
         publish._section(suite, "nope")
     suite.write_text(SECTION_WITH_DEFAULTS.replace('"mst"', '"msst"'))

@@ -105,21 +105,33 @@ def front_table(results: Path, suites: Path, blocks: tuple[Block, ...] = FRONT) 
 
 
 def _facts(block: Block, section: Section) -> str:
-    """"`suite` · N = … · … samples · seeds …" for a block's second line."""
-    shown = {label: section.seeds.get(label) for label in block.rows}
-    common = max((s for s in shown.values() if s), key=len, default=())
-    fewer: dict[str, list[str]] = {}
-    for label, s in shown.items():
-        if s and s != common:
-            fewer.setdefault(", ".join(map(str, s)), []).append(label)
-    others = "; ".join(f"{', '.join(labels)}: {got}" for got, labels in fewer.items())
-    seed_text = (f"seed{'s' if len(common) > 1 else ''} {', '.join(map(str, common))}"
-                 + (f" ({others})" if others else ""))
+    """"`suite` · N = … · … samples · seeds …" for a block's second line; a row that ran other
+    samples or seeds than most is named after them, e.g. "seeds 0, 1, 2 (aim: 0)"."""
+    samples, odd_samples = _most_and_others(section.samples, block.rows)
+    seeds, odd_seeds = _most_and_others(section.seeds, block.rows)
     n = section.n
     parts = [f"[`{block.suite}`](results/{block.suite}/leaderboard.md)",
              f"N = {n:,}" if n else "N not declared",
-             f"{' / '.join(f'{k:,}' for k in section.samples)} samples", seed_text]
+             f"{' / '.join(f'{k:,}' for k in samples)} samples{odd_samples}",
+             f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}{odd_seeds}"]
     return " · ".join(_escape(p) if not p.startswith("[") else p for p in parts)
+
+
+def _most_and_others(values: dict[str, tuple[int, ...]], labels: tuple[str, ...]
+                     ) -> tuple[tuple[int, ...], str]:
+    """The value most of ``labels`` have (the longest on a tie), and " (a, b: v; c: w)" naming
+    those that differ ("" when none do)."""
+    shown = {label: values[label] for label in labels if values.get(label)}
+    counts: dict[tuple[int, ...], int] = {}
+    for v in shown.values():
+        counts[v] = counts.get(v, 0) + 1
+    most = max(counts, key=lambda v: (counts[v], len(v)), default=())
+    odd: dict[str, list[str]] = {}
+    for label, v in shown.items():
+        if v != most:
+            odd.setdefault(", ".join(f"{k:,}" for k in v), []).append(label)
+    text = "; ".join(f"{', '.join(names)}: {got}" for got, names in odd.items())
+    return most, f" ({text})" if text else ""
 
 
 def _pair(rows: list[dict[str, str]], metric: str, block: Block, dataset: str) -> str:
@@ -197,12 +209,14 @@ class Section:
 
     dataset: str  # the leaderboard's table key, e.g. "adult(split=dp2stage)"
     n: int | None  # the public N (``dparena.datasets.public_size``)
-    samples: tuple[int, ...]  # samples per run (one value unless its methods differ)
-    seeds: dict[str, tuple[int, ...]]  # every label on that dataset: the seeds it ran with
+    # every label on that dataset (any section of the suite): its samples per run and its seeds
+    samples: dict[str, tuple[int, ...]]
+    seeds: dict[str, tuple[int, ...]]
 
 
 def _section(path: Path, name: str) -> Section:
-    """The block's section of the suite at ``path``, read by the suite loader."""
+    """The block's section of the suite at ``path``, read by the suite loader (which builds each
+    method to check its parameters: publishing needs the extras ``make install`` installs)."""
     from dparena.datasets import public_size
     from dparena.errors import DparenaError
     from dparena.harness.suite import load_suite
@@ -213,17 +227,20 @@ def _section(path: Path, name: str) -> Section:
     try:
         specs = load_suite(path).specs
     except DparenaError as exc:
-        raise PublishError(f"{path}: {exc}") from None
+        text = str(exc)
+        raise PublishError(text if text.startswith(str(path)) else f"{path}: {text}") from None
     found = [s for s in specs if s.section == name]
     if not found:
         raise PublishError(f"{path} has no section {name!r}")
     dataset = dataset_key(found[0])
     seeds: dict[str, set[int]] = {}
+    samples: dict[str, set[int]] = {}
     for s in specs:  # every section on the same dataset lands in the same leaderboard table
         if dataset_key(s) == dataset:
             seeds.setdefault(s.label, set()).add(s.seed)
+            samples.setdefault(s.label, set()).add(s.n_samples)
     return Section(dataset=dataset, n=public_size(found[0].dataset, found[0].dataset_params),
-                   samples=tuple(sorted({s.n_samples for s in found})),
+                   samples={label: tuple(sorted(got)) for label, got in samples.items()},
                    seeds={label: tuple(sorted(got)) for label, got in seeds.items()})
 
 
