@@ -58,7 +58,7 @@ def read_parquet(path: str | Path) -> Any:
     threads leaves no pool behind (``tests/test_io.py``)."""
     import pandas as pd
 
-    return pd.read_parquet(path, use_threads=False)
+    return pd.read_parquet(path, engine="pyarrow", use_threads=False)
 
 
 def umask() -> int:

@@ -2,13 +2,13 @@ import json
 import math
 import sqlite3
 
-import pandas as pd
 import pytest
 
 import tests.plugins  # noqa: F401 - registers the test-only methods
 from dparena.harness.runner import Runner
 from dparena.harness.store import Store
 from dparena.harness.suite import load_suite, parse_suite
+from dparena.io import read_parquet
 from dparena.leaderboard.aggregate import build_tables
 
 SUITE = """
@@ -129,7 +129,7 @@ def test_end_to_end_tiny_suite_and_resume(suite_file, tmp_path):
     ok = runs[("independent-marginals", 1.0, 0)]
     assert ok.status == "ok" and ok.spent_epsilon <= 1.0 + 1e-9
     assert ok.ledger[0]["mechanism"] == "gaussian"
-    assert pd.read_parquet(ok.artifact).shape == (1000, 15)
+    assert read_parquet(ok.artifact).shape == (1000, 15)
     assert 0.5 < ok.metrics["histogram-intersection"].value <= 1
     assert ok.peak_rss_mb > 10 and ok.timings["generate_s"] > 0
     assert ok.versions["dparena"]

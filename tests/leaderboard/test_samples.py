@@ -20,6 +20,7 @@ import tests.plugins  # noqa: F401 - registers test-copy-texts, test-raise, test
 from dparena.harness.runner import Runner
 from dparena.harness.store import Store, StoredRun
 from dparena.harness.suite import load_suite
+from dparena.io import read_parquet
 from dparena.leaderboard import samples
 from dparena.leaderboard.aggregate import build_tables
 from dparena.leaderboard.publish import write_leaderboards
@@ -252,7 +253,7 @@ def test_dp_rows_are_shown_from_the_first_seed(published):
         marg = _shown(published, dataset, "independent-marginals")
         assert marg.seed == 0 and not marg.why_none and not marg.note
         [run] = _runs(published, method="independent-marginals", seed=0, dataset=dataset[:-1])
-        frame = pd.read_parquet(run.artifact)
+        frame = read_parquet(run.artifact)
         spread = frame.iloc[samples.spread(len(frame), samples.N_ROWS)]
         assert marg.columns == tuple(frame.columns)
         assert marg.rows == tuple(tuple(samples._value(v) for v in row)
