@@ -6,6 +6,7 @@ install extra) is written on the class, where `dparena list` reads it without im
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from dparena.registry import Registry
@@ -32,11 +33,21 @@ def public_size(name: str, params: dict[str, Any]) -> int | None:
     never a count of the private rows), or None when it is not known here: a dataset this
     process does not register (a plugin not loaded), or the user's files with no declared size or
     an unreadable schema file; then the ``n_private`` subsample size, if the parameters give one.
-    The leaderboards and the README's front table name N with it."""
-    from dparena.errors import DparenaError
+    Never raises (a fact to show, not a check); cached per (name, params). The README's front
+    table names N with it, and the leaderboards for runs that did not record theirs."""
+    import json
 
+    return _public_size(name, json.dumps(params, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=256)
+def _public_size(name: str, params_json: str) -> int | None:
+    import json
+
+    params = json.loads(params_json)
     try:
         return datasets.create(name, **params).private_size(None)
-    except (DparenaError, OSError):
+    # a fact to show, never a reason to fail a page: any dataset that cannot say gives None
+    except Exception:  # noqa: BLE001
         n = params.get("n_private")
         return n if isinstance(n, int) and not isinstance(n, bool) else None

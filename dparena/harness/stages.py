@@ -179,13 +179,16 @@ def execute(spec: RunSpec, bundle: DatasetBundle, artifact_dir: Path, cache_dir:
     from dparena.methods import methods
 
     timings: dict[str, float] = {}
-    rec = RunRecord(spec=spec, status="failed", versions=provenance(), created_at=now())
+    # the public N the run used (declared, never counted): the leaderboards name it
+    public = {"public_size": bundle.public_size} if bundle.public_size is not None else {}
+    rec = RunRecord(spec=spec, status="failed", versions=provenance(), created_at=now(),
+                    info=dict(public))
     try:
         method = methods.create(spec.method, **spec.method_params)
         t0 = time.perf_counter()
         synthetic, ledger = generate(method, spec, bundle, work_dir)
         timings["generate_s"] = time.perf_counter() - t0
-        rec.info = json_safe_info(synthetic.info)
+        rec.info = {**json_safe_info(synthetic.info), **public}
 
         synthetic, shortfall = checked_output(synthetic, spec, bundle.schema, type(method))
         if shortfall:  # a may_return_fewer method: ok, with the shortfall on record

@@ -197,10 +197,21 @@ def build_tables(runs: list[StoredRun], all_metrics: bool = False) -> list[Table
     return tables
 
 
+def _public_size(run: StoredRun) -> int | None:
+    """The public N a run recorded (``info["public_size"]``), or for a run recorded before runs
+    kept it, the dataset's documented size under its parameters (``datasets.public_size``)."""
+    recorded = (run.info or {}).get("public_size")
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        return recorded
+    from dparena.datasets import public_size
+
+    return public_size(run.dataset, run.dataset_params or {})
+
+
 def about(runs: list[StoredRun], suite: bool = True) -> str:
     """One line naming what a table's numbers come from: "suite quick · N = 400 private records
-    (n_private) · seeds 0, 1 (aim, mst: 0) · 300 samples per run"; N is the dataset's public size
-    (``dparena.datasets.public_size``); parts that are not known are left out, and the suite
+    (n_private) · seeds 0, 1 (aim, mst: 0) · 300 samples per run"; N is the public size the runs
+    recorded (or their dataset documents); parts that are not known are left out, and the suite
     when ``suite`` is false (a page about one suite)."""
     def listed(values) -> str:
         return ", ".join(str(v) for v in sorted(values))
@@ -209,9 +220,7 @@ def about(runs: list[StoredRun], suite: bool = True) -> str:
     suites = {r.suite for r in runs} - {None, ""}
     if suites and suite:
         parts.append(f"suite {listed(suites)}")
-    from dparena.datasets import public_size
-
-    sizes = {public_size(r.dataset, r.dataset_params or {}) for r in runs}
+    sizes = {_public_size(r) for r in runs}
     if len(sizes) == 1 and None not in sizes:
         n = sizes.pop()
         subsample = {(r.dataset_params or {}).get("n_private") for r in runs} == {n}
@@ -230,7 +239,7 @@ def about(runs: list[StoredRun], suite: bool = True) -> str:
                      + (f" ({extra})" if extra else ""))
     samples = {r.n_samples for r in runs} - {None}
     if samples:
-        parts.append(f"{listed(f'{n:,}' for n in samples)} samples per run")
+        parts.append(f"{', '.join(f'{n:,}' for n in sorted(samples))} samples per run")
     return " · ".join(parts)
 
 

@@ -134,6 +134,11 @@ def test_end_to_end_tiny_suite_and_resume(suite_file, tmp_path):
     assert ok.peak_rss_mb > 10 and ok.timings["generate_s"] > 0
     assert ok.versions["dparena"]
     assert ok.info["sigma"] > 0  # the method's Synthetic.info is kept with the run
+    # with the public N the run used (n_private here), also when it failed in the worker (a
+    # crashed worker records nothing; its table's N then comes from the dataset's documentation)
+    for key in (("independent-marginals", 1.0, 0), ("test-overspend", 1.0, 0),
+                ("test-raise", 1.0, 0), ("real", None, 0)):
+        assert runs[key].info["public_size"] == 1500, key
 
     over = runs[("test-overspend", 1.0, 0)]
     assert over.status == "invalid" and "exceeds the budget" in over.error

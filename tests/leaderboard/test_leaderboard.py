@@ -146,6 +146,13 @@ def test_a_table_names_the_documented_n_of_its_dataset():
                                                          "(n_private) · ")
     # a dataset this process does not register, with no subsample size: N is not claimed
     assert about("toy", {}) == "suite s · seed 0 · 10 samples per run"
+    # several sample counts in one table: in numeric order
+    runs = [replace(_run(label, 1.0, 0, {"m": 0.5}), n_samples=n)
+            for label, n in (("a", 10_000), ("b", 500))]
+    assert build_tables(runs)[0].about.endswith("seed 0 · 500, 10,000 samples per run")
+    # the N a run recorded wins over today's documentation of its dataset
+    recorded = replace(_run("a", 1.0, 0, {"m": 0.5}), dataset="toy", info={"public_size": 1234})
+    assert build_tables([recorded])[0].about.startswith("N = 1,234 private records · ")
 
 
 def test_ties_share_a_rank_in_either_direction():
