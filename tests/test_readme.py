@@ -190,6 +190,11 @@ def test_a_block_reads_its_section_as_the_suite_loader_does(tmp_path):
     assert publish._facts(block, section) == (
         "[`defaults`](results/defaults/leaderboard.md) · N = 30,932 · 30,932 samples (aim: 500) · "
         "seed 0 (aim: 0, 1, 2)")
+    # seeds are named as they are, sample counts with thousands separators
+    odd = publish.Section("d", 10, {"a": (1_000,), "b": (2_000,), "c": (1_000,)},
+                          {"a": (1_234,), "b": (0,), "c": (1_234,)})
+    assert publish._facts(publish.Block("s", "x", "t", ("f", "u"), (1.0, 10.0), ("a", "b", "c")),
+                          odd).endswith(" · 1,000 samples (b: 2,000) · seed 1234 (b: 0)")
     with pytest.raises(publish.PublishError, match="has no section 'nope'"):
         publish._section(suite, "nope")
     suite.write_text(SECTION_WITH_DEFAULTS.replace('"mst"', '"msst"'))

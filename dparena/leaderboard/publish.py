@@ -107,8 +107,8 @@ def front_table(results: Path, suites: Path, blocks: tuple[Block, ...] = FRONT) 
 def _facts(block: Block, section: Section) -> str:
     """"`suite` · N = … · … samples · seeds …" for a block's second line; a row that ran other
     samples or seeds than most is named after them, e.g. "seeds 0, 1, 2 (aim: 0)"."""
-    samples, odd_samples = _most_and_others(section.samples, block.rows)
-    seeds, odd_seeds = _most_and_others(section.seeds, block.rows)
+    samples, odd_samples = _most_and_others(section.samples, block.rows, "{:,}")
+    seeds, odd_seeds = _most_and_others(section.seeds, block.rows, "{}")
     n = section.n
     parts = [f"[`{block.suite}`](results/{block.suite}/leaderboard.md)",
              f"N = {n:,}" if n else "N not declared",
@@ -117,7 +117,7 @@ def _facts(block: Block, section: Section) -> str:
     return " · ".join(_escape(p) if not p.startswith("[") else p for p in parts)
 
 
-def _most_and_others(values: dict[str, tuple[int, ...]], labels: tuple[str, ...]
+def _most_and_others(values: dict[str, tuple[int, ...]], labels: tuple[str, ...], fmt: str
                      ) -> tuple[tuple[int, ...], str]:
     """The value most of ``labels`` have (the longest on a tie), and " (a, b: v; c: w)" naming
     those that differ ("" when none do)."""
@@ -129,7 +129,7 @@ def _most_and_others(values: dict[str, tuple[int, ...]], labels: tuple[str, ...]
     odd: dict[str, list[str]] = {}
     for label, v in shown.items():
         if v != most:
-            odd.setdefault(", ".join(f"{k:,}" for k in v), []).append(label)
+            odd.setdefault(", ".join(fmt.format(k) for k in v), []).append(label)
     text = "; ".join(f"{', '.join(names)}: {got}" for got, names in odd.items())
     return most, f" ({text})" if text else ""
 
