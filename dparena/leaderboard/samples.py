@@ -66,10 +66,9 @@ LEGEND = (
     f"What each row's method produced: its run with the lowest seed (images: its first {PER_CLASS} "
     f"per class, a row per class; texts: up to {N_TEXTS}, cut to {TEXT_CHARS} characters, and "
     f"tables: up to {N_ROWS} rows, spread evenly from its first record to its last). A DP "
-    f"method's output is a DP "
-    f"release. A non-private reference's samples are shown only when the dataset's records are "
-    f"themselves public, labelled so; for other datasets they are withheld. Failed and INVALID "
-    f"runs show nothing."
+    f"method's output is a DP release. A non-private reference's samples are shown only when the "
+    f"dataset's records are themselves public, labelled so; for other datasets they are withheld. "
+    f"Failed and INVALID runs show nothing."
 )
 
 
